@@ -1,0 +1,277 @@
+//! The one trait every member cloud is driven through, and its vocabulary.
+//!
+//! `MemberAdapter` is object safe and held as `Arc<dyn MemberAdapter>`. Each call takes a
+//! [`CallContext`] (tenant, idempotency key, deadline, trace context). Errors are classified
+//! once, where they happen: what kind of failure, where it came from, and whether a retry is
+//! safe; retry and breaker layers read those fields, never message strings.
+//!
+//! Invariant: `create` is idempotent by `ResourceSpec::broker_id`; an adapter that talks to
+//! a member API without native idempotency makes the call idempotent itself (a client token,
+//! or a tag searched before any retry) before it ever retries.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
+
+use alliance_core::{DataClassName, ImageName, Jurisdiction, ResourceType, SizeName, TenantId};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// What every adapter call carries.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The tenant on whose behalf the call is made, when there is one.
+    pub tenant: Option<TenantId>,
+    /// A key that makes a repeated call safe; derived from the broker's operation.
+    pub idempotency_key: String,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// The W3C `traceparent` of the calling span, propagated to the member.
+    pub traceparent: Option<String>,
+}
+
+impl CallContext {
+    /// A context with a deadline `timeout` from now.
+    pub fn new(
+        tenant: Option<TenantId>,
+        idempotency_key: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            tenant,
+            idempotency_key: idempotency_key.into(),
+            deadline: Instant::now() + timeout,
+            traceparent: None,
+        }
+    }
+
+    /// Time left before the deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// What the broker asks a member to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceSpec {
+    /// The broker's id for the resource; the member keeps it (tag, metadata or path).
+    pub broker_id: String,
+    /// The kind of resource.
+    pub resource_type: ResourceType,
+    /// The tenant's name for it.
+    pub name: String,
+    /// The owning tenant.
+    pub tenant: TenantId,
+    /// The jurisdiction it must live in.
+    pub jurisdiction: Jurisdiction,
+    /// The data class.
+    pub data_class: DataClassName,
+    /// Instances: the broker-wide size.
+    pub size: Option<SizeName>,
+    /// Instances: the broker-wide image.
+    pub image: Option<ImageName>,
+    /// Volumes: the size in GB.
+    pub size_gb: Option<u32>,
+}
+
+/// How the broker names a resource at a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// The kind of resource.
+    pub resource_type: ResourceType,
+    /// The broker's id.
+    pub broker_id: String,
+    /// The member's own id, once known.
+    pub member_resource_id: Option<String>,
+}
+
+/// The state of a resource at its member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberResourceStatus {
+    /// Being created.
+    Provisioning,
+    /// Ready.
+    Active,
+    /// Being deleted.
+    Deleting,
+    /// Creation failed at the member.
+    Error,
+}
+
+/// A resource as a member reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberResource {
+    /// The kind of resource.
+    pub resource_type: ResourceType,
+    /// The member's own id.
+    pub member_resource_id: String,
+    /// The broker's id, when the member keeps it.
+    pub broker_id: Option<String>,
+    /// The owning tenant, when the member keeps it.
+    pub tenant: Option<TenantId>,
+    /// The state.
+    pub status: MemberResourceStatus,
+    /// A member-side explanation, e.g. of an error.
+    pub detail: Option<String>,
+}
+
+/// The broker's closed set of failure kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The member does not know the resource.
+    NotFound,
+    /// The member refuses for lack of quota.
+    OverQuota,
+    /// The member asks the broker to slow down.
+    RateLimited,
+    /// The member refuses the broker's credentials.
+    AuthFailed,
+    /// The member is down, overloaded or unreachable.
+    Unavailable,
+    /// The call did not finish before its deadline.
+    Timeout,
+    /// The member refuses the request as invalid.
+    Invalid,
+    /// The member's answer was not what the protocol says.
+    BadResponse,
+}
+
+/// Where a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    /// The member answered with an error.
+    Member,
+    /// The network failed between broker and member.
+    Network,
+    /// The broker itself (configuration, mapping).
+    Broker,
+}
+
+/// Whether a failed call may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// Repeating is always safe (reads, idempotent deletes).
+    Safe,
+    /// Repeating is safe with the same idempotency key.
+    WithIdempotencyKey,
+    /// Repeating will not help.
+    Never,
+}
+
+/// A failed adapter call, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AdapterError {
+    /// What failed.
+    pub kind: ErrorKind,
+    /// Where.
+    pub origin: ErrorSource,
+    /// Whether to retry.
+    pub retry: Retry,
+    /// How long the member asked to wait.
+    pub retry_after: Option<Duration>,
+    /// A human explanation without secrets.
+    pub message: String,
+}
+
+impl fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} from {:?}: {}",
+            self.kind, self.origin, self.message
+        )
+    }
+}
+
+impl AdapterError {
+    /// A new error.
+    pub fn new(
+        kind: ErrorKind,
+        origin: ErrorSource,
+        retry: Retry,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            origin,
+            retry,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+
+    /// The member is unavailable; retrying with the same key is safe.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::Unavailable,
+            ErrorSource::Member,
+            Retry::WithIdempotencyKey,
+            message,
+        )
+    }
+
+    /// The member refuses the request; do not retry.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::Invalid,
+            ErrorSource::Member,
+            Retry::Never,
+            message,
+        )
+    }
+
+    /// Sets `retry_after`.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Whether a later attempt of the same call, with the same key, may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.retry != Retry::Never
+            && matches!(
+                self.kind,
+                ErrorKind::Unavailable | ErrorKind::RateLimited | ErrorKind::Timeout
+            )
+    }
+}
+
+/// One member cloud, as the broker drives it.
+#[async_trait::async_trait]
+pub trait MemberAdapter: Send + Sync + fmt::Debug {
+    /// The adapter kind (`sim`, `federation`, `openstack`, `ec2`).
+    fn kind(&self) -> &'static str;
+
+    /// Creates a resource, idempotently by `spec.broker_id`: a second call returns the
+    /// resource of the first.
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError>;
+
+    /// Reads a resource; `Ok(None)` when the member does not have it.
+    async fn get(
+        &self,
+        ctx: &CallContext,
+        resource: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError>;
+
+    /// Deletes a resource; deleting an unknown resource succeeds.
+    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError>;
+
+    /// Lists the member's resources of a type, for one tenant or all.
+    async fn list(
+        &self,
+        ctx: &CallContext,
+        resource_type: ResourceType,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError>;
+
+    /// Checks that the member answers.
+    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError>;
+}

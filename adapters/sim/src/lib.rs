@@ -1,0 +1,387 @@
+//! `sim`: an in-process simulated member cloud.
+//!
+//! It keeps its own resource table with its own clock, takes `delay_ms` to provision or
+//! delete, fails a configurable fraction of calls with `unavailable`, and (when given a
+//! journal file) keeps its state across broker restarts, as a real member would: a broker
+//! killed mid-operation finds the member's resources where it left them.
+//!
+//! Invariant: `create` is idempotent by broker id; the journal records every real creation
+//! once (`"created"`) and every repeated create as `"create_replayed"`, so tests can prove
+//! that nothing was created twice.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alliance_adapter_api::{
+    AdapterError, CallContext, MemberAdapter, MemberResource, MemberResourceStatus, ResourceRef,
+    ResourceSpec,
+};
+use alliance_core::{ResourceType, TenantId};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How a simulated member behaves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// How long creation and deletion take, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Fraction of calls (0.0 to 1.0) that fail with `unavailable`.
+    #[serde(default)]
+    pub failure_rate: f64,
+}
+
+/// One resource in the member's own table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SimResource {
+    member_resource_id: String,
+    broker_id: String,
+    resource_type: ResourceType,
+    tenant: TenantId,
+    /// Milliseconds since the epoch, by the member's own clock.
+    created_at_ms: u64,
+    ready_at_ms: u64,
+    deleted_at_ms: Option<u64>,
+}
+
+/// A journal line: the member's own record of what happened.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum JournalEntry {
+    Created { resource: SimResource },
+    CreateReplayed { broker_id: String },
+    Deleted { broker_id: String, at_ms: u64 },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_broker_id: HashMap<String, SimResource>,
+    journal: Option<File>,
+}
+
+/// The simulated member.
+#[derive(Debug)]
+pub struct SimAdapter {
+    member: String,
+    config: SimConfig,
+    state: Mutex<State>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl SimAdapter {
+    /// A simulated member with its state in memory only.
+    pub fn new(member: impl Into<String>, config: SimConfig) -> Self {
+        Self {
+            member: member.into(),
+            config,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A simulated member whose state is journaled to `path` and replayed from it.
+    pub fn with_journal(
+        member: impl Into<String>,
+        config: SimConfig,
+        path: PathBuf,
+    ) -> std::io::Result<Self> {
+        let mut state = State::default();
+        if path.exists() {
+            let reader = BufReader::new(File::open(&path)?);
+            for line in reader.lines() {
+                let line = line?;
+                // A torn last line (crash mid-write) is ignored: the call it records never
+                // answered, so the broker will repeat it.
+                let Ok(entry) = serde_json::from_str::<JournalEntry>(&line) else {
+                    continue;
+                };
+                match entry {
+                    JournalEntry::Created { resource } => {
+                        state
+                            .by_broker_id
+                            .insert(resource.broker_id.clone(), resource);
+                    }
+                    JournalEntry::CreateReplayed { .. } => {}
+                    JournalEntry::Deleted { broker_id, at_ms } => {
+                        if let Some(r) = state.by_broker_id.get_mut(&broker_id) {
+                            r.deleted_at_ms = Some(at_ms);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        state.journal = Some(OpenOptions::new().create(true).append(true).open(&path)?);
+        Ok(Self {
+            member: member.into(),
+            config,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn maybe_fail(&self) -> Result<(), AdapterError> {
+        if self.config.failure_rate > 0.0
+            && rand::rng().random_bool(self.config.failure_rate.clamp(0.0, 1.0))
+        {
+            return Err(AdapterError::unavailable(format!(
+                "{} is simulating a failure",
+                self.member
+            ))
+            .with_retry_after(Duration::from_millis(50)));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another call panicked; the table is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn view(&self, r: &SimResource, now: u64) -> Option<MemberResource> {
+        let status = match r.deleted_at_ms {
+            Some(at) if now >= at + self.config.delay_ms => return None,
+            Some(_) => MemberResourceStatus::Deleting,
+            None if now >= r.ready_at_ms => MemberResourceStatus::Active,
+            None => MemberResourceStatus::Provisioning,
+        };
+        Some(MemberResource {
+            resource_type: r.resource_type,
+            member_resource_id: r.member_resource_id.clone(),
+            broker_id: Some(r.broker_id.clone()),
+            tenant: Some(r.tenant.clone()),
+            status,
+            detail: None,
+        })
+    }
+}
+
+fn append(journal: &mut Option<File>, entry: &JournalEntry) -> Result<(), AdapterError> {
+    if let Some(file) = journal {
+        let mut line = serde_json::to_vec(entry)
+            .map_err(|e| AdapterError::unavailable(format!("sim journal: {e}")))?;
+        line.push(b'\n');
+        file.write_all(&line)
+            .map_err(|e| AdapterError::unavailable(format!("sim journal: {e}")))?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl MemberAdapter for SimAdapter {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn create(
+        &self,
+        _ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        self.maybe_fail()?;
+        let now = now_ms();
+        let mut state = self.lock();
+        let State {
+            by_broker_id,
+            journal,
+        } = &mut *state;
+        if let Some(existing) = by_broker_id.get(&spec.broker_id) {
+            if existing.deleted_at_ms.is_none() {
+                append(
+                    journal,
+                    &JournalEntry::CreateReplayed {
+                        broker_id: spec.broker_id.clone(),
+                    },
+                )?;
+                return self
+                    .view(existing, now)
+                    .ok_or_else(|| AdapterError::invalid("resource was deleted"));
+            }
+        }
+        let resource = SimResource {
+            member_resource_id: format!("sim-{}", uuid::Uuid::new_v4().simple()),
+            broker_id: spec.broker_id.clone(),
+            resource_type: spec.resource_type,
+            tenant: spec.tenant.clone(),
+            created_at_ms: now,
+            ready_at_ms: now + self.config.delay_ms,
+            deleted_at_ms: None,
+        };
+        append(
+            journal,
+            &JournalEntry::Created {
+                resource: resource.clone(),
+            },
+        )?;
+        let view = self.view(&resource, now);
+        by_broker_id.insert(spec.broker_id.clone(), resource);
+        view.ok_or_else(|| AdapterError::invalid("resource vanished"))
+    }
+
+    async fn get(
+        &self,
+        _ctx: &CallContext,
+        resource: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        self.maybe_fail()?;
+        let state = self.lock();
+        Ok(state
+            .by_broker_id
+            .get(&resource.broker_id)
+            .and_then(|r| self.view(r, now_ms())))
+    }
+
+    async fn delete(&self, _ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
+        self.maybe_fail()?;
+        let now = now_ms();
+        let mut state = self.lock();
+        let State {
+            by_broker_id,
+            journal,
+        } = &mut *state;
+        if let Some(r) = by_broker_id.get_mut(&resource.broker_id) {
+            if r.deleted_at_ms.is_none() {
+                append(
+                    journal,
+                    &JournalEntry::Deleted {
+                        broker_id: resource.broker_id.clone(),
+                        at_ms: now,
+                    },
+                )?;
+                r.deleted_at_ms = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        _ctx: &CallContext,
+        resource_type: ResourceType,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        self.maybe_fail()?;
+        let now = now_ms();
+        let state = self.lock();
+        let mut out: Vec<MemberResource> = state
+            .by_broker_id
+            .values()
+            .filter(|r| r.resource_type == resource_type && tenant.is_none_or(|t| &r.tenant == t))
+            .filter_map(|r| self.view(r, now))
+            .collect();
+        out.sort_by(|a, b| a.member_resource_id.cmp(&b.member_resource_id));
+        Ok(out)
+    }
+
+    async fn health(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
+        self.maybe_fail()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alliance_core::{DataClassName, Jurisdiction};
+
+    fn spec(id: &str) -> ResourceSpec {
+        ResourceSpec {
+            broker_id: id.to_owned(),
+            resource_type: ResourceType::Bucket,
+            name: "b".to_owned(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            jurisdiction: Jurisdiction::parse("FR").expect("FR"),
+            data_class: DataClassName::parse("standard").expect("class"),
+            size: None,
+            image: None,
+            size_gb: None,
+        }
+    }
+
+    fn ctx() -> CallContext {
+        CallContext::new(None, "k", Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn create_is_idempotent_and_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("sim-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("journal.jsonl");
+        let first = {
+            let sim =
+                SimAdapter::with_journal("m", SimConfig::default(), path.clone()).expect("open");
+            let a = sim.create(&ctx(), &spec("r1")).await.expect("create");
+            let b = sim.create(&ctx(), &spec("r1")).await.expect("again");
+            assert_eq!(a.member_resource_id, b.member_resource_id);
+            a
+        };
+        let sim =
+            SimAdapter::with_journal("m", SimConfig::default(), path.clone()).expect("reopen");
+        let again = sim
+            .create(&ctx(), &spec("r1"))
+            .await
+            .expect("after restart");
+        assert_eq!(first.member_resource_id, again.member_resource_id);
+        let listed = sim
+            .list(&ctx(), ResourceType::Bucket, None)
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 1);
+        let reference = ResourceRef {
+            resource_type: ResourceType::Bucket,
+            broker_id: "r1".into(),
+            member_resource_id: None,
+        };
+        sim.delete(&ctx(), &reference).await.expect("delete");
+        sim.delete(&ctx(), &reference).await.expect("delete again");
+        assert_eq!(sim.get(&ctx(), &reference).await.expect("get"), None);
+        let unknown = ResourceRef {
+            broker_id: "nope".into(),
+            ..reference
+        };
+        sim.delete(&ctx(), &unknown)
+            .await
+            .expect("unknown delete succeeds");
+        let journal = std::fs::read_to_string(&path).expect("journal");
+        assert_eq!(journal.matches("\"created\"").count(), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn provisioning_takes_the_delay() {
+        let sim = SimAdapter::new(
+            "m",
+            SimConfig {
+                delay_ms: 60_000,
+                failure_rate: 0.0,
+            },
+        );
+        let r = sim.create(&ctx(), &spec("r2")).await.expect("create");
+        assert_eq!(r.status, MemberResourceStatus::Provisioning);
+    }
+
+    #[tokio::test]
+    async fn failure_rate_one_always_fails_transiently() {
+        let sim = SimAdapter::new(
+            "m",
+            SimConfig {
+                delay_ms: 0,
+                failure_rate: 1.0,
+            },
+        );
+        let err = sim.create(&ctx(), &spec("r3")).await.expect_err("fails");
+        assert!(err.is_transient());
+    }
+}

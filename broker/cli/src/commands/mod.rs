@@ -1,0 +1,32 @@
+//! One module per subcommand.
+
+pub mod audit_verify;
+pub mod config_check;
+pub mod migrate;
+pub mod serve;
+pub mod token;
+
+use std::collections::BTreeMap;
+
+use alliance_service::config::Config;
+
+use crate::Common;
+
+/// The process environment as a map (read once, here).
+pub fn env_map() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Loads the config named by `common` and applies `ALLIANCE_*` overrides.
+pub fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let mut config = Config::load(common.config.as_deref())?;
+    config.apply_env(&env_map())?;
+    Ok(config)
+}
+
+/// A single-threaded runtime for short commands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,83 @@
+//! The `alliance` command. `main` only parses arguments and dispatches to one file per
+//! subcommand; the broker itself is the `alliance-service` library.
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// alliance: a cloud federation broker.
+#[derive(Debug, Parser)]
+#[command(name = "alliance", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by commands that read the config and the data dir.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Config file; the bundled demo federation when absent.
+    #[arg(long, env = "ALLIANCE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data dir: SQLite database, dev issuer key, simulated members' state.
+    #[arg(long, env = "ALLIANCE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(commands::serve::Args),
+    /// Print a JWT signed by the development issuer, alone on stdout.
+    Token(commands::token::Args),
+    /// Apply database migrations.
+    Migrate(commands::migrate::Args),
+    /// Validate a config file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file; errors name the key and the line.
+    Check(commands::config_check::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain: exit 0 intact, 1 tampered.
+    Verify(commands::audit_verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Token(args) => commands::token::run(args),
+        Command::Migrate(args) => commands::migrate::run(args),
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => commands::config_check::run(args),
+        Command::Audit {
+            command: AuditCommand::Verify(args),
+        } => commands::audit_verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("alliance: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure core of the alliance broker.
+//!
+//! Everything here is a function from values to values: no I/O, no clock, no async runtime.
+//! The identifiers are parsed once at the edge (`parse`/`TryFrom`) so that inner code only
+//! ever sees valid values, and the placement decision lives here so that it can be tested
+//! exhaustively and property-tested without a database or a network.
+//!
+//! Invariant: this crate depends on nothing that performs I/O (see `tests/tidy.rs`).
+#![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod placement;
+pub mod policy;
+
+pub use ids::{
+    Certification, DataClassName, IdError, ImageName, Jurisdiction, MemberId, ResourceType,
+    SizeName, TenantId,
+};
+pub use placement::{
+    decide, Candidate, Decision, MemberCandidate, MemberHealth, MemberStatus, PlacementOutcome,
+    PlacementRequest, Rejection,
+};
+pub use policy::{DataClassPolicy, DataClasses, TenantPolicy};

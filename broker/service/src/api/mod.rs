@@ -1,0 +1,171 @@
+//! The HTTP API: the router table, the middleware stack and the operational routes.
+//!
+//! Middleware, outermost first: request id (generated or propagated as `x-request-id`), a
+//! tracing span per request, panic catching (500 problem), metrics, a request timeout
+//! (503 problem), gzip compression and the body limit (413 problem). Unknown routes and
+//! methods are answered with problem+json too.
+
+pub mod catalogue;
+pub mod json;
+pub mod resources;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "alliance", description = "Cloud federation broker: one API, resources placed by jurisdiction on the member clouds of the alliance."),
+    modifiers(&BearerAuth),
+    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "operations-ops", description = "health, readiness, metrics"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The router with its OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(
+            resources::create_instance,
+            resources::list_instances
+        ))
+        .routes(routes!(resources::get_instance, resources::delete_instance))
+        .routes(routes!(resources::create_volume, resources::list_volumes))
+        .routes(routes!(resources::get_volume, resources::delete_volume))
+        .routes(routes!(resources::create_bucket, resources::list_buckets))
+        .routes(routes!(resources::get_bucket, resources::delete_bucket))
+        .routes(routes!(resources::get_operation))
+        .routes(routes!(catalogue::evaluate))
+        .routes(routes!(catalogue::list_members))
+        .routes(routes!(catalogue::get_member))
+        .routes(routes!(catalogue::residency))
+        .routes(routes!(catalogue::create_tenant, catalogue::list_tenants))
+        .routes(routes!(catalogue::get_tenant, catalogue::update_tenant))
+        .routes(routes!(catalogue::audit))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .split_for_parts();
+    let openapi_json = openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
+    let body_limit = state.config.server.body_limit_bytes;
+    api.route("/metrics", axum::routing::get(metrics))
+        .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
+        .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such route; see /docs") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "this route does not answer that method; see /docs") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(CatchPanicLayer::custom(|_panic| ApiError::internal("a handler panicked").into_response()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, tenant.id = tracing::field::Empty)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn request_timeout(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request.timeout",
+            "the request took longer than the broker allows",
+        )
+        .with_retry_after(Duration::from_secs(1))
+        .into_response(),
+    }
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("alliance_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("alliance_http_request_duration_seconds", "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations-ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers; member health is reported.
+#[utoipa::path(get, path = "/readyz", tag = "operations-ops", responses((status = 200, description = "ready"), (status = 503, description = "store unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let members: serde_json::Map<String, serde_json::Value> = state
+        .members
+        .all()
+        .map(|e| {
+            let (_, health) = state.members.state_of(e.config.id.get_ref());
+            (e.config.id.get_ref().to_string(), health.as_str().into())
+        })
+        .collect();
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready", "store": "up", "members": members }))
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unreachable");
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "not_ready", "store": "down", "members": members }))).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// The API page: served from the binary, renders /openapi.json with no external asset.
+const DOCS_PAGE: &str = include_str!("docs.html");

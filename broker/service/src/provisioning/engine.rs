@@ -1,0 +1,455 @@
+//! The operations engine: claims due operations, runs one step of each against its member,
+//! and commits the step's outcome.
+//!
+//! Each step is safe to repeat after a crash at any line: `create` is idempotent at the
+//! member by the broker resource id (the idempotency key derived from the operation), the
+//! member's answer is committed before the next step, and every commit is fenced by the
+//! lease, so a broker that lost its lease cannot overwrite the work of the one that took
+//! over. Waiting for a member (BUILD → ACTIVE) is a rescheduled `await` step with
+//! exponential backoff, so no worker sits idle on a slow member.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alliance_adapter_api::{
+    AdapterError, CallContext, MemberResource, MemberResourceStatus, ResourceRef, ResourceSpec,
+};
+use alliance_core::{DataClassName, ImageName, Jurisdiction, SizeName, TenantId};
+use rand::Rng;
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::config::OperationsConfig;
+use crate::members::MemberRegistry;
+use crate::store::{AuditEntry, ClaimedOperation, Finish, OperationStep, Store, StoreError};
+use crate::time::now_ms;
+
+/// The engine of one broker process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    members: Arc<MemberRegistry>,
+    config: OperationsConfig,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+/// What one step decided.
+enum Next {
+    Finish(Finish, &'static str),
+    Reschedule {
+        step: OperationStep,
+        delay: Duration,
+        error: Option<String>,
+        member_resource_id: Option<String>,
+    },
+}
+
+impl Engine {
+    /// An engine with a fresh owner id for its leases.
+    pub fn new(
+        store: Store,
+        members: Arc<MemberRegistry>,
+        config: OperationsConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let owner = format!("broker-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            store,
+            members,
+            config,
+            owner,
+            wake,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then waits for the steps in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = permits.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                let lease = i64::try_from(self.config.lease_ms).unwrap_or(60_000);
+                match self
+                    .store
+                    .claim_operations(
+                        &self.owner,
+                        now_ms(),
+                        lease,
+                        i64::try_from(free.min(64)).unwrap_or(64),
+                    )
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim operations");
+                        Vec::new()
+                    }
+                }
+            };
+            let idle = claimed.is_empty();
+            for op in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.step(op).await;
+                    drop(permit);
+                });
+            }
+            if idle {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        // Drain: wait until every spawned step has returned its permit.
+        let all = u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await;
+    }
+
+    fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
+        let exp = u32::try_from(attempts.clamp(0, 6)).unwrap_or(6);
+        let base = Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(5));
+        let jitter = rand::rng().random_range(0.8..1.2);
+        base.mul_f64(jitter).max(retry_after.unwrap_or_default())
+    }
+
+    async fn step(&self, claimed: ClaimedOperation) {
+        let op = &claimed.operation;
+        let span = tracing::info_span!("operation.step", operation.id = %op.id, kind = %op.kind, member.id = %claimed.resource.member_id, tenant.id = %op.tenant_id);
+        let _enter = span.enter();
+        let next = self.decide(&claimed).await;
+        let now = now_ms();
+        let result = match next {
+            Next::Reschedule {
+                step,
+                delay,
+                error,
+                member_resource_id,
+            } => {
+                let next_at = now + i64::try_from(delay.as_millis()).unwrap_or(5_000);
+                if next_at > claimed.deadline_at {
+                    let problem = problem(
+                        "member.timeout",
+                        format!(
+                            "the operation did not finish before its deadline{}",
+                            error.map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                    );
+                    self.finish(&claimed, Finish::Failed(problem), "failed")
+                        .await
+                } else {
+                    self.store
+                        .reschedule_operation(
+                            &op.id,
+                            &self.owner,
+                            step,
+                            op.attempts + 1,
+                            next_at,
+                            error.as_deref(),
+                            member_resource_id.as_deref(),
+                            now,
+                        )
+                        .await
+                }
+            }
+            Next::Finish(finish, outcome) => self.finish(&claimed, finish, outcome).await,
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lost the lease on the operation; another broker took it over")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot commit the operation step; it will be retried when its lease expires")
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        claimed: &ClaimedOperation,
+        finish: Finish,
+        outcome: &'static str,
+    ) -> Result<bool, StoreError> {
+        let op = &claimed.operation;
+        let mut details =
+            serde_json::json!({ "operation": op.id, "member": claimed.resource.member_id });
+        if let Finish::Failed(problem) = &finish {
+            details["error"] = problem.clone();
+        }
+        let entry = AuditEntry {
+            actor: "system:engine".into(),
+            roles: Vec::new(),
+            tenant: Some(op.tenant_id.clone()),
+            action: format!("{}.{}", op.resource_type, op.kind),
+            resource_id: Some(op.resource_id.clone()),
+            outcome: outcome.into(),
+            request_id: None,
+            details,
+        };
+        let done = self
+            .store
+            .finish_operation(&op.id, &self.owner, &finish, &[entry], now_ms())
+            .await?;
+        if done {
+            metrics::counter!("alliance_operations_total", "kind" => op.kind.clone(), "outcome" => outcome).increment(1);
+            tracing::info!(outcome, "operation finished");
+        }
+        Ok(done)
+    }
+
+    async fn decide(&self, claimed: &ClaimedOperation) -> Next {
+        let op = &claimed.operation;
+        let resource = &claimed.resource;
+        let Some(member) = self.members.get(&resource.member_id) else {
+            return Next::Finish(
+                Finish::Failed(problem(
+                    "member.unknown",
+                    format!("member {} is no longer configured", resource.member_id),
+                )),
+                "failed",
+            );
+        };
+        let mut ctx = CallContext::new(
+            TenantId::parse(&resource.tenant_id).ok(),
+            op.id.clone(),
+            Duration::from_millis(self.config.call_timeout_ms),
+        );
+        ctx.traceparent = claimed.traceparent.clone();
+        let reference = ResourceRef {
+            resource_type: resource.resource_type,
+            broker_id: resource.id.clone(),
+            member_resource_id: resource.member_resource_id.clone(),
+        };
+        let adapter = &member.adapter;
+        let timeout = Duration::from_millis(self.config.call_timeout_ms);
+        let call = |name: &'static str, outcome: &'static str| {
+            metrics::counter!("alliance_member_calls_total", "member" => resource.member_id.clone(), "call" => name, "outcome" => outcome).increment(1);
+        };
+        match (op.kind.as_str(), op.step) {
+            ("create", OperationStep::Submit) => {
+                let spec = match spec_of(resource, member) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return Next::Finish(
+                            Finish::Failed(problem("validation.invalid_field", e)),
+                            "failed",
+                        )
+                    }
+                };
+                match with_timeout(timeout, adapter.create(&ctx, &spec)).await {
+                    Ok(found) => {
+                        call("create", "ok");
+                        self.after_create_answer(op.attempts, found)
+                    }
+                    Err(e) => {
+                        call("create", "error");
+                        self.on_error(op.attempts, OperationStep::Submit, e)
+                    }
+                }
+            }
+            ("create", OperationStep::Await) => {
+                match with_timeout(timeout, adapter.get(&ctx, &reference)).await {
+                    Ok(Some(found)) => {
+                        call("get", "ok");
+                        self.after_create_answer(op.attempts, found)
+                    }
+                    // The member lost it (or never committed it): ask again, idempotently.
+                    Ok(None) => Next::Reschedule {
+                        step: OperationStep::Submit,
+                        delay: Self::backoff(op.attempts, None),
+                        error: Some("the member does not know the resource yet".into()),
+                        member_resource_id: None,
+                    },
+                    Err(e) => {
+                        call("get", "error");
+                        self.on_error(op.attempts, OperationStep::Await, e)
+                    }
+                }
+            }
+            ("delete", OperationStep::Submit) => {
+                match with_timeout(timeout, adapter.delete(&ctx, &reference)).await {
+                    Ok(()) => {
+                        call("delete", "ok");
+                        Next::Reschedule {
+                            step: OperationStep::Await,
+                            delay: Duration::ZERO,
+                            error: None,
+                            member_resource_id: None,
+                        }
+                    }
+                    Err(e) => {
+                        call("delete", "error");
+                        self.on_error(op.attempts, OperationStep::Submit, e)
+                    }
+                }
+            }
+            ("delete", OperationStep::Await) => {
+                match with_timeout(timeout, adapter.get(&ctx, &reference)).await {
+                    Ok(None) => Next::Finish(
+                        Finish::Succeeded {
+                            resource_status: "deleted",
+                            member_resource_id: None,
+                        },
+                        "succeeded",
+                    ),
+                    Ok(Some(_)) => Next::Reschedule {
+                        step: OperationStep::Await,
+                        delay: Self::backoff(op.attempts, None),
+                        error: None,
+                        member_resource_id: None,
+                    },
+                    Err(e) => self.on_error(op.attempts, OperationStep::Await, e),
+                }
+            }
+            (kind, step) => Next::Finish(
+                Finish::Failed(problem(
+                    "internal",
+                    format!("operation kind {kind} at step {step:?} cannot run"),
+                )),
+                "failed",
+            ),
+        }
+    }
+
+    fn after_create_answer(&self, attempts: i64, found: MemberResource) -> Next {
+        match found.status {
+            MemberResourceStatus::Active => Next::Finish(
+                Finish::Succeeded {
+                    resource_status: "active",
+                    member_resource_id: Some(found.member_resource_id),
+                },
+                "succeeded",
+            ),
+            MemberResourceStatus::Provisioning => Next::Reschedule {
+                step: OperationStep::Await,
+                delay: Self::backoff(attempts, None),
+                error: None,
+                member_resource_id: Some(found.member_resource_id),
+            },
+            MemberResourceStatus::Error => Next::Finish(
+                Finish::Failed(problem(
+                    "member.resource_failed",
+                    found
+                        .detail
+                        .unwrap_or_else(|| "the member failed to create the resource".into()),
+                )),
+                "failed",
+            ),
+            MemberResourceStatus::Deleting => Next::Finish(
+                Finish::Failed(problem(
+                    "member.resource_failed",
+                    "the member is deleting the resource",
+                )),
+                "failed",
+            ),
+        }
+    }
+
+    fn on_error(&self, attempts: i64, step: OperationStep, error: AdapterError) -> Next {
+        tracing::warn!(error = %error, "member call failed");
+        if error.is_transient() {
+            Next::Reschedule {
+                step,
+                delay: Self::backoff(attempts, error.retry_after),
+                error: Some(error.message),
+                member_resource_id: None,
+            }
+        } else {
+            let code = match error.kind {
+                alliance_adapter_api::ErrorKind::OverQuota => "member.over_quota",
+                alliance_adapter_api::ErrorKind::AuthFailed => "member.auth_failed",
+                alliance_adapter_api::ErrorKind::Invalid => "member.rejected",
+                _ => "member.error",
+            };
+            Next::Finish(Finish::Failed(problem(code, error.message)), "failed")
+        }
+    }
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, AdapterError>>,
+) -> Result<T, AdapterError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AdapterError::new(
+                alliance_adapter_api::ErrorKind::Timeout,
+                alliance_adapter_api::ErrorSource::Network,
+                alliance_adapter_api::Retry::WithIdempotencyKey,
+                "the member did not answer in time",
+            ))
+        })
+}
+
+/// A problem document stored on a failed operation.
+pub fn problem(code: &str, detail: impl Into<String>) -> serde_json::Value {
+    let status = match code {
+        "member.timeout" => 504,
+        "internal" => 500,
+        "validation.invalid_field" => 422,
+        _ => 502,
+    };
+    serde_json::json!({
+        "type": format!("urn:alliance:problem:{code}"),
+        "title": "Operation failed",
+        "status": status,
+        "detail": detail.into(),
+        "code": code,
+    })
+}
+
+fn spec_of(
+    resource: &crate::store::ResourceRow,
+    member: &crate::members::MemberEntry,
+) -> Result<ResourceSpec, String> {
+    let text = |key: &str| {
+        resource
+            .spec
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let size = text("size")
+        .map(|s| SizeName::parse(&s))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let image = text("image")
+        .map(|s| ImageName::parse(&s))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    if let Some(size) = &size {
+        if !member.config.sizes.is_empty() && !member.config.sizes.contains_key(size) {
+            return Err(format!(
+                "member {} does not map size {size}",
+                resource.member_id
+            ));
+        }
+    }
+    Ok(ResourceSpec {
+        broker_id: resource.id.clone(),
+        resource_type: resource.resource_type,
+        name: resource.name.clone(),
+        tenant: TenantId::parse(&resource.tenant_id).map_err(|e| e.to_string())?,
+        jurisdiction: Jurisdiction::parse(&resource.jurisdiction).map_err(|e| e.to_string())?,
+        data_class: DataClassName::parse(&resource.data_class).map_err(|e| e.to_string())?,
+        size,
+        image,
+        size_gb: resource
+            .spec
+            .get("size_gb")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok()),
+    })
+}

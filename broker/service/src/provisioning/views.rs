@@ -1,0 +1,391 @@
+//! The JSON shapes of the API (SPEC field names), built from store rows.
+
+use std::collections::BTreeMap;
+
+use alliance_core::{Decision, ResourceType};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::store::{OperationRow, ResidencyRow, ResourceRow, TenantRow};
+use crate::time::rfc3339;
+
+/// The id prefix of each resource type.
+pub fn id_prefix(resource_type: ResourceType) -> &'static str {
+    match resource_type {
+        ResourceType::Instance => "ins",
+        ResourceType::Volume => "vol",
+        ResourceType::Bucket => "bkt",
+    }
+}
+
+/// An asynchronous operation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OperationView {
+    /// Operation id.
+    pub id: String,
+    /// `create` or `delete`.
+    pub kind: String,
+    /// `instance`, `volume` or `bucket`.
+    pub resource_type: String,
+    /// The resource.
+    pub resource_id: String,
+    /// `pending`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The problem when failed.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&OperationRow> for OperationView {
+    fn from(op: &OperationRow) -> Self {
+        Self {
+            id: op.id.clone(),
+            kind: op.kind.clone(),
+            resource_type: op.resource_type.as_str().to_owned(),
+            resource_id: op.resource_id.clone(),
+            status: op.status.clone(),
+            error: op.error.clone(),
+            created_at: rfc3339(op.created_at),
+            updated_at: rfc3339(op.updated_at),
+        }
+    }
+}
+
+/// Why a resource is where it is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacementView {
+    /// The decision's reasons, in order.
+    pub reasons: Vec<String>,
+}
+
+/// An instance, volume or bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResourceView {
+    /// Broker id.
+    pub id: String,
+    /// `instance`, `volume` or `bucket`.
+    pub resource_type: String,
+    /// The tenant's name for it.
+    pub name: String,
+    /// Owner.
+    pub tenant: String,
+    /// Where it lives.
+    pub jurisdiction: String,
+    /// The member cloud that holds it.
+    pub member: String,
+    /// `provisioning`, `active`, `deleting`, `deleted` or `failed`.
+    pub status: String,
+    /// Data class.
+    pub data_class: String,
+    /// Instances: size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Instances: image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Volumes: size in GB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_gb: Option<u64>,
+    /// The placement decision.
+    pub placement: PlacementView,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&ResourceRow> for ResourceView {
+    fn from(r: &ResourceRow) -> Self {
+        let text = |k: &str| r.spec.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let reasons = r
+            .placement
+            .get("reasons")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        Self {
+            id: r.id.clone(),
+            resource_type: r.resource_type.as_str().to_owned(),
+            name: r.name.clone(),
+            tenant: r.tenant_id.clone(),
+            jurisdiction: r.jurisdiction.clone(),
+            member: r.member_id.clone(),
+            status: r.status.clone(),
+            data_class: r.data_class.clone(),
+            size: text("size"),
+            image: text("image"),
+            size_gb: r.spec.get("size_gb").and_then(|v| v.as_u64()),
+            placement: PlacementView { reasons },
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `page_token` for the next page; null on the last.
+    pub next_page_token: Option<String>,
+}
+
+/// `?limit=&page_token=`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// 1 to 500; 50 by default.
+    pub limit: Option<String>,
+    /// From the previous page.
+    pub page_token: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// What the token pages over, so a token cannot be replayed on another list.
+    l: String,
+    /// Last key seen.
+    a: String,
+}
+
+impl PageParams {
+    /// The limit and the key after which to start, for the list named `list`.
+    pub fn resolve(&self, list: &str) -> Result<(i64, Option<String>), ApiError> {
+        let limit = match &self.limit {
+            None => 50,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if (1..=500).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::invalid_query(format!(
+                        "limit must be an integer from 1 to 500, got `{raw}`"
+                    )))
+                }
+            },
+        };
+        let after = match &self.page_token {
+            None => None,
+            Some(token) => {
+                let bad =
+                    || ApiError::invalid_query("page_token is not a token this list gave out");
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| bad())?;
+                let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+                if cursor.l != list {
+                    return Err(bad());
+                }
+                Some(cursor.a)
+            }
+        };
+        Ok((limit, after))
+    }
+}
+
+/// Builds a page from `limit + 1` fetched rows.
+pub fn page<R, T>(
+    mut rows: Vec<R>,
+    limit: i64,
+    list: &str,
+    key: impl Fn(&R) -> String,
+    view: impl Fn(&R) -> T,
+) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(50);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_page_token = if more {
+        rows.last().map(|last| {
+            let cursor = Cursor {
+                l: list.to_owned(),
+                a: key(last),
+            };
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&cursor).unwrap_or_default())
+        })
+    } else {
+        None
+    };
+    Page {
+        items: rows.iter().map(view).collect(),
+        next_page_token,
+    }
+}
+
+/// One member's result in a placement decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CandidateView {
+    /// Member id.
+    pub member: String,
+    /// Passed every filter.
+    pub eligible: bool,
+    /// Rank score; higher is better.
+    pub score: i64,
+    /// Why rejected, or why eligible.
+    pub reasons: Vec<String>,
+}
+
+/// A placement dry run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationView {
+    /// The chosen member, or null.
+    pub chosen: Option<String>,
+    /// The effective jurisdiction.
+    pub jurisdiction: String,
+    /// The effective data class.
+    pub data_class: String,
+    /// Every member, best first.
+    pub candidates: Vec<CandidateView>,
+}
+
+/// The candidates of a decision as JSON values.
+pub fn candidates_json(decision: &Decision) -> Vec<CandidateView> {
+    decision
+        .candidates
+        .iter()
+        .map(|c| CandidateView {
+            member: c.member.to_string(),
+            eligible: c.eligible,
+            score: c.score,
+            reasons: c.reasons(),
+        })
+        .collect()
+}
+
+impl From<&Decision> for EvaluationView {
+    fn from(d: &Decision) -> Self {
+        Self {
+            chosen: d.chosen().map(ToString::to_string),
+            jurisdiction: d.jurisdiction.to_string(),
+            data_class: d.data_class.to_string(),
+            candidates: candidates_json(d),
+        }
+    }
+}
+
+/// A member cloud.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    /// Member id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Jurisdictions served.
+    pub jurisdictions: Vec<String>,
+    /// Certifications held.
+    pub certifications: Vec<String>,
+    /// Services offered.
+    pub services: Vec<String>,
+    /// `active`, `suspended`, `draining` or `retired`.
+    pub status: String,
+    /// `up`, `degraded` or `down`.
+    pub health: String,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    /// Tenant id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Home jurisdiction.
+    pub home_jurisdiction: String,
+    /// Allowed jurisdictions.
+    pub allowed_jurisdictions: Vec<String>,
+    /// Default data class.
+    pub default_data_class: String,
+}
+
+impl From<&TenantRow> for TenantView {
+    fn from(t: &TenantRow) -> Self {
+        Self {
+            id: t.policy.id.to_string(),
+            name: t.name.clone(),
+            home_jurisdiction: t.policy.home_jurisdiction.to_string(),
+            allowed_jurisdictions: t
+                .policy
+                .allowed_jurisdictions
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            default_data_class: t.policy.default_data_class.to_string(),
+        }
+    }
+}
+
+/// Counts per type in one jurisdiction.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct JurisdictionResidency {
+    /// Instances.
+    pub instance: u64,
+    /// Volumes.
+    pub volume: u64,
+    /// Buckets.
+    pub bucket: u64,
+    /// Members holding them.
+    pub members: Vec<String>,
+}
+
+/// One resource in the residency report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResidencyResource {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub resource_type: String,
+    /// Where.
+    pub jurisdiction: String,
+    /// Member.
+    pub member: String,
+    /// Status.
+    pub status: String,
+}
+
+/// Where all of a tenant's data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResidencyView {
+    /// Tenant.
+    pub tenant: String,
+    /// Per jurisdiction.
+    pub by_jurisdiction: BTreeMap<String, JurisdictionResidency>,
+    /// Every live resource.
+    pub resources: Vec<ResidencyResource>,
+}
+
+impl ResidencyView {
+    /// Aggregates residency rows.
+    pub fn build(tenant: &str, rows: &[ResidencyRow]) -> Self {
+        let mut by_jurisdiction: BTreeMap<String, JurisdictionResidency> = BTreeMap::new();
+        for r in rows {
+            let entry = by_jurisdiction.entry(r.jurisdiction.clone()).or_default();
+            match r.resource_type {
+                ResourceType::Instance => entry.instance += 1,
+                ResourceType::Volume => entry.volume += 1,
+                ResourceType::Bucket => entry.bucket += 1,
+            }
+            if !entry.members.contains(&r.member_id) {
+                entry.members.push(r.member_id.clone());
+                entry.members.sort();
+            }
+        }
+        Self {
+            tenant: tenant.to_owned(),
+            by_jurisdiction,
+            resources: rows
+                .iter()
+                .map(|r| ResidencyResource {
+                    id: r.id.clone(),
+                    resource_type: r.resource_type.as_str().to_owned(),
+                    jurisdiction: r.jurisdiction.clone(),
+                    member: r.member_id.clone(),
+                    status: r.status.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Building and running the broker: `Application::build` wires config, store, verifier,
+//! members and engine and binds the listener (port 0 allowed); `run_until_stopped` serves
+//! until the shutdown future resolves, then drains in-flight requests and operation steps.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::auth::{DevIssuer, TokenVerifier};
+use crate::config::Config;
+use crate::members::{build_adapter, MemberEntry, MemberRegistry};
+use crate::provisioning::engine::Engine;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::store::{resolve_url, Store};
+use crate::time::now_ms;
+
+/// What `serve` needs besides the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The validated config (env overrides applied).
+    pub config: Config,
+    /// The data dir (SQLite file, dev issuer key, simulated members' journals).
+    pub data_dir: PathBuf,
+    /// Allow the dev issuer on a non-loopback address.
+    pub allow_dev_issuer_on_network: bool,
+}
+
+/// A built broker, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Builds everything and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let config = settings.config;
+        let listen = config.server.listen;
+        if config.auth.dev_issuer.enabled
+            && !listen.ip().is_loopback()
+            && !settings.allow_dev_issuer_on_network
+        {
+            anyhow::bail!(
+                "refusing to listen on {listen} with the development token issuer enabled: anyone who can read the data dir could mint tokens. \
+                 Listen on a loopback address, disable [auth.dev_issuer], or pass --allow-dev-issuer-on-network"
+            );
+        }
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("cannot create the data dir {}", settings.data_dir.display())
+        })?;
+        let url = resolve_url(&config.database.url, &settings.data_dir);
+        let store = Store::connect(&url, config.database.max_connections)
+            .await
+            .context("cannot open the database")?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
+        let now = now_ms();
+        for tenant in &config.tenants {
+            let name = tenant
+                .name
+                .clone()
+                .unwrap_or_else(|| tenant.id.get_ref().to_string());
+            store.insert_tenant(&tenant.policy(), &name, now).await?;
+        }
+        let mut entries = Vec::new();
+        for member in &config.members {
+            store.seed_member(member.id.get_ref(), now).await?;
+            let adapter = build_adapter(member, &settings.data_dir).with_context(|| {
+                format!("cannot start the adapter of member {}", member.id.get_ref())
+            })?;
+            entries.push(MemberEntry {
+                config: member.clone(),
+                adapter,
+            });
+        }
+        let members = Arc::new(MemberRegistry::new(entries));
+        members.refresh(&store).await?;
+        let dev = if config.auth.dev_issuer.enabled {
+            Some(Arc::new(DevIssuer::load_or_create(&settings.data_dir)?))
+        } else {
+            None
+        };
+        let verifier = TokenVerifier::new(&config.auth, dev)
+            .map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local_addr = listener.local_addr()?;
+        let state = AppState {
+            rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
+            config: Arc::new(config),
+            store,
+            verifier: Arc::new(verifier),
+            members,
+            wake: Arc::new(Notify::new()),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            local_addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The shared state (for in-process tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then drains requests and operation steps.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = self.state.clone();
+        let engine = Engine::new(
+            state.store.clone(),
+            state.members.clone(),
+            state.config.operations.clone(),
+            state.wake.clone(),
+        );
+        let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
+        let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
+        let router = crate::api::router(state.clone());
+        let mut server_stop = stop_rx.clone();
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        });
+        let trigger = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests and operation steps");
+            let _ = stop_tx.send(true);
+        });
+        server.await.context("the HTTP server failed")?;
+        trigger.abort();
+        let _ = engine_task.await;
+        let _ = refresh_task.await;
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut housekeeping = 0u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = state.members.refresh(&state.store).await {
+            tracing::warn!(error = %e, "cannot refresh the member routing table");
+        }
+        housekeeping += 1;
+        if housekeeping % 60 == 0 {
+            match state.store.expire_idempotency_keys(now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys"),
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

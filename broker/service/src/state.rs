@@ -1,0 +1,31 @@
+//! The state shared by every request handler and background job.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::members::MemberRegistry;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// The store.
+    pub store: Store,
+    /// Token verification.
+    pub verifier: Arc<TokenVerifier>,
+    /// The member catalogue, adapters and routing table.
+    pub members: Arc<MemberRegistry>,
+    /// Wakes the operations engine when work is journaled.
+    pub wake: Arc<Notify>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Per-tenant request rate limits.
+    pub rate_limiter: Arc<RateLimiter>,
+}

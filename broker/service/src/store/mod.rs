@@ -1,0 +1,247 @@
+//! The store: sqlx on SQLite or PostgreSQL, chosen by the database URL.
+//!
+//! Handlers never hold SQL; they call the repositories in this module, and every query on a
+//! tenant's data takes a [`TenantScope`], so that a cross-tenant read does not compile.
+//! One code path serves both backends through sqlx's `Any` driver; the few statements whose
+//! dialects differ (row locks, advisory locks) branch on [`Backend`].
+//!
+//! SQLite runs in WAL mode with a single writer connection (writes queue in the pool instead
+//! of failing with SQLITE_BUSY) beside a pool of readers. PostgreSQL uses one pool, claims
+//! work with `FOR UPDATE SKIP LOCKED` and serialises audit appends with an advisory lock.
+
+mod audit;
+mod idempotency;
+mod members;
+mod resources;
+mod tenants;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use alliance_core::TenantId;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
+
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
+pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
+pub use resources::{
+    new_operation, ClaimedOperation, DeleteStart, Finish, Journal, NewResource, OperationRow,
+    OperationStep, ResidencyRow, ResourceRow,
+};
+pub use tenants::TenantRow;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, a file in the data dir.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// The lowercase name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Store failures, classified for the API.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    /// Stored data could not be read back (a bug or a hand edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(err),
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// A store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Proof that a query is about one tenant's data: built only from an authenticated
+/// principal (or by the engine from a row it owns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantScope(TenantId);
+
+impl TenantScope {
+    /// Builds a scope; callers outside the auth layer and the engine must not.
+    pub(crate) fn new(tenant: TenantId) -> Self {
+        Self(tenant)
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.0
+    }
+}
+
+/// The store handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Reads (and, on PostgreSQL, writes).
+    read: AnyPool,
+    /// Writes: on SQLite a single connection, on PostgreSQL the same pool as reads.
+    write: AnyPool,
+    backend: Backend,
+}
+
+/// Resolves a `sqlite://FILE` URL against the data dir; other URLs pass through.
+pub fn resolve_url(url: &str, data_dir: &Path) -> String {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if rest == ":memory:" || rest.starts_with('/') {
+            return format!("sqlite://{rest}");
+        }
+        let (file, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = data_dir.join(file);
+        let query = if query.is_empty() {
+            "mode=rwc".to_owned()
+        } else {
+            query.to_owned()
+        };
+        return format!("sqlite://{}?{query}", path.display());
+    }
+    url.to_owned()
+}
+
+impl Store {
+    /// Connects; `url` must already be resolved (see [`resolve_url`]).
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            // Create the file (and WAL mode) before the pools open it.
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Database)?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let first = sqlx::ConnectOptions::connect(&options).await?;
+            sqlx::Connection::close(first).await.ok();
+            let pragmas = |pool: AnyPoolOptions| {
+                pool.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                            .await
+                            .map(|_| ())
+                    })
+                })
+            };
+            let write = pragmas(
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10)),
+            )
+            .connect(url)
+            .await?;
+            let read = pragmas(
+                AnyPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(10)),
+            )
+            .connect(url)
+            .await?;
+            Ok(Self {
+                read,
+                write,
+                backend: Backend::Sqlite,
+            })
+        } else {
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Self {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+            })
+        }
+    }
+
+    /// Applies the migrations of this backend.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.write)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.write)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Closes the pools.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Reads a column, mapping a decode failure to [`StoreError::Corrupt`].
+pub(crate) fn col<T>(row: &AnyRow, name: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Row::try_get(row, name).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+/// Parses a JSON column.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, name: &str) -> StoreResult<T> {
+    let raw: String = col(row, name)?;
+    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+/// Parses a column through `FromStr`-like parsing.
+pub(crate) fn parsed_col<T, E: std::fmt::Display>(
+    row: &AnyRow,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> StoreResult<T> {
+    let raw: String = col(row, name)?;
+    parse(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,115 @@
+//! Tenants: their placement policy and display name.
+
+use std::collections::BTreeSet;
+
+use alliance_core::{DataClassName, Jurisdiction, TenantId, TenantPolicy};
+use sqlx::any::AnyRow;
+
+use super::{col, json_col, parsed_col, Store, StoreResult};
+
+/// A tenant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Policy (id, jurisdictions, default data class).
+    pub policy: TenantPolicy,
+    /// Display name.
+    pub name: String,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Last change, ms since the epoch.
+    pub updated_at: i64,
+}
+
+fn tenant_from_row(row: &AnyRow) -> StoreResult<TenantRow> {
+    let allowed: Vec<String> = json_col(row, "allowed_jurisdictions")?;
+    let allowed = allowed
+        .iter()
+        .map(|c| Jurisdiction::parse(c))
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|e| super::StoreError::Corrupt(format!("allowed_jurisdictions: {e}")))?;
+    Ok(TenantRow {
+        policy: TenantPolicy {
+            id: parsed_col(row, "id", TenantId::parse)?,
+            home_jurisdiction: parsed_col(row, "home_jurisdiction", Jurisdiction::parse)?,
+            allowed_jurisdictions: allowed,
+            default_data_class: parsed_col(row, "default_data_class", DataClassName::parse)?,
+        },
+        name: col(row, "name")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn allowed_json(policy: &TenantPolicy) -> String {
+    let codes: Vec<&str> = policy
+        .allowed_jurisdictions
+        .iter()
+        .map(Jurisdiction::as_str)
+        .collect();
+    serde_json::to_string(&codes).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl Store {
+    /// Inserts a tenant; `false` when one with that id exists (it is left unchanged).
+    pub async fn insert_tenant(
+        &self,
+        policy: &TenantPolicy,
+        name: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO tenants (id, name, home_jurisdiction, allowed_jurisdictions, default_data_class, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(policy.id.as_str())
+        .bind(name)
+        .bind(policy.home_jurisdiction.as_str())
+        .bind(allowed_json(policy))
+        .bind(policy.default_data_class.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a tenant's policy and name; `false` when it does not exist.
+    pub async fn update_tenant(
+        &self,
+        policy: &TenantPolicy,
+        name: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tenants SET name = $2, home_jurisdiction = $3, allowed_jurisdictions = $4, \
+             default_data_class = $5, updated_at = $6 WHERE id = $1",
+        )
+        .bind(policy.id.as_str())
+        .bind(name)
+        .bind(policy.home_jurisdiction.as_str())
+        .bind(allowed_json(policy))
+        .bind(policy.default_data_class.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One tenant.
+    pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRow>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// Tenants after `after` by id, at most `limit`.
+    pub async fn tenants(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<TenantRow>> {
+        let rows = sqlx::query("SELECT * FROM tenants WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+}

@@ -1,0 +1,100 @@
+//! Telemetry: `tracing` with an env filter (`ALLIANCE_LOG`, else `RUST_LOG`, else `info`),
+//! OpenTelemetry trace export over OTLP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set (gRPC by default, `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` for HTTP), and the
+//! Prometheus recorder behind `/metrics`. Metric names are listed in docs/telemetry.md.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// Keeps the exporter alive; flushes spans when dropped.
+#[derive(Debug, Default)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("alliance: cannot flush traces: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber. `env` is the process environment (passed in for tests).
+pub fn init(env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<TelemetryGuard> {
+    let filter = env
+        .get("ALLIANCE_LOG")
+        .or_else(|| env.get("RUST_LOG"))
+        .cloned()
+        .unwrap_or_else(|| "info,sqlx=warn,tower_http=warn".to_owned());
+    let filter = EnvFilter::try_new(&filter)
+        .map_err(|e| anyhow::anyhow!("invalid log filter `{filter}`: {e}"))?;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let mut guard = TelemetryGuard::default();
+    let otel = match env
+        .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .filter(|e| !e.is_empty())
+    {
+        None => None,
+        Some(endpoint) => {
+            let protocol = env
+                .get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                .map(String::as_str)
+                .unwrap_or("grpc");
+            let exporter = match protocol {
+                "grpc" => opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?,
+                "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+                    .build()?,
+                other => anyhow::bail!("OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported (grpc or http/protobuf)"),
+            };
+            let service = env
+                .get("OTEL_SERVICE_NAME")
+                .cloned()
+                .unwrap_or_else(|| "alliance".to_owned());
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service)
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("alliance");
+            guard.provider = Some(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()?;
+    Ok(guard)
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then /metrics shows ours, empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
