@@ -1,1 +1,485 @@
+//! End-to-end test support: start the compiled `alliance` binary on a free port with its
+//! own data dir (and, when asked, its own PostgreSQL database), mint tokens with it, talk
+//! to it over real HTTP, and kill it (SIGTERM or SIGKILL).
+//!
+//! The binary is `ALLIANCE_BIN` (set by `scripts/test`) or `target/debug/alliance` next to
+//! the test executable; a missing binary or a missing PostgreSQL fails the test loudly.
+#![forbid(unsafe_code)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test support: failing loudly is the point"
+)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The bundled demo federation.
+pub const DEMO_CONFIG: &str = include_str!("../../config/alliance.toml");
+
+/// Operation settings that make tests fast and crash recovery quick.
+pub const FAST_OPERATIONS: &str =
+    "\n[operations]\nlease_ms = 3000\ncall_timeout_ms = 1000\npoll_interval_ms = 20\n";
+
+/// The `alliance` binary.
+pub fn bin() -> PathBuf {
+    if let Ok(path) = std::env::var("ALLIANCE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("alliance"))
+        .unwrap();
+    assert!(
+        candidate.exists(),
+        "the alliance binary is not built at {}: run scripts/test (or cargo build -p alliance)",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A fresh scratch directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let base = std::env::var("ALLIANCE_TEST_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = base.join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh PostgreSQL database on the cluster of `ALLIANCE_TEST_POSTGRES_URL`.
+pub async fn postgres_database() -> String {
+    let admin = std::env::var("ALLIANCE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| panic!("ALLIANCE_TEST_POSTGRES_URL is not set: run scripts/test, which starts a PostgreSQL cluster"));
+    let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the data dir.
+    Sqlite,
+    /// A fresh PostgreSQL database.
+    Postgres,
+}
+
+/// How to start a broker.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The config text.
+    pub config: String,
+    /// Reuse this data dir (for restarts); fresh otherwise.
+    pub data_dir: Option<PathBuf>,
+    /// `ALLIANCE_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// The demo federation with fast operation settings.
+    pub fn demo() -> Self {
+        Self {
+            config: format!("{DEMO_CONFIG}{FAST_OPERATIONS}"),
+            data_dir: None,
+            database_url: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// The demo on `backend`.
+    pub async fn demo_on(backend: Backend) -> Self {
+        let mut options = Self::demo();
+        if backend == Backend::Postgres {
+            options.database_url = Some(postgres_database().await);
+        }
+        options
+    }
+}
+
+/// A running broker process.
+pub struct Broker {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// Its config file.
+    pub config_path: PathBuf,
+    /// What it was started with.
+    pub options: Options,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker and waits until `/readyz` answers 200.
+    pub async fn start(options: Options) -> Broker {
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| scratch("broker"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let config_path = data_dir.join("alliance.toml");
+        std::fs::write(&config_path, &options.config).unwrap();
+        let port = free_port();
+        let log = data_dir.join(format!("broker-{port}.log"));
+        let mut command = Command::new(bin());
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env_remove("ALLIANCE_DATABASE_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("ALLIANCE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(data_dir.join(format!("stdout-{port}.log"))).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = &options.database_url {
+            command.env("ALLIANCE_DATABASE_URL", url);
+        }
+        for (k, v) in &options.env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let broker = Broker {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            config_path,
+            options,
+            log,
+        };
+        broker.wait_ready().await;
+        broker
+    }
+
+    /// Starts another broker on the same data dir and database (a restart, or with a
+    /// different data dir, a replica).
+    pub async fn restart(&self) -> Broker {
+        let mut options = self.options.clone();
+        options.data_dir = Some(self.data_dir.clone());
+        Broker::start(options).await
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(format!("{}/readyz", self.url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "broker at {} not ready after 60 s; log:\n{}",
+            self.url,
+            self.log_text()
+        );
+    }
+
+    /// Its stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Mints a development token.
+    pub fn token(&self, role: &str, tenant: Option<&str>) -> String {
+        let mut command = Command::new(bin());
+        command
+            .arg("token")
+            .arg("--role")
+            .arg(role)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        if let Some(t) = tenant {
+            command.arg("--tenant").arg(t);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "alliance token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A client acting with `token`.
+    pub fn client(&self, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: self.url.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    /// A client without a token.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: self.url.clone(),
+            token: None,
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An answer: status, headers, body bytes.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Raw body.
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// Asserts a problem+json answer with `status` and `code`.
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "body: {body}");
+        assert_eq!(body["status"], status);
+        body
+    }
+}
+
+/// An HTTP client bound to one broker and token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Sends a request.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(30));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        Answer {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None, &[]).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body), &[])
+            .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, path, None, &[]).await
+    }
+
+    /// Polls an operation until it ends; returns it.
+    pub async fn wait_operation(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = self.get(&format!("/v1/operations/{id}")).await;
+            assert_eq!(
+                answer.status,
+                200,
+                "operation {id}: {}",
+                String::from_utf8_lossy(&answer.bytes)
+            );
+            let op = answer.json();
+            if op["status"] == "succeeded" || op["status"] == "failed" {
+                return op;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operation {id} did not finish: {op}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates and waits; returns the resource.
+    pub async fn create_and_wait(&self, collection: &str, body: &Value) -> Value {
+        let answer = self.post(collection, body).await;
+        assert_eq!(
+            answer.status,
+            202,
+            "create {collection}: {}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+        let op = answer.json();
+        let done = self.wait_operation(op["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        self.get(&format!(
+            "{collection}/{}",
+            op["resource_id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+    }
+}
+
+/// Runs `alliance` with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Counts, in simulated members' journals under `data_dir`, how often each broker
+/// resource id was really created at a member.
+pub fn sim_creations(data_dirs: &[&Path]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for dir in data_dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join("sim")) else {
+            continue;
+        };
+        for entry in entries {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if v["event"] == "created" {
+                    *counts
+                        .entry(v["resource"]["broker_id"].as_str().unwrap().to_owned())
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    counts
+}

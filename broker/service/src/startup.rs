@@ -173,7 +173,7 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "cannot refresh the member routing table");
         }
         housekeeping += 1;
-        if housekeeping % 60 == 0 {
+        if housekeeping.is_multiple_of(60) {
             match state.store.expire_idempotency_keys(now_ms()).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys"),
                 Ok(_) => {}

@@ -26,11 +26,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    let _telemetry = alliance_service::telemetry::init(&super::env_map())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // The OTLP exporter needs the runtime, so telemetry starts inside it.
+        let telemetry = alliance_service::telemetry::init(&super::env_map())?;
         let dev_issuer = config.auth.dev_issuer.enabled;
         let database = if config.database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
         let members = config.members.len();
@@ -49,6 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("API docs:     http://{}/docs", app.local_addr());
         tracing::info!(addr = %app.local_addr(), "ready");
         app.run_until_stopped(shutdown_signal()).await?;
+        // Flushing spans blocks until the exporter is done: off the async workers.
+        tokio::task::spawn_blocking(move || drop(telemetry)).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -83,13 +83,14 @@ fn request(jurisdiction: Option<&str>, class: Option<&str>) -> PlacementRequest 
 fn demo_table() {
     let acme = tenant("FR", &["FR", "BE", "DE"], "standard");
     let santeplus = tenant("FR", &["FR"], "health");
-    let cases: Vec<(
-        &str,
-        &TenantPolicy,
-        Option<&str>,
-        Option<&str>,
+    type Case<'a> = (
+        &'a str,
+        &'a TenantPolicy,
+        Option<&'a str>,
+        Option<&'a str>,
         PlacementOutcome,
-    )> = vec![
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "acme FR",
             &acme,
