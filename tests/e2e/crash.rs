@@ -76,3 +76,108 @@ async fn kill9_with_operations_in_flight_on_sqlite() {
 async fn kill9_with_operations_in_flight_on_postgres() {
     kill9_then_restart(Backend::Postgres).await;
 }
+
+async fn three_member_sims() -> Vec<alliance_e2e::MemberSim> {
+    vec![
+        alliance_e2e::MemberSim::start("numergy-fr", "FR", 300, Some("s3cret-fr")).await,
+        alliance_e2e::MemberSim::start("belgacom-be", "BE", 300, Some("s3cret-fr")).await,
+        alliance_e2e::MemberSim::start("telekom-de", "DE", 300, Some("s3cret-fr")).await,
+    ]
+}
+
+fn creations(members: &[alliance_e2e::MemberSim]) -> std::collections::BTreeMap<String, usize> {
+    let mut all = std::collections::BTreeMap::new();
+    for m in members {
+        for (id, n) in m.creations() {
+            *all.entry(id).or_insert(0) += n;
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_postgres_run_each_operation_once() {
+    let members = three_member_sims().await;
+    let mut options = Options::demo_on(Backend::Postgres).await;
+    options.config =
+        alliance_e2e::federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
+    options
+        .env
+        .push(("MEMBER_TOKEN".into(), "s3cret-fr".into()));
+    let a = Broker::start(options.clone()).await;
+    let b = Broker::start(options).await;
+    assert_ne!(a.data_dir, b.data_dir);
+    let on_a = a.client(&a.token("tenant-admin", Some("acme")));
+    let on_b = b.client(&b.token("tenant-admin", Some("acme")));
+    let mut ops = Vec::new();
+    for i in 0..40 {
+        let client = if i % 2 == 0 { &on_a } else { &on_b };
+        let country = ["FR", "BE", "DE"][i % 3];
+        let op = client
+            .post(
+                "/v1/buckets",
+                &json!({ "name": format!("r{i}"), "jurisdiction": country }),
+            )
+            .await
+            .json();
+        ops.push((
+            op["id"].as_str().unwrap().to_owned(),
+            op["resource_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (op, _) in &ops {
+        // Either replica answers for any operation: they share the store.
+        assert_eq!(on_b.wait_operation(op).await["status"], "succeeded");
+    }
+    let created = creations(&members);
+    for (_, resource) in &ops {
+        assert_eq!(
+            created.get(resource),
+            Some(&1),
+            "resource {resource} created {:?} times",
+            created.get(resource)
+        );
+    }
+    assert_eq!(created.len(), ops.len());
+    // Both replicas did engine work (the lease spreads it), and the audit chain holds.
+    let operator = a.client(&a.token("operator", None));
+    let audit = operator.get("/v1/audit?limit=500").await.json();
+    let actors: std::collections::BTreeSet<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(actors.contains("bucket.create"), "{actors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_with_an_out_of_process_member_creates_nothing_twice() {
+    let members = three_member_sims().await;
+    let mut options = Options::demo_on(Backend::Sqlite).await;
+    options.config =
+        alliance_e2e::federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
+    options
+        .env
+        .push(("MEMBER_TOKEN".into(), "s3cret-fr".into()));
+    let mut broker = Broker::start(options).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let accepted = create_many(&acme, 30).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    broker.kill9();
+    let restarted = broker.restart().await;
+    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
+    for (op, _) in &accepted {
+        assert_eq!(acme.wait_operation(op).await["status"], "succeeded");
+    }
+    let created = creations(&members);
+    for (_, resource) in &accepted {
+        assert_eq!(
+            created.get(resource),
+            Some(&1),
+            "resource {resource} created {:?} times",
+            created.get(resource)
+        );
+    }
+    assert_eq!(created.len(), accepted.len());
+}

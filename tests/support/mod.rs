@@ -483,3 +483,135 @@ pub fn sim_creations(data_dirs: &[&Path]) -> std::collections::BTreeMap<String, 
     }
     counts
 }
+
+/// A reference member (`alliance member-sim`) in its own process.
+pub struct MemberSim {
+    child: Option<Child>,
+    /// Its member id.
+    pub id: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its journal (state) file.
+    pub state_file: PathBuf,
+    args: Vec<String>,
+}
+
+impl MemberSim {
+    /// Starts `alliance member-sim` and waits until it answers.
+    pub async fn start(
+        id: &str,
+        jurisdiction: &str,
+        delay_ms: u64,
+        token: Option<&str>,
+    ) -> MemberSim {
+        let dir = scratch(&format!("member-{id}"));
+        let state_file = dir.join("state.jsonl");
+        let mut args = vec![
+            "member-sim".to_owned(),
+            "--member-id".to_owned(),
+            id.to_owned(),
+            "--jurisdiction".to_owned(),
+            jurisdiction.to_owned(),
+            "--delay-ms".to_owned(),
+            delay_ms.to_string(),
+            "--state-file".to_owned(),
+            state_file.display().to_string(),
+        ];
+        if let Some(token) = token {
+            args.push("--token".to_owned());
+            args.push(token.to_owned());
+        }
+        let mut sim = MemberSim {
+            child: None,
+            id: id.to_owned(),
+            url: String::new(),
+            state_file,
+            args,
+        };
+        sim.spawn().await;
+        sim
+    }
+
+    async fn spawn(&mut self) {
+        let port = if self.url.is_empty() {
+            free_port()
+        } else {
+            self.url.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        let child = Command::new(bin())
+            .args(&self.args)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env_remove("ALLIANCE_MEMBER_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client
+                .get(format!("{}/federation/v1/capabilities", self.url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member-sim {} did not start",
+                self.id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How often each broker resource id was really created at this member.
+    pub fn creations(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let text = std::fs::read_to_string(&self.state_file).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if v["event"] == "created" {
+                *counts
+                    .entry(v["resource"]["broker_id"].as_str().unwrap().to_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for MemberSim {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The demo federation with its three members replaced by member-sims (in demo order:
+/// numergy-fr, belgacom-be, telekom-de), plus fast operation settings.
+pub fn federation_config(members: &[&MemberSim], token_env: Option<&str>) -> String {
+    let mut config = DEMO_CONFIG.to_owned();
+    for member in members {
+        let token = token_env
+            .map(|t| format!(", token_env = \"{t}\""))
+            .unwrap_or_default();
+        let line = format!(
+            "adapter = {{ kind = \"federation\", endpoint = \"{}\"{token} }}",
+            member.url
+        );
+        config = config.replacen("adapter = { kind = \"sim\", delay_ms = 300 }", &line, 1);
+    }
+    format!("{config}{FAST_OPERATIONS}")
+}

@@ -36,6 +36,8 @@ enum Command {
     Token(commands::token::Args),
     /// Apply database migrations.
     Migrate(commands::migrate::Args),
+    /// Run a reference member cloud speaking the federation protocol.
+    MemberSim(commands::member_sim::Args),
     /// Validate a config file.
     Config {
         #[command(subcommand)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
         Command::Migrate(args) => commands::migrate::run(args),
+        Command::MemberSim(args) => commands::member_sim::run(args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => commands::config_check::run(args),

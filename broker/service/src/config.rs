@@ -360,6 +360,8 @@ pub struct MemberConfig {
 pub enum AdapterConfig {
     /// The in-process simulated member.
     Sim(SimConfig),
+    /// A member speaking the federation protocol over HTTP.
+    Federation(alliance_adapter_federation::FederationConfig),
 }
 
 impl AdapterConfig {
@@ -367,6 +369,7 @@ impl AdapterConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Sim(_) => "sim",
+            Self::Federation(_) => "federation",
         }
     }
 }
@@ -612,6 +615,17 @@ impl Config {
                     });
                 }
                 AdapterConfig::Sim(_) => {}
+                AdapterConfig::Federation(f)
+                    if !(f.endpoint.starts_with("http://")
+                        || f.endpoint.starts_with("https://")) =>
+                {
+                    out.push(ConfigProblem {
+                        key: format!("members[{i}].adapter.endpoint"),
+                        line: at,
+                        message: format!("`{}` is not an http(s) URL", f.endpoint),
+                    });
+                }
+                AdapterConfig::Federation(_) => {}
             }
         }
         out

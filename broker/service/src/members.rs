@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use alliance_adapter_api::{CallContext, MemberAdapter};
+use alliance_adapter_federation::FederationAdapter;
 use alliance_adapter_sim::SimAdapter;
 use alliance_core::{
     ImageName, MemberCandidate, MemberHealth, MemberId, MemberStatus, ResourceType, SizeName,
@@ -42,21 +43,24 @@ pub struct MemberRegistry {
     routing: RwLock<Routing>,
 }
 
-/// Builds the adapter a member's config names; `data_dir` holds simulated members' journals.
+/// Builds the adapter a member's config names; `data_dir` holds simulated members'
+/// journals; `env` provides the secrets that the config names by variable.
 pub fn build_adapter(
     config: &MemberConfig,
     data_dir: &Path,
-) -> std::io::Result<Arc<dyn MemberAdapter>> {
+    env: &BTreeMap<String, String>,
+) -> Result<Arc<dyn MemberAdapter>, String> {
+    let id = config.id.get_ref().as_str();
     match &config.adapter {
         AdapterConfig::Sim(sim) => {
-            let journal = data_dir
-                .join("sim")
-                .join(format!("{}.jsonl", config.id.get_ref()));
-            Ok(Arc::new(SimAdapter::with_journal(
-                config.id.get_ref().as_str(),
-                sim.clone(),
-                journal,
-            )?))
+            let journal = data_dir.join("sim").join(format!("{id}.jsonl"));
+            SimAdapter::with_journal(id, sim.clone(), journal)
+                .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
+                .map_err(|e| e.to_string())
+        }
+        AdapterConfig::Federation(federation) => {
+            FederationAdapter::from_config(id, federation, &|name| env.get(name).cloned())
+                .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Allow the dev issuer on a non-loopback address.
     pub allow_dev_issuer_on_network: bool,
+    /// The environment, for secrets the config names by variable.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// A built broker, bound and ready to run.
@@ -75,9 +77,13 @@ impl Application {
         let mut entries = Vec::new();
         for member in &config.members {
             store.seed_member(member.id.get_ref(), now).await?;
-            let adapter = build_adapter(member, &settings.data_dir).with_context(|| {
-                format!("cannot start the adapter of member {}", member.id.get_ref())
-            })?;
+            let adapter =
+                build_adapter(member, &settings.data_dir, &settings.env).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot start the adapter of member {}: {e}",
+                        member.id.get_ref()
+                    )
+                })?;
             entries.push(MemberEntry {
                 config: member.clone(),
                 adapter,

@@ -86,11 +86,24 @@ pub async fn evaluate(
     scope: &TenantScope,
     request: &PlacementRequest,
 ) -> ApiResult<Decision> {
-    let tenant = state
+    let tenant = tenant_of(state, scope).await?;
+    decide_for(state, &tenant, request)
+}
+
+async fn tenant_of(state: &AppState, scope: &TenantScope) -> ApiResult<crate::store::TenantRow> {
+    state
         .store
         .tenant(scope.tenant())
         .await?
-        .ok_or_else(|| ApiError::not_found("tenant", scope.tenant().as_str()))?;
+        .ok_or_else(|| ApiError::not_found("tenant", scope.tenant().as_str()))
+}
+
+/// The placement decision for a known tenant.
+fn decide_for(
+    state: &AppState,
+    tenant: &crate::store::TenantRow,
+    request: &PlacementRequest,
+) -> ApiResult<Decision> {
     if let Some(class) = &request.data_class {
         if !state.config.data_classes.contains_key(class) {
             return Err(ApiError::invalid_field(format!(
@@ -313,12 +326,8 @@ async fn create_claimed(
         size: request.size.clone(),
         member: request.member.clone(),
     };
-    let decision = evaluate(state, scope, &placement).await?;
-    let tenant = state
-        .store
-        .tenant(scope.tenant())
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant", scope.tenant().as_str()))?;
+    let tenant = tenant_of(state, scope).await?;
+    let decision = decide_for(state, &tenant, &placement)?;
     let reasons = decision.reasons(&tenant.policy, &state.config.data_classes);
     let resource_id = format!(
         "{}-{}",

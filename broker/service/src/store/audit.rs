@@ -133,13 +133,16 @@ fn chain_hash(prev: &str, e: &Stored<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends an event inside the caller's transaction.
-pub(crate) async fn append(
+/// Appends events, in order, inside the caller's transaction.
+pub(crate) async fn append_all(
     conn: &mut AnyConnection,
     backend: Backend,
-    entry: &AuditEntry,
+    entries: &[AuditEntry],
     now: i64,
 ) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(AUDIT_LOCK)
@@ -150,7 +153,20 @@ pub(crate) async fn append(
         sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
-    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let mut prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    for entry in entries {
+        prev = append_after(conn, &prev, entry, now).await?;
+    }
+    Ok(())
+}
+
+/// Inserts one event after `prev`; returns its hash.
+async fn append_after(
+    conn: &mut AnyConnection,
+    prev: &str,
+    entry: &AuditEntry,
+    now: i64,
+) -> StoreResult<String> {
     let id = format!("evt-{}", uuid::Uuid::now_v7().simple());
     let roles = serde_json::to_string(&entry.roles).unwrap_or_else(|_| "[]".to_owned());
     let details = entry.details.to_string();
@@ -166,7 +182,7 @@ pub(crate) async fn append(
         request_id: entry.request_id.as_deref(),
         details: &details,
     };
-    let hash = chain_hash(&prev, &stored);
+    let hash = chain_hash(prev, &stored);
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, roles, tenant_id, action, resource_id, outcome, request_id, details, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -181,11 +197,11 @@ pub(crate) async fn append(
     .bind(&entry.outcome)
     .bind(entry.request_id.as_deref())
     .bind(&details)
-    .bind(&prev)
+    .bind(prev)
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(hash)
 }
 
 fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
@@ -212,7 +228,7 @@ impl Store {
     /// Appends one event in a transaction of its own.
     pub async fn append_audit(&self, entry: &AuditEntry, now: i64) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
-        append(&mut tx, self.backend, entry, now).await?;
+        append_all(&mut tx, self.backend, std::slice::from_ref(entry), now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -145,7 +145,7 @@ impl Store {
             let pragmas = |pool: AnyPoolOptions| {
                 pool.after_connect(|conn, _meta| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;")
                             .await
                             .map(|_| ())
                     })

@@ -306,9 +306,7 @@ impl Store {
             journal.traceparent.as_deref(),
         )
         .await?;
-        for entry in &journal.audit {
-            audit::append(&mut tx, self.backend, entry, now).await?;
-        }
+        audit::append_all(&mut tx, self.backend, &journal.audit, now).await?;
         if let Some((key, response)) = journal.idempotency {
             idempotency::complete(&mut tx, key, response).await?;
         }
@@ -366,9 +364,7 @@ impl Store {
             journal.traceparent.as_deref(),
         )
         .await?;
-        for entry in &journal.audit {
-            audit::append(&mut tx, self.backend, entry, now).await?;
-        }
+        audit::append_all(&mut tx, self.backend, &journal.audit, now).await?;
         if let Some((key, response)) = journal.idempotency {
             idempotency::complete(&mut tx, key, response).await?;
         }
@@ -483,35 +479,58 @@ impl Store {
             "UPDATE operations SET lease_owner = $1, lease_until = $2, status = 'running', updated_at = $3 \
              WHERE id IN (SELECT id FROM operations WHERE status IN ('pending', 'running') AND next_attempt_at <= $3 \
              AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-             RETURNING id"
+             RETURNING *"
         );
         let mut tx = self.write.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar(&sql)
+        let rows = sqlx::query(&sql)
             .bind(owner)
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let row = sqlx::query("SELECT * FROM operations WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let operation = operation_from_row(&row)?;
-            let deadline_at: i64 = col(&row, "deadline_at")?;
-            let traceparent: Option<String> = col(&row, "traceparent")?;
-            let resource = sqlx::query("SELECT * FROM resources WHERE id = $1")
-                .bind(&operation.resource_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            claimed.push(ClaimedOperation {
-                operation,
-                resource: resource_from_row(&resource)?,
-                deadline_at,
-                traceparent,
-            });
+        let mut claimed = Vec::with_capacity(rows.len());
+        if !rows.is_empty() {
+            // One query for every claimed operation's resource.
+            let placeholders: Vec<String> = (1..=rows.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT * FROM resources WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            let mut ops = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let op = operation_from_row(row)?;
+                query = query.bind(op.resource_id.clone());
+                ops.push((
+                    op,
+                    col::<i64>(row, "deadline_at")?,
+                    col::<Option<String>>(row, "traceparent")?,
+                ));
+            }
+            let resources: std::collections::HashMap<String, ResourceRow> = query
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| resource_from_row(r).map(|r| (r.id.clone(), r)))
+                .collect::<StoreResult<_>>()?;
+            for (operation, deadline_at, traceparent) in ops {
+                let resource = resources
+                    .get(&operation.resource_id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        super::StoreError::Corrupt(format!(
+                            "operation {} has no resource",
+                            operation.id
+                        ))
+                    })?;
+                claimed.push(ClaimedOperation {
+                    operation,
+                    resource,
+                    deadline_at,
+                    traceparent,
+                });
+            }
         }
         tx.commit().await?;
         Ok(claimed)
@@ -612,9 +631,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for entry in audit_entries {
-            audit::append(&mut tx, self.backend, entry, now).await?;
-        }
+        audit::append_all(&mut tx, self.backend, audit_entries, now).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -1,0 +1,373 @@
+//! The broker's adapter for members that speak `/federation/v1`.
+//!
+//! Every call carries the member's bearer token, the call's `Idempotency-Key`, its
+//! `traceparent` and a timeout equal to the time left before the call's deadline. Answers
+//! are untrusted: bodies are capped at 1 MiB and parsed into the protocol's types; anything
+//! else is a `bad_response`. HTTP statuses map to the broker's error kinds once, here.
+
+use std::time::Duration;
+
+use alliance_adapter_api::{
+    AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource, ResourceRef,
+    ResourceSpec, Retry,
+};
+use alliance_core::{ResourceType, TenantId};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::protocol::{Capabilities, CreateResource, Resource, ResourceList, PREFIX};
+
+/// Largest member answer the broker reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// `adapter = { kind = "federation", endpoint = "...", token_env = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Base URL of the member, e.g. `http://127.0.0.1:8701`.
+    pub endpoint: String,
+    /// Environment variable holding the member's bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// A member reached over the federation protocol.
+pub struct FederationAdapter {
+    member: String,
+    endpoint: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for FederationAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never printed.
+        f.debug_struct("FederationAdapter")
+            .field("member", &self.member)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FederationAdapter {
+    /// An adapter for `endpoint` with an optional bearer token.
+    pub fn new(
+        member: impl Into<String>,
+        endpoint: impl Into<String>,
+        token: Option<String>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            member: member.into(),
+            endpoint: endpoint.into().trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    /// An adapter from config, reading the token from the named environment variable.
+    pub fn from_config(
+        member: &str,
+        config: &FederationConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let token = match &config.token_env {
+            Some(name) => Some(env(name).ok_or_else(|| {
+                format!("member {member}: environment variable {name} (token_env) is not set")
+            })?),
+            None => None,
+        };
+        Self::new(member, &config.endpoint, token)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        body: Option<&CreateResource>,
+        retry: Retry,
+    ) -> Result<Option<(StatusCode, T)>, AdapterError> {
+        let remaining = ctx.remaining();
+        if remaining.is_zero() {
+            return Err(AdapterError::new(
+                ErrorKind::Timeout,
+                ErrorSource::Broker,
+                retry,
+                "the call's deadline passed before it was sent",
+            ));
+        }
+        let mut request = self
+            .http
+            .request(method, format!("{}{PREFIX}{path}", self.endpoint))
+            .timeout(remaining)
+            .header("idempotency-key", &ctx.idempotency_key);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tp) = &ctx.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| network_error(&e, retry))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| network_error(&e, retry))?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let (kind, retry) = match status {
+                StatusCode::TOO_MANY_REQUESTS => (ErrorKind::RateLimited, retry),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    (ErrorKind::AuthFailed, Retry::Never)
+                }
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE => {
+                    (ErrorKind::OverQuota, Retry::Never)
+                }
+                s if s.is_server_error() => (ErrorKind::Unavailable, retry),
+                _ => (ErrorKind::Invalid, Retry::Never),
+            };
+            let mut error = AdapterError::new(
+                kind,
+                ErrorSource::Member,
+                retry,
+                format!("member {} answered {status}: {detail}", self.member),
+            );
+            error.retry_after = retry_after;
+            return Err(error);
+        }
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| {
+            AdapterError::new(
+                ErrorKind::BadResponse,
+                ErrorSource::Member,
+                retry,
+                format!(
+                    "member {} answered a body that is not the protocol's: {e}",
+                    self.member
+                ),
+            )
+        })?;
+        Ok(Some((status, parsed)))
+    }
+
+    /// `GET /capabilities`.
+    pub async fn capabilities(&self, ctx: &CallContext) -> Result<Capabilities, AdapterError> {
+        self.call::<Capabilities>(ctx, Method::GET, "/capabilities", None, Retry::Safe)
+            .await?
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                AdapterError::new(
+                    ErrorKind::BadResponse,
+                    ErrorSource::Member,
+                    Retry::Safe,
+                    "no capabilities document",
+                )
+            })
+    }
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if out.len() + chunk.len() > MAX_BODY {
+            // Truncated: the parse fails and the answer is reported as a bad response.
+            out.extend_from_slice(&chunk[..MAX_BODY - out.len()]);
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn network_error(e: &reqwest::Error, retry: Retry) -> AdapterError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Unavailable
+    };
+    AdapterError::new(
+        kind,
+        ErrorSource::Network,
+        retry,
+        format!("cannot reach the member: {e}"),
+    )
+}
+
+fn to_member(r: Resource) -> Result<MemberResource, AdapterError> {
+    let tenant = if r.tenant.is_empty() {
+        None
+    } else {
+        TenantId::parse(&r.tenant).ok()
+    };
+    Ok(MemberResource {
+        resource_type: r.resource_type,
+        member_resource_id: r.id,
+        broker_id: Some(r.broker_resource_id),
+        tenant,
+        status: r.status,
+        detail: r.detail,
+    })
+}
+
+fn path_id(id: &str) -> Result<&str, AdapterError> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Broker,
+            Retry::Never,
+            format!("`{id}` is not a resource id"),
+        ));
+    }
+    Ok(id)
+}
+
+#[async_trait::async_trait]
+impl MemberAdapter for FederationAdapter {
+    fn kind(&self) -> &'static str {
+        "federation"
+    }
+
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        let body = CreateResource {
+            resource_type: spec.resource_type,
+            name: spec.name.clone(),
+            tenant: spec.tenant.to_string(),
+            jurisdiction: spec.jurisdiction.to_string(),
+            data_class: spec.data_class.to_string(),
+            size: spec.size.as_ref().map(ToString::to_string),
+            image: spec.image.as_ref().map(ToString::to_string),
+            size_gb: spec.size_gb,
+        };
+        // PUT on the broker's id is idempotent by the protocol: a retry returns the first.
+        let path = format!("/resources/{}", path_id(&spec.broker_id)?);
+        let answer = self
+            .call::<Resource>(
+                ctx,
+                Method::PUT,
+                &path,
+                Some(&body),
+                Retry::WithIdempotencyKey,
+            )
+            .await?;
+        let (_, resource) = answer.ok_or_else(|| {
+            AdapterError::new(
+                ErrorKind::BadResponse,
+                ErrorSource::Member,
+                Retry::WithIdempotencyKey,
+                "create answered no resource",
+            )
+        })?;
+        to_member(resource)
+    }
+
+    async fn get(
+        &self,
+        ctx: &CallContext,
+        resource: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let path = format!("/resources/{}", path_id(&resource.broker_id)?);
+        match self
+            .call::<Resource>(ctx, Method::GET, &path, None, Retry::Safe)
+            .await?
+        {
+            Some((_, r)) => to_member(r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
+        let path = format!("/resources/{}", path_id(&resource.broker_id)?);
+        self.call::<serde_json::Value>(ctx, Method::DELETE, &path, None, Retry::Safe)
+            .await?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        ctx: &CallContext,
+        resource_type: ResourceType,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10_000 {
+            let mut path = format!("/resources?resource_type={resource_type}");
+            if let Some(t) = tenant {
+                path.push_str(&format!("&tenant={t}"));
+            }
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={t}"));
+            }
+            let page = self
+                .call::<ResourceList>(ctx, Method::GET, &path, None, Retry::Safe)
+                .await?
+                .map(|(_, p)| p)
+                .unwrap_or(ResourceList {
+                    items: Vec::new(),
+                    next_page_token: None,
+                });
+            for r in page.items {
+                out.push(to_member(r)?);
+            }
+            match page.next_page_token {
+                Some(next)
+                    if next
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    token = Some(next)
+                }
+                Some(_) => {
+                    return Err(AdapterError::new(
+                        ErrorKind::BadResponse,
+                        ErrorSource::Member,
+                        Retry::Safe,
+                        "bad next_page_token",
+                    ))
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(AdapterError::new(
+            ErrorKind::BadResponse,
+            ErrorSource::Member,
+            Retry::Safe,
+            "the member's list never ends",
+        ))
+    }
+
+    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        self.capabilities(ctx).await.map(|_| ())
+    }
+}
