@@ -9,7 +9,7 @@
 //! the requested jurisdiction, that jurisdiction is allowed for the tenant, the member holds
 //! every certification the data class requires, is active and is not down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -183,6 +183,46 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// Which filters a member failed, kept compact (no allocation) and rendered as
+/// [`Rejection`]s on demand by [`Decision::rejections`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Failed {
+    flags: u16,
+    /// Bit i: the data class's i-th required certification is missing.
+    missing: u64,
+}
+
+impl Failed {
+    const JURISDICTION_NOT_ALLOWED: u16 = 1;
+    const NOT_IN_JURISDICTION: u16 = 1 << 1;
+    const SERVICE: u16 = 1 << 2;
+    const SIZE: u16 = 1 << 3;
+    const UNKNOWN_CLASS: u16 = 1 << 4;
+    const MISSING_CERTIFICATIONS: u16 = 1 << 5;
+    const OUTSIDE_EU_EEA: u16 = 1 << 6;
+    const NOT_REQUESTED: u16 = 1 << 7;
+    const NOT_ACTIVE: u16 = 1 << 8;
+    const DOWN: u16 = 1 << 9;
+
+    fn set(&mut self, flag: u16) {
+        self.flags |= flag;
+    }
+
+    fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether every filter passed.
+    pub fn none(&self) -> bool {
+        self.flags == 0
+    }
+
+    /// Whether being down is the only reason.
+    pub fn only_down(&self) -> bool {
+        self.flags == Self::DOWN
+    }
+}
+
 /// One member's result in a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -192,19 +232,10 @@ pub struct Candidate {
     pub eligible: bool,
     /// Its rank score; higher is better; 0 when not eligible.
     pub score: i64,
-    /// Why it was rejected (empty when eligible).
-    pub rejections: Vec<Rejection>,
-}
-
-impl Candidate {
-    /// Human reasons: the rejections, or why it is eligible.
-    pub fn reasons(&self) -> Vec<String> {
-        if self.eligible {
-            vec!["passes every filter".to_owned()]
-        } else {
-            self.rejections.iter().map(ToString::to_string).collect()
-        }
-    }
+    /// The filters it failed.
+    pub failed: Failed,
+    /// Its lifecycle status (for the reason when not active).
+    pub status: MemberStatus,
 }
 
 /// The overall result.
@@ -231,6 +262,12 @@ pub struct Decision {
     pub jurisdiction: Jurisdiction,
     /// The effective data class (requested, or the tenant's default).
     pub data_class: DataClassName,
+    /// The requested size, if any.
+    pub size: Option<SizeName>,
+    /// The pinned member, if any.
+    pub pinned: Option<MemberId>,
+    /// The certifications the data class requires, in order (bit i of `Failed::missing`).
+    pub required: Vec<Certification>,
     /// What came of it.
     pub outcome: PlacementOutcome,
     /// Every member considered, best first among the eligible, then by id.
@@ -243,6 +280,63 @@ impl Decision {
         match &self.outcome {
             PlacementOutcome::Placed(member) => Some(member),
             _ => None,
+        }
+    }
+
+    /// Why `candidate` was rejected, as values.
+    pub fn rejections(&self, candidate: &Candidate) -> Vec<Rejection> {
+        let f = candidate.failed;
+        let mut out = Vec::new();
+        if f.has(Failed::JURISDICTION_NOT_ALLOWED) {
+            out.push(Rejection::JurisdictionNotAllowed(self.jurisdiction));
+        }
+        if f.has(Failed::NOT_REQUESTED) {
+            if let Some(pinned) = &self.pinned {
+                out.push(Rejection::NotRequestedMember(pinned.clone()));
+            }
+        }
+        if f.has(Failed::NOT_IN_JURISDICTION) {
+            out.push(Rejection::NotInJurisdiction(self.jurisdiction));
+        }
+        if f.has(Failed::SERVICE) {
+            out.push(Rejection::ServiceNotOffered(self.resource_type));
+        }
+        if f.has(Failed::SIZE) {
+            if let Some(size) = &self.size {
+                out.push(Rejection::SizeNotOffered(size.clone()));
+            }
+        }
+        if f.has(Failed::UNKNOWN_CLASS) {
+            out.push(Rejection::UnknownDataClass(self.data_class.clone()));
+        }
+        if f.has(Failed::MISSING_CERTIFICATIONS) {
+            let missing = self
+                .required
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| f.missing & (1u64 << i) != 0)
+                .map(|(_, c)| c.clone())
+                .collect();
+            out.push(Rejection::MissingCertifications { data_class: self.data_class.clone(), missing });
+        }
+        if f.has(Failed::OUTSIDE_EU_EEA) {
+            out.push(Rejection::OutsideEuEea(self.data_class.clone()));
+        }
+        if f.has(Failed::NOT_ACTIVE) {
+            out.push(Rejection::NotActive(candidate.status));
+        }
+        if f.has(Failed::DOWN) {
+            out.push(Rejection::Down);
+        }
+        out
+    }
+
+    /// Human reasons for one candidate: its rejections, or why it is eligible.
+    pub fn reasons_of(&self, candidate: &Candidate) -> Vec<String> {
+        if candidate.eligible {
+            vec!["passes every filter".to_owned()]
+        } else {
+            self.rejections(candidate).iter().map(ToString::to_string).collect()
         }
     }
 
@@ -275,7 +369,7 @@ impl Decision {
                     candidate.member, candidate.score
                 )
             } else {
-                format!("{}: {}", candidate.member, candidate.reasons().join("; "))
+                format!("{}: {}", candidate.member, self.reasons_of(candidate).join("; "))
             };
             out.push(line);
         }
@@ -343,60 +437,52 @@ pub fn decide(
     let jurisdiction_allowed = tenant.allowed_jurisdictions.contains(&jurisdiction);
     let policy = classes.get(&data_class);
 
-    // Filter: each member collects every reason it fails, so that the answer explains all.
+    let required: Vec<Certification> = policy.map(|p| p.certifications.iter().cloned().collect()).unwrap_or_default();
+    // Filter: each member records every filter it fails, so that the answer explains all.
     let mut candidates: Vec<Candidate> = members
         .iter()
         .map(|member| {
-            let mut rejections = Vec::new();
+            let mut failed = Failed::default();
             if !jurisdiction_allowed {
-                rejections.push(Rejection::JurisdictionNotAllowed(jurisdiction));
+                failed.set(Failed::JURISDICTION_NOT_ALLOWED);
             }
-            if let Some(pinned) = &request.member {
-                if pinned != &member.id {
-                    rejections.push(Rejection::NotRequestedMember(pinned.clone()));
-                }
+            if request.member.as_ref().is_some_and(|pinned| pinned != &member.id) {
+                failed.set(Failed::NOT_REQUESTED);
             }
             if !member.jurisdictions.contains(&jurisdiction) {
-                rejections.push(Rejection::NotInJurisdiction(jurisdiction));
+                failed.set(Failed::NOT_IN_JURISDICTION);
             }
             if !member.services.contains(&request.resource_type) {
-                rejections.push(Rejection::ServiceNotOffered(request.resource_type));
+                failed.set(Failed::SERVICE);
             }
             if let Some(size) = &request.size {
                 if !member.sizes.is_empty() && !member.sizes.contains(size) {
-                    rejections.push(Rejection::SizeNotOffered(size.clone()));
+                    failed.set(Failed::SIZE);
                 }
             }
             match policy {
-                None => rejections.push(Rejection::UnknownDataClass(data_class.clone())),
+                None => failed.set(Failed::UNKNOWN_CLASS),
                 Some(policy) => {
-                    let missing: Vec<Certification> = policy
-                        .missing_certifications(&member.certifications)
-                        .cloned()
-                        .collect();
-                    if !missing.is_empty() {
-                        rejections.push(Rejection::MissingCertifications {
-                            data_class: data_class.clone(),
-                            missing,
-                        });
+                    for (i, cert) in required.iter().enumerate().take(64) {
+                        if !member.certifications.contains(cert) {
+                            failed.missing |= 1u64 << i;
+                        }
+                    }
+                    if failed.missing != 0 {
+                        failed.set(Failed::MISSING_CERTIFICATIONS);
                     }
                     if !policy.region_allows(&member.jurisdictions) {
-                        rejections.push(Rejection::OutsideEuEea(data_class.clone()));
+                        failed.set(Failed::OUTSIDE_EU_EEA);
                     }
                 }
             }
             if member.status != MemberStatus::Active {
-                rejections.push(Rejection::NotActive(member.status));
+                failed.set(Failed::NOT_ACTIVE);
             }
             if member.health == MemberHealth::Down {
-                rejections.push(Rejection::Down);
+                failed.set(Failed::DOWN);
             }
-            Candidate {
-                member: member.id.clone(),
-                eligible: rejections.is_empty(),
-                score: 0,
-                rejections,
-            }
+            Candidate { member: member.id.clone(), eligible: failed.none(), score: 0, failed, status: member.status }
         })
         .collect();
 
@@ -408,10 +494,7 @@ pub fn decide(
         PlacementOutcome::UnknownDataClass
     } else if let Some(best) = candidates.first().filter(|c| c.eligible) {
         PlacementOutcome::Placed(best.member.clone())
-    } else if candidates
-        .iter()
-        .any(|c| c.rejections.iter().all(|r| *r == Rejection::Down))
-    {
+    } else if candidates.iter().any(|c| c.failed.only_down()) {
         PlacementOutcome::MembersUnavailable
     } else {
         PlacementOutcome::NoEligibleMember
@@ -421,6 +504,9 @@ pub fn decide(
         resource_type: request.resource_type,
         jurisdiction,
         data_class,
+        size: request.size.clone(),
+        pinned: request.member.clone(),
+        required,
         outcome,
         candidates,
     };
@@ -429,20 +515,22 @@ pub fn decide(
 }
 
 /// Scores the eligible candidates and sorts: eligible best-first, then the rest by id.
+/// `candidates[i]` is `members[i]` until the sort.
 fn rank(candidates: &mut [Candidate], tenant: &TenantPolicy, members: &[MemberCandidate]) {
-    let by_id: BTreeMap<&MemberId, &MemberCandidate> = members.iter().map(|m| (&m.id, m)).collect();
+    debug_assert_eq!(candidates.len(), members.len());
     // Price rank among eligible members: the cheapest known price ranks first, unknown last.
     let mut prices: Vec<u64> = candidates
         .iter()
-        .filter(|c| c.eligible)
-        .filter_map(|c| by_id.get(&c.member).and_then(|m| m.price_micros))
+        .zip(members)
+        .filter(|(c, _)| c.eligible)
+        .filter_map(|(_, m)| m.price_micros)
         .collect();
     prices.sort_unstable();
     prices.dedup();
-    for candidate in candidates.iter_mut().filter(|c| c.eligible) {
-        let Some(member) = by_id.get(&candidate.member) else {
+    for (candidate, member) in candidates.iter_mut().zip(members) {
+        if !candidate.eligible {
             continue;
-        };
+        }
         let health = match member.health {
             MemberHealth::Up => 300,
             MemberHealth::Degraded => 100,
@@ -455,17 +543,17 @@ fn rank(candidates: &mut [Candidate], tenant: &TenantPolicy, members: &[MemberCa
         };
         let price_rank = member
             .price_micros
-            .and_then(|p| prices.iter().position(|&q| q == p))
+            .and_then(|p| prices.binary_search(&p).ok())
             .unwrap_or(prices.len());
         let price = 40 - 10 * i64::try_from(price_rank.min(4)).unwrap_or(4);
         let load = i64::try_from(member.load.min(100)).unwrap_or(100);
         candidate.score = health + home + price - load;
     }
-    candidates.sort_by(|a, b| {
+    candidates.sort_unstable_by(|a, b| {
         b.eligible
             .cmp(&a.eligible)
             .then(b.score.cmp(&a.score))
-            .then(a.member.cmp(&b.member))
+            .then_with(|| a.member.cmp(&b.member))
     });
 }
 

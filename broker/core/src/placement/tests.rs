@@ -194,7 +194,7 @@ fn health_data_in_belgium_names_the_missing_certification() {
         .iter()
         .find(|c| c.member.as_str() == "belgacom-be")
         .expect("belgacom-be considered");
-    let reasons = be.reasons().join("; ");
+    let reasons = decision.reasons_of(be).join("; ");
     assert!(reasons.contains("hds"), "{reasons}");
 }
 

@@ -156,7 +156,7 @@ fn placement_error(decision: &Decision, tenant_allowed: &str) -> ApiError {
             let why: Vec<String> = decision
                 .candidates
                 .iter()
-                .map(|c| format!("{}: {}", c.member, c.reasons().join("; ")))
+                .map(|c| format!("{}: {}", c.member, decision.reasons_of(c).join("; ")))
                 .collect();
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

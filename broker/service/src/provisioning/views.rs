@@ -251,7 +251,7 @@ pub fn candidates_json(decision: &Decision) -> Vec<CandidateView> {
             member: c.member.to_string(),
             eligible: c.eligible,
             score: c.score,
-            reasons: c.reasons(),
+            reasons: decision.reasons_of(c),
         })
         .collect()
 }
