@@ -17,7 +17,7 @@ pub use ids::{
     SizeName, TenantId,
 };
 pub use placement::{
-    decide, Candidate, Decision, Failed, MemberCandidate, MemberHealth, MemberStatus, PlacementOutcome,
-    PlacementRequest, Rejection,
+    decide, Candidate, Decision, Failed, MemberCandidate, MemberHealth, MemberStatus,
+    PlacementOutcome, PlacementRequest, Rejection,
 };
 pub use policy::{DataClassPolicy, DataClasses, TenantPolicy};

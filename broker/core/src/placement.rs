@@ -317,7 +317,10 @@ impl Decision {
                 .filter(|(i, _)| f.missing & (1u64 << i) != 0)
                 .map(|(_, c)| c.clone())
                 .collect();
-            out.push(Rejection::MissingCertifications { data_class: self.data_class.clone(), missing });
+            out.push(Rejection::MissingCertifications {
+                data_class: self.data_class.clone(),
+                missing,
+            });
         }
         if f.has(Failed::OUTSIDE_EU_EEA) {
             out.push(Rejection::OutsideEuEea(self.data_class.clone()));
@@ -336,7 +339,10 @@ impl Decision {
         if candidate.eligible {
             vec!["passes every filter".to_owned()]
         } else {
-            self.rejections(candidate).iter().map(ToString::to_string).collect()
+            self.rejections(candidate)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
         }
     }
 
@@ -369,7 +375,11 @@ impl Decision {
                     candidate.member, candidate.score
                 )
             } else {
-                format!("{}: {}", candidate.member, self.reasons_of(candidate).join("; "))
+                format!(
+                    "{}: {}",
+                    candidate.member,
+                    self.reasons_of(candidate).join("; ")
+                )
             };
             out.push(line);
         }
@@ -437,7 +447,9 @@ pub fn decide(
     let jurisdiction_allowed = tenant.allowed_jurisdictions.contains(&jurisdiction);
     let policy = classes.get(&data_class);
 
-    let required: Vec<Certification> = policy.map(|p| p.certifications.iter().cloned().collect()).unwrap_or_default();
+    let required: Vec<Certification> = policy
+        .map(|p| p.certifications.iter().cloned().collect())
+        .unwrap_or_default();
     // Filter: each member records every filter it fails, so that the answer explains all.
     let mut candidates: Vec<Candidate> = members
         .iter()
@@ -446,7 +458,11 @@ pub fn decide(
             if !jurisdiction_allowed {
                 failed.set(Failed::JURISDICTION_NOT_ALLOWED);
             }
-            if request.member.as_ref().is_some_and(|pinned| pinned != &member.id) {
+            if request
+                .member
+                .as_ref()
+                .is_some_and(|pinned| pinned != &member.id)
+            {
                 failed.set(Failed::NOT_REQUESTED);
             }
             if !member.jurisdictions.contains(&jurisdiction) {
@@ -482,7 +498,13 @@ pub fn decide(
             if member.health == MemberHealth::Down {
                 failed.set(Failed::DOWN);
             }
-            Candidate { member: member.id.clone(), eligible: failed.none(), score: 0, failed, status: member.status }
+            Candidate {
+                member: member.id.clone(),
+                eligible: failed.none(),
+                score: 0,
+                failed,
+                status: member.status,
+            }
         })
         .collect();
 

@@ -133,30 +133,44 @@ fn chain_hash(prev: &str, e: &Stored<'_>) -> String {
     hex::encode(h.finalize())
 }
 
+/// Where the chain ends, within one transaction: read (and on PostgreSQL, locked) at the
+/// first append, then carried along so that a batch of appends reads it once.
+#[derive(Debug, Default)]
+pub(crate) struct ChainCursor {
+    prev: Option<String>,
+}
+
 /// Appends events, in order, inside the caller's transaction.
 pub(crate) async fn append_all(
     conn: &mut AnyConnection,
     backend: Backend,
     entries: &[AuditEntry],
     now: i64,
+    cursor: &mut ChainCursor,
 ) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_LOCK)
-            .execute(&mut *conn)
-            .await?;
-    }
-    let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let mut prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let mut prev = match cursor.prev.take() {
+        Some(prev) => prev,
+        None => {
+            if backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let prev: Option<String> =
+                sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            prev.unwrap_or_else(|| GENESIS.to_owned())
+        }
+    };
     for entry in entries {
         prev = append_after(conn, &prev, entry, now).await?;
     }
+    cursor.prev = Some(prev);
     Ok(())
 }
 
@@ -228,7 +242,14 @@ impl Store {
     /// Appends one event in a transaction of its own.
     pub async fn append_audit(&self, entry: &AuditEntry, now: i64) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
-        append_all(&mut tx, self.backend, std::slice::from_ref(entry), now).await?;
+        append_all(
+            &mut tx,
+            self.backend,
+            std::slice::from_ref(entry),
+            now,
+            &mut ChainCursor::default(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! work with `FOR UPDATE SKIP LOCKED` and serialises audit appends with an advisory lock.
 
 mod audit;
+mod batch;
 mod idempotency;
 mod members;
 mod resources;
@@ -107,6 +108,8 @@ pub struct Store {
     /// Writes: on SQLite a single connection, on PostgreSQL the same pool as reads.
     write: AnyPool,
     backend: Backend,
+    /// Group commit of the hot-path writes.
+    batcher: batch::Batcher,
 }
 
 /// Resolves a `sqlite://FILE` URL against the data dir; other URLs pass through.
@@ -165,10 +168,12 @@ impl Store {
             )
             .connect(url)
             .await?;
+            let batcher = batch::Batcher::start(write.clone(), Backend::Sqlite);
             Ok(Self {
                 read,
                 write,
                 backend: Backend::Sqlite,
+                batcher,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -176,10 +181,12 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
+            let batcher = batch::Batcher::start(pool.clone(), Backend::Postgres);
             Ok(Self {
                 read: pool.clone(),
                 write: pool,
                 backend: Backend::Postgres,
+                batcher,
             })
         }
     }

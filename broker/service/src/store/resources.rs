@@ -9,7 +9,7 @@
 use alliance_core::{ResourceType, TenantId};
 use sqlx::any::AnyRow;
 
-use super::audit::{self, AuditEntry};
+use super::audit::{self, AuditEntry, ChainCursor};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
 use super::{col, json_col, parsed_col, Backend, Store, StoreResult, TenantScope};
 
@@ -273,7 +273,7 @@ pub struct Journal<'a> {
 
 impl Store {
     /// Inserts a resource (provisioning) with its create operation, audit events and
-    /// idempotency response, in one transaction.
+    /// idempotency response, in one transaction (group-committed with concurrent writes).
     pub async fn create_resource(
         &self,
         resource: &NewResource,
@@ -281,37 +281,15 @@ impl Store {
         deadline_at: i64,
         journal: &Journal<'_>,
     ) -> StoreResult<()> {
-        let now = operation.created_at;
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $10, $10)",
-        )
-        .bind(&resource.id)
-        .bind(resource.tenant.as_str())
-        .bind(resource.resource_type.as_str())
-        .bind(&resource.name)
-        .bind(&resource.jurisdiction)
-        .bind(&resource.member_id)
-        .bind(&resource.data_class)
-        .bind(resource.spec.to_string())
-        .bind(resource.placement.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_operation(
-            &mut tx,
-            operation,
+        let write = Write::Create {
+            resource: resource.clone(),
+            operation: operation.clone(),
             deadline_at,
-            journal.traceparent.as_deref(),
-        )
-        .await?;
-        audit::append_all(&mut tx, self.backend, &journal.audit, now).await?;
-        if let Some((key, response)) = journal.idempotency {
-            idempotency::complete(&mut tx, key, response).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            audit: journal.audit.clone(),
+            idempotency: journal.idempotency.map(|(k, r)| (k.clone(), r.clone())),
+            traceparent: journal.traceparent.clone(),
+        };
+        self.batcher.submit(write).await.map(|_| ())
     }
 
     /// Starts deleting a resource: marks it `deleting` and journals a delete operation.
@@ -364,7 +342,14 @@ impl Store {
             journal.traceparent.as_deref(),
         )
         .await?;
-        audit::append_all(&mut tx, self.backend, &journal.audit, now).await?;
+        audit::append_all(
+            &mut tx,
+            self.backend,
+            &journal.audit,
+            now,
+            &mut ChainCursor::default(),
+        )
+        .await?;
         if let Some((key, response)) = journal.idempotency {
             idempotency::complete(&mut tx, key, response).await?;
         }
@@ -584,7 +569,7 @@ impl Store {
     }
 
     /// Finishes a claimed operation and its resource, with audit events, in one
-    /// transaction; `false` when the lease was lost.
+    /// transaction (group-committed with concurrent writes); `false` when the lease was lost.
     pub async fn finish_operation(
         &self,
         id: &str,
@@ -593,47 +578,14 @@ impl Store {
         audit_entries: &[AuditEntry],
         now: i64,
     ) -> StoreResult<bool> {
-        let (status, error, resource_status, member_resource_id) = match finish {
-            Finish::Succeeded {
-                resource_status,
-                member_resource_id,
-            } => (
-                "succeeded",
-                None,
-                *resource_status,
-                member_resource_id.clone(),
-            ),
-            Finish::Failed(problem) => ("failed", Some(problem.to_string()), "failed", None),
+        let write = Write::Finish {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            finish: finish.clone(),
+            audit: audit_entries.to_vec(),
+            now,
         };
-        let mut tx = self.write.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(status)
-        .bind(error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE resources SET status = $2, member_resource_id = COALESCE($3, member_resource_id), updated_at = $4 \
-             WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
-        )
-        .bind(id)
-        .bind(resource_status)
-        .bind(member_resource_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        audit::append_all(&mut tx, self.backend, audit_entries, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.batcher.submit(write).await
     }
 
     /// Counts operations by status (for metrics and tests).
@@ -646,5 +598,121 @@ impl Store {
         rows.iter()
             .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
             .collect()
+    }
+}
+
+/// A write that may be group-committed with others (see `store/batch.rs`).
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived values in a bounded queue; boxing buys nothing"
+)]
+pub(crate) enum Write {
+    /// `create_resource`.
+    Create {
+        resource: NewResource,
+        operation: OperationRow,
+        deadline_at: i64,
+        audit: Vec<AuditEntry>,
+        idempotency: Option<(IdempotencyKeyRecord, StoredResponse)>,
+        traceparent: Option<String>,
+    },
+    /// `finish_operation`.
+    Finish {
+        id: String,
+        owner: String,
+        finish: Finish,
+        audit: Vec<AuditEntry>,
+        now: i64,
+    },
+}
+
+/// Applies one write inside the caller's transaction; `Ok(false)` when a fenced update
+/// found its lease lost (and nothing was changed for it).
+pub(crate) async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    write: &Write,
+    cursor: &mut ChainCursor,
+) -> StoreResult<bool> {
+    match write {
+        Write::Create {
+            resource,
+            operation,
+            deadline_at,
+            audit,
+            idempotency,
+            traceparent,
+        } => {
+            let now = operation.created_at;
+            sqlx::query(
+                "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $10, $10)",
+            )
+            .bind(&resource.id)
+            .bind(resource.tenant.as_str())
+            .bind(resource.resource_type.as_str())
+            .bind(&resource.name)
+            .bind(&resource.jurisdiction)
+            .bind(&resource.member_id)
+            .bind(&resource.data_class)
+            .bind(resource.spec.to_string())
+            .bind(resource.placement.to_string())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
+            audit::append_all(conn, backend, audit, now, cursor).await?;
+            if let Some((key, response)) = idempotency {
+                idempotency::complete(conn, key, response).await?;
+            }
+            Ok(true)
+        }
+        Write::Finish {
+            id,
+            owner,
+            finish,
+            audit: entries,
+            now,
+        } => {
+            let (status, error, resource_status, member_resource_id) = match finish {
+                Finish::Succeeded {
+                    resource_status,
+                    member_resource_id,
+                } => (
+                    "succeeded",
+                    None,
+                    *resource_status,
+                    member_resource_id.clone(),
+                ),
+                Finish::Failed(problem) => ("failed", Some(problem.to_string()), "failed", None),
+            };
+            let updated = sqlx::query(
+                "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(status)
+            .bind(error)
+            .bind(*now)
+            .execute(&mut *conn)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE resources SET status = $2, member_resource_id = COALESCE($3, member_resource_id), updated_at = $4 \
+                 WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
+            )
+            .bind(id)
+            .bind(resource_status)
+            .bind(member_resource_id)
+            .bind(*now)
+            .execute(&mut *conn)
+            .await?;
+            audit::append_all(conn, backend, entries, *now, cursor).await?;
+            Ok(true)
+        }
     }
 }
