@@ -1,0 +1,151 @@
+//! Third-party peers against the broker: a real OIDC implementation (npm
+//! `oauth2-mock-server`) whose token is accepted through discovery, and schemathesis run
+//! against `/openapi.json` with authentication (no 5xx, no response violating the schema).
+//! `scripts/test` installs both and names them in `ALLIANCE_TEST_OIDC_ISSUER` and
+//! `ALLIANCE_TEST_SCHEMATHESIS`; without them these tests fail loudly.
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use alliance_e2e::{free_port, Broker, Options, DEMO_CONFIG, FAST_OPERATIONS};
+
+fn peer(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run scripts/test, which installs this peer"))
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_oidc_issuer_is_trusted_through_discovery() {
+    let script = peer("ALLIANCE_TEST_OIDC_ISSUER");
+    let port = free_port();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut issuer = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut issuer)
+        .unwrap();
+    let _guard = Killed(child);
+    let issuer = issuer.trim().to_owned();
+    assert!(
+        issuer.starts_with("http://"),
+        "the OIDC peer printed `{issuer}`"
+    );
+
+    let mut options = Options::demo();
+    options.config = format!(
+        "{}{FAST_OPERATIONS}",
+        DEMO_CONFIG.replacen("[security]", &format!("[[auth.issuers]]\nissuer = \"{issuer}\"\ndiscovery = true\nalgorithms = [\"RS256\"]\n\n[security]"), 1)
+    );
+    let broker = Broker::start(options).await;
+
+    // A token from the peer's own token endpoint (client credentials).
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{port}/token"))
+        .basic_auth("broker-e2e", Some("secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("aud", "alliance"),
+            ("sub", "oidc-alice"),
+            ("roles", "tenant-admin"),
+            ("tenant", "acme"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().unwrap();
+    let acme = broker.client(access);
+    let answer = acme.get("/v1/instances").await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    let bucket = acme
+        .create_and_wait("/v1/buckets", &serde_json::json!({ "name": "from-oidc" }))
+        .await;
+    assert_eq!(bucket["tenant"], "acme");
+
+    // The same issuer's token for another audience is refused.
+    let other: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{port}/token"))
+        .basic_auth("broker-e2e", Some("secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("aud", "not-alliance"),
+            ("roles", "tenant-admin"),
+            ("tenant", "acme"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    broker
+        .client(other["access_token"].as_str().unwrap())
+        .get("/v1/instances")
+        .await
+        .assert_problem(401, "auth.invalid_token");
+}
+
+fn schemathesis(broker: &Broker, token: &str) -> String {
+    let out = Command::new(peer("ALLIANCE_TEST_SCHEMATHESIS"))
+        .args([
+            "run",
+            &format!("{}/openapi.json", broker.url),
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--generation-deterministic",
+            "--header",
+        ])
+        .arg(format!("Authorization: Bearer {token}"))
+        .current_dir(&broker.data_dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.contains(" generated, "))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"))
+        .trim()
+        .to_owned();
+    assert!(!summary.contains("failed"), "{summary}");
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let broker = Broker::start(Options::demo()).await;
+    for (role, tenant) in [("tenant-admin", Some("acme")), ("operator", None)] {
+        let summary = schemathesis(&broker, &broker.token(role, tenant));
+        println!("schemathesis as {role}: {summary}");
+    }
+    // The broker is still healthy afterwards.
+    assert_eq!(broker.anonymous().get("/readyz").await.status, 200);
+}
