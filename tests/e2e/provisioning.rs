@@ -317,3 +317,28 @@ async fn residency_delete_and_paging(backend: Backend) {
     let report = acme.get("/v1/tenants/acme/residency").await.json();
     assert_eq!(report["resources"].as_array().unwrap().len(), 4);
 }
+
+/// Over every combination of the demo's jurisdictions and data classes, the dry run and the
+/// real creation agree: same member, or both refused with the same code.
+#[tokio::test(flavor = "multi_thread")]
+async fn evaluate_agrees_with_create() {
+    let (_broker, acme) = start(Backend::Sqlite).await;
+    for jurisdiction in ["FR", "BE", "DE", "IT", "LU"] {
+        for class in ["standard", "personal", "health", "public-sector"] {
+            let evaluation = acme
+                .post("/v1/placement/evaluate", &json!({ "resource_type": "bucket", "jurisdiction": jurisdiction, "data_class": class }))
+                .await;
+            assert_eq!(evaluation.status, 200);
+            let chosen = evaluation.json()["chosen"].clone();
+            let created = acme.post("/v1/buckets", &json!({ "name": "x", "jurisdiction": jurisdiction, "data_class": class })).await;
+            match chosen.as_str() {
+                Some(member) => {
+                    assert_eq!(created.status, 202, "{jurisdiction}/{class}");
+                    let id = created.json()["resource_id"].as_str().unwrap().to_owned();
+                    assert_eq!(acme.get(&format!("/v1/buckets/{id}")).await.json()["member"], member, "{jurisdiction}/{class}");
+                }
+                None => assert_eq!(created.status, 422, "{jurisdiction}/{class}: evaluate refused, create must too"),
+            }
+        }
+    }
+}
