@@ -330,14 +330,26 @@ async fn evaluate_agrees_with_create() {
                 .await;
             assert_eq!(evaluation.status, 200);
             let chosen = evaluation.json()["chosen"].clone();
-            let created = acme.post("/v1/buckets", &json!({ "name": "x", "jurisdiction": jurisdiction, "data_class": class })).await;
+            let created = acme
+                .post(
+                    "/v1/buckets",
+                    &json!({ "name": "x", "jurisdiction": jurisdiction, "data_class": class }),
+                )
+                .await;
             match chosen.as_str() {
                 Some(member) => {
                     assert_eq!(created.status, 202, "{jurisdiction}/{class}");
                     let id = created.json()["resource_id"].as_str().unwrap().to_owned();
-                    assert_eq!(acme.get(&format!("/v1/buckets/{id}")).await.json()["member"], member, "{jurisdiction}/{class}");
+                    assert_eq!(
+                        acme.get(&format!("/v1/buckets/{id}")).await.json()["member"],
+                        member,
+                        "{jurisdiction}/{class}"
+                    );
                 }
-                None => assert_eq!(created.status, 422, "{jurisdiction}/{class}: evaluate refused, create must too"),
+                None => assert_eq!(
+                    created.status, 422,
+                    "{jurisdiction}/{class}: evaluate refused, create must too"
+                ),
             }
         }
     }

@@ -45,6 +45,20 @@ impl CallContext {
         }
     }
 
+    /// Fails as a timeout when the deadline has passed: adapters call it before any work.
+    pub fn check_deadline(&self) -> Result<(), AdapterError> {
+        if self.remaining().is_zero() {
+            Err(AdapterError::new(
+                ErrorKind::Timeout,
+                ErrorSource::Broker,
+                Retry::WithIdempotencyKey,
+                "the call's deadline passed before it ran",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Time left before the deadline (zero once passed).
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())

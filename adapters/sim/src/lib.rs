@@ -189,9 +189,10 @@ impl MemberAdapter for SimAdapter {
 
     async fn create(
         &self,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
+        ctx.check_deadline()?;
         self.maybe_fail()?;
         let now = now_ms();
         let mut state = self.lock();
@@ -234,9 +235,10 @@ impl MemberAdapter for SimAdapter {
 
     async fn get(
         &self,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         resource: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
+        ctx.check_deadline()?;
         self.maybe_fail()?;
         let state = self.lock();
         Ok(state
@@ -245,7 +247,8 @@ impl MemberAdapter for SimAdapter {
             .and_then(|r| self.view(r, now_ms())))
     }
 
-    async fn delete(&self, _ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
+    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
+        ctx.check_deadline()?;
         self.maybe_fail()?;
         let now = now_ms();
         let mut state = self.lock();
@@ -270,10 +273,11 @@ impl MemberAdapter for SimAdapter {
 
     async fn list(
         &self,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         resource_type: ResourceType,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
+        ctx.check_deadline()?;
         self.maybe_fail()?;
         let now = now_ms();
         let state = self.lock();
@@ -287,7 +291,8 @@ impl MemberAdapter for SimAdapter {
         Ok(out)
     }
 
-    async fn health(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
+    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        ctx.check_deadline()?;
         self.maybe_fail()
     }
 }

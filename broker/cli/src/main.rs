@@ -38,6 +38,8 @@ enum Command {
     Migrate(commands::migrate::Args),
     /// Run a reference member cloud speaking the federation protocol.
     MemberSim(commands::member_sim::Args),
+    /// Run the adapter conformance suite against a member cloud.
+    Conformance(commands::conformance::Args),
     /// Validate a config file.
     Config {
         #[command(subcommand)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Token(args) => commands::token::run(args),
         Command::Migrate(args) => commands::migrate::run(args),
         Command::MemberSim(args) => commands::member_sim::run(args),
+        Command::Conformance(args) => commands::conformance::run(args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => commands::config_check::run(args),
