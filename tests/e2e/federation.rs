@@ -69,3 +69,345 @@ async fn unreachable_and_unauthorised_members_fail() {
     assert_ne!(code, 0);
     assert!(err.contains("401"), "{err}");
 }
+
+mod onboarding {
+    use std::time::{Duration, Instant};
+
+    use alliance_e2e::{free_port, Broker, Client, MemberSim, Options};
+    use serde_json::{json, Value};
+
+    fn application(member: &str, endpoint: &str, token: Option<&str>) -> Value {
+        let mut body = json!({
+            "member_id": member, "name": "LuxCloud S.A.", "country": "LU", "jurisdictions": ["LU"],
+            "certifications": ["gaia-x-1"], "evidence": [{ "certification": "gaia-x-1", "reference": "GX-2026-0042" }],
+            "services": ["instance", "volume", "bucket"],
+            "adapter": { "kind": "federation", "endpoint": endpoint },
+            "prices": [{ "sku": "instance.small", "unit": "hour", "price": "0.012", "currency": "EUR" }],
+        });
+        if let Some(token) = token {
+            body["credentials"] = json!({ "token": token });
+        }
+        body
+    }
+
+    async fn settled(client: &Client, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let app = client
+                .get(&format!("/v1/partner-applications/{id}"))
+                .await
+                .json();
+            if app["status"] != "conformance_running" {
+                return app;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "conformance did not finish: {app}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partner_applies_passes_conformance_is_approved_and_gets_placements_without_restart()
+    {
+        let member = MemberSim::start("luxcloud-lu", "LU", 100, Some("lux-secret")).await;
+        let broker = Broker::start(Options::demo()).await;
+        let partner =
+            broker.client(&broker.token_with(&["--role", "partner", "--member", "luxcloud-lu"]));
+        let operator = broker.client(&broker.token_with(&["--role", "operator"]));
+
+        // A partner applies for another member's id: refused.
+        partner
+            .post(
+                "/v1/partner-applications",
+                &application("other-lu", &member.url, None),
+            )
+            .await
+            .assert_problem(403, "auth.forbidden");
+        // An endpoint outside the allowed networks: refused before any connection.
+        partner
+            .post(
+                "/v1/partner-applications",
+                &application("luxcloud-lu", "http://10.20.30.40:8710", None),
+            )
+            .await
+            .assert_problem(422, "security.endpoint_not_allowed");
+
+        let submitted = partner
+            .post(
+                "/v1/partner-applications",
+                &application("luxcloud-lu", &member.url, Some("lux-secret")),
+            )
+            .await;
+        assert_eq!(
+            submitted.status,
+            202,
+            "{}",
+            String::from_utf8_lossy(&submitted.bytes)
+        );
+        assert!(
+            !String::from_utf8_lossy(&submitted.bytes).contains("lux-secret"),
+            "credentials are write-only"
+        );
+        let app = submitted.json();
+        assert_eq!(app["status"], "conformance_running");
+        assert_eq!(app["has_credentials"], true);
+        let id = app["id"].as_str().unwrap().to_owned();
+        partner
+            .post(
+                "/v1/partner-applications",
+                &application("luxcloud-lu", &member.url, None),
+            )
+            .await
+            .assert_problem(409, "resource.conflict");
+
+        let app = settled(&partner, &id).await;
+        assert_eq!(app["status"], "awaiting_approval", "{app}");
+        assert_eq!(app["conformance"]["ok"], true);
+        assert_eq!(app["conformance"]["report"]["failed"], 0);
+        assert!(!app.to_string().contains("lux-secret"));
+
+        // A partner cannot approve itself; another partner cannot even see the application.
+        partner
+            .post(
+                &format!("/v1/partner-applications/{id}/approve"),
+                &json!({}),
+            )
+            .await
+            .assert_problem(403, "auth.forbidden");
+        let stranger =
+            broker.client(&broker.token_with(&["--role", "partner", "--member", "someone-else"]));
+        stranger
+            .get(&format!("/v1/partner-applications/{id}"))
+            .await
+            .assert_problem(404, "resource.not_found");
+
+        let approved = operator
+            .post(
+                &format!("/v1/partner-applications/{id}/approve"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(
+            approved.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&approved.bytes)
+        );
+        assert_eq!(approved.json()["status"], "approved");
+        operator
+            .post(
+                &format!("/v1/partner-applications/{id}/approve"),
+                &json!({}),
+            )
+            .await
+            .assert_problem(409, "partner_application.not_approvable");
+        let listed = operator.get("/v1/members/luxcloud-lu").await.json();
+        assert_eq!(listed["status"], "active");
+        assert_eq!(listed["jurisdictions"], json!(["LU"]));
+
+        // acme may now use LU; its instance lands on the new member, no restart.
+        let patched = operator
+            .send(
+                reqwest::Method::PATCH,
+                "/v1/tenants/acme",
+                Some(&json!({ "allowed_jurisdictions": ["FR", "BE", "DE", "LU"] })),
+                &[],
+            )
+            .await;
+        assert_eq!(patched.status, 200);
+        let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+        let instance = acme.create_and_wait("/v1/instances", &json!({ "name": "lux", "jurisdiction": "LU", "size": "small", "image": "debian-12" })).await;
+        assert_eq!(instance["member"], "luxcloud-lu");
+        assert_eq!(
+            member.creations().get(instance["id"].as_str().unwrap()),
+            Some(&1)
+        );
+
+        // The sealed credentials are not in the database file in clear.
+        let db = std::fs::read(broker.data_dir.join("alliance.db")).unwrap();
+        assert!(
+            !db.windows(10).any(|w| w == b"lux-secret"),
+            "credentials stored in clear"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unreachable_endpoint_fails_conformance_and_never_becomes_a_member() {
+        let broker = Broker::start(Options::demo()).await;
+        let operator = broker.client(&broker.token_with(&["--role", "operator"]));
+        let nowhere = format!("http://127.0.0.1:{}", free_port());
+        let app = operator
+            .post(
+                "/v1/partner-applications",
+                &application("ghost-lu", &nowhere, None),
+            )
+            .await
+            .json();
+        let id = app["id"].as_str().unwrap().to_owned();
+        let app = settled(&operator, &id).await;
+        assert_eq!(app["status"], "conformance_failed", "{app}");
+        assert!(
+            app["conformance"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("capabilities"),
+            "{app}"
+        );
+        operator
+            .post(
+                &format!("/v1/partner-applications/{id}/approve"),
+                &json!({}),
+            )
+            .await
+            .assert_problem(409, "partner_application.not_approvable");
+        operator
+            .get("/v1/members/ghost-lu")
+            .await
+            .assert_problem(404, "resource.not_found");
+        let rejected = operator
+            .post(
+                &format!("/v1/partner-applications/{id}/reject"),
+                &json!({ "reason": "unreachable" }),
+            )
+            .await
+            .json();
+        assert_eq!(rejected["status"], "rejected");
+        assert_eq!(rejected["reason"], "unreachable");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn suspended_members_get_no_placements_but_keep_their_resources() {
+        let broker = Broker::start(Options::demo()).await;
+        let operator = broker.client(&broker.token_with(&["--role", "operator"]));
+        let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+        let before = acme
+            .create_and_wait(
+                "/v1/buckets",
+                &json!({ "name": "kept", "jurisdiction": "FR" }),
+            )
+            .await;
+        let id = before["id"].as_str().unwrap();
+
+        let partner =
+            broker.client(&broker.token_with(&["--role", "partner", "--member", "numergy-fr"]));
+        partner
+            .post("/v1/members/numergy-fr/suspend", &json!({}))
+            .await
+            .assert_problem(403, "auth.forbidden");
+        let suspended = operator
+            .post("/v1/members/numergy-fr/suspend", &json!({}))
+            .await;
+        assert_eq!(suspended.status, 200);
+        assert_eq!(suspended.json()["status"], "suspended");
+        operator
+            .post("/v1/members/numergy-fr/suspend", &json!({}))
+            .await
+            .assert_problem(409, "member.invalid_transition");
+
+        let refused = acme
+            .post(
+                "/v1/buckets",
+                &json!({ "name": "new", "jurisdiction": "FR" }),
+            )
+            .await
+            .assert_problem(422, "placement.no_eligible_member");
+        assert!(
+            refused["detail"].as_str().unwrap().contains("suspended"),
+            "{refused}"
+        );
+        assert_eq!(
+            acme.get(&format!("/v1/buckets/{id}")).await.json()["status"],
+            "active",
+            "readable while suspended"
+        );
+
+        // Retiring a member that holds resources is refused.
+        operator
+            .post("/v1/members/numergy-fr/retire", &json!({}))
+            .await
+            .assert_problem(409, "member.has_resources");
+        // Its resources stay deletable.
+        let op = acme.delete(&format!("/v1/buckets/{id}")).await.json();
+        assert_eq!(
+            acme.wait_operation(op["id"].as_str().unwrap()).await["status"],
+            "succeeded"
+        );
+
+        assert_eq!(
+            operator
+                .post("/v1/members/numergy-fr/resume", &json!({}))
+                .await
+                .json()["status"],
+            "active"
+        );
+        acme.create_and_wait(
+            "/v1/buckets",
+            &json!({ "name": "again", "jurisdiction": "FR" }),
+        )
+        .await;
+        assert_eq!(
+            operator
+                .post("/v1/members/belgacom-be/drain", &json!({}))
+                .await
+                .json()["status"],
+            "draining"
+        );
+        acme.post("/v1/buckets", &json!({ "name": "x", "jurisdiction": "BE" }))
+            .await
+            .assert_problem(422, "placement.no_eligible_member");
+        assert_eq!(
+            operator
+                .post("/v1/members/belgacom-be/retire", &json!({}))
+                .await
+                .json()["status"],
+            "retired"
+        );
+    }
+}
+
+/// Replicas on one PostgreSQL agree on a lifecycle change within seconds, with no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_agree_on_a_suspension_within_seconds() {
+    use alliance_e2e::{Backend, Broker, Options};
+    use serde_json::json;
+    let options = Options::demo_on(Backend::Postgres).await;
+    let a = Broker::start(options.clone()).await;
+    let b = Broker::start(options).await;
+    let operator = a.client(&a.token_with(&["--role", "operator"]));
+    assert_eq!(
+        operator
+            .post("/v1/members/telekom-de/suspend", &json!({}))
+            .await
+            .status,
+        200
+    );
+    let acme_b = b.client(&b.token("tenant-admin", Some("acme")));
+    let started = std::time::Instant::now();
+    loop {
+        let answer = acme_b
+            .post(
+                "/v1/placement/evaluate",
+                &json!({ "resource_type": "bucket", "jurisdiction": "DE" }),
+            )
+            .await
+            .json();
+        if answer["chosen"].is_null() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "replica b still places on a suspended member"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    println!("replica b agreed after {:?}", started.elapsed());
+    assert_eq!(
+        b.client(&b.token_with(&["--role", "operator"]))
+            .get("/v1/members/telekom-de")
+            .await
+            .json()["status"],
+        "suspended"
+    );
+}

@@ -243,6 +243,25 @@ impl Broker {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// Mints a development token with any `alliance token` arguments.
+    pub fn token_with(&self, args: &[&str]) -> String {
+        let out = Command::new(bin())
+            .arg("token")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "alliance token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
     /// A client acting with `token`.
     pub fn client(&self, token: &str) -> Client {
         Client {

@@ -109,7 +109,7 @@ struct Run<'a> {
     adapter: &'a dyn MemberAdapter,
     options: &'a Options,
     checks: Vec<Check>,
-    progress: &'a mut dyn FnMut(&Check),
+    progress: &'a mut (dyn FnMut(&Check) + Send + Sync),
 }
 
 impl Run<'_> {
@@ -353,7 +353,7 @@ pub async fn run(
     adapter: &dyn MemberAdapter,
     bad_credentials: Option<&dyn MemberAdapter>,
     options: &Options,
-    progress: &mut dyn FnMut(&Check),
+    progress: &mut (dyn FnMut(&Check) + Send + Sync),
 ) -> Report {
     let mut run = Run {
         adapter,

@@ -188,12 +188,20 @@ pub struct SecurityConfig {
     /// Networks (CIDR) and host names partner endpoints may point to.
     #[serde(default = "default_networks")]
     pub allowed_member_networks: Vec<String>,
+    /// Environment variable holding the credentials key (32 bytes, base64).
+    #[serde(default)]
+    pub credentials_key_env: Option<String>,
+    /// File holding the credentials key; `<data-dir>/credentials.key` when neither is set.
+    #[serde(default)]
+    pub credentials_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             allowed_member_networks: default_networks(),
+            credentials_key_env: None,
+            credentials_key_file: None,
         }
     }
 }

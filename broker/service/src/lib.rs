@@ -8,10 +8,13 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod endpoints;
 pub mod error;
 pub mod members;
+pub mod partners;
 pub mod provisioning;
 pub mod ratelimit;
+pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod store;

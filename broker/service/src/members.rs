@@ -1,9 +1,11 @@
 //! The member registry: each member's catalogue entry, its adapter, and the routing table
 //! (lifecycle status from the store, health observed by probing, load) that placement reads.
 //!
+//! Members come from config and from approved partner applications (kept in the store).
 //! Invariant: placement only ever sees a consistent snapshot, built in one call to
-//! [`MemberRegistry::candidates`]; the refresh task updates status, health and load every
-//! few seconds, so every replica converges on the store's statuses without a restart.
+//! [`MemberRegistry::candidates`]. The replica that changes a member updates its own table
+//! at once; every replica re-reads statuses and application members from the store every
+//! few seconds ([`MemberRegistry::refresh`]), so replicas agree without a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,26 +13,86 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use alliance_adapter_api::{CallContext, MemberAdapter};
-use alliance_adapter_federation::FederationAdapter;
+use alliance_adapter_federation::{FederationAdapter, FederationConfig};
 use alliance_adapter_sim::SimAdapter;
 use alliance_core::{
-    ImageName, MemberCandidate, MemberHealth, MemberId, MemberStatus, ResourceType, SizeName,
+    Certification, ImageName, Jurisdiction, MemberCandidate, MemberHealth, MemberId, MemberStatus,
+    ResourceType, SizeName,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::config::{AdapterConfig, MemberConfig};
+use crate::secrets::Sealer;
 use crate::store::{Store, StoreResult};
 
 /// One member: its catalogue entry and its adapter.
 #[derive(Debug, Clone)]
 pub struct MemberEntry {
-    /// From config.
+    /// The catalogue entry.
     pub config: MemberConfig,
     /// How to reach it.
     pub adapter: Arc<dyn MemberAdapter>,
 }
 
+impl MemberEntry {
+    /// The member id.
+    pub fn id(&self) -> &MemberId {
+        self.config.id.get_ref()
+    }
+}
+
+/// A member that joined through a partner application, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDefinition {
+    /// Member id.
+    pub id: MemberId,
+    /// Legal name.
+    pub name: String,
+    /// Jurisdictions served.
+    pub jurisdictions: BTreeSet<Jurisdiction>,
+    /// Certifications held.
+    pub certifications: BTreeSet<Certification>,
+    /// Services offered.
+    pub services: BTreeSet<ResourceType>,
+    /// Size mapping.
+    pub sizes: BTreeMap<SizeName, String>,
+    /// Image mapping.
+    pub images: BTreeMap<ImageName, String>,
+    /// Federation endpoint.
+    pub endpoint: String,
+}
+
+impl MemberDefinition {
+    /// The catalogue entry (the token is passed to the adapter directly, not by variable).
+    pub fn to_config(&self) -> MemberConfig {
+        MemberConfig {
+            id: toml::Spanned::new(0..0, self.id.clone()),
+            name: self.name.clone(),
+            jurisdictions: self.jurisdictions.clone(),
+            certifications: self.certifications.clone(),
+            services: self.services.clone(),
+            sizes: self.sizes.clone(),
+            images: self.images.clone(),
+            adapter: AdapterConfig::Federation(FederationConfig {
+                endpoint: self.endpoint.clone(),
+                token_env: None,
+            }),
+        }
+    }
+
+    /// The entry with its adapter, holding the member's token.
+    pub fn to_entry(&self, token: Option<String>) -> Result<MemberEntry, String> {
+        let adapter = FederationAdapter::new(self.id.as_str(), &self.endpoint, token)?;
+        Ok(MemberEntry {
+            config: self.to_config(),
+            adapter: Arc::new(adapter),
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Routing {
+    entries: BTreeMap<MemberId, Arc<MemberEntry>>,
     status: BTreeMap<MemberId, MemberStatus>,
     health: BTreeMap<MemberId, MemberHealth>,
     load: BTreeMap<MemberId, u64>,
@@ -39,8 +101,8 @@ struct Routing {
 /// All members.
 #[derive(Debug)]
 pub struct MemberRegistry {
-    entries: BTreeMap<MemberId, MemberEntry>,
     routing: RwLock<Routing>,
+    sealer: Option<Arc<Sealer>>,
 }
 
 /// Builds the adapter a member's config names; `data_dir` holds simulated members'
@@ -66,45 +128,59 @@ pub fn build_adapter(
 }
 
 impl MemberRegistry {
-    /// A registry over `entries`, every member active and up until the first refresh.
-    pub fn new(entries: Vec<MemberEntry>) -> Self {
-        let mut routing = Routing::default();
-        let entries: BTreeMap<MemberId, MemberEntry> = entries
-            .into_iter()
-            .map(|e| {
-                let id = e.config.id.get_ref().clone();
-                routing.status.insert(id.clone(), MemberStatus::Active);
-                routing.health.insert(id.clone(), MemberHealth::Up);
-                (id, e)
-            })
-            .collect();
-        Self {
-            entries,
-            routing: RwLock::new(routing),
+    /// A registry over `entries`, every member active and up until the first refresh;
+    /// `sealer` opens the credentials of members that joined by application.
+    pub fn new(entries: Vec<MemberEntry>, sealer: Option<Arc<Sealer>>) -> Self {
+        let registry = Self {
+            routing: RwLock::new(Routing::default()),
+            sealer,
+        };
+        for entry in entries {
+            registry.insert(entry, MemberStatus::Active);
         }
+        registry
     }
 
-    fn routing(&self) -> std::sync::RwLockReadGuard<'_, Routing> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Routing> {
         self.routing
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Routing> {
+        self.routing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds (or replaces) a member.
+    pub fn insert(&self, entry: MemberEntry, status: MemberStatus) {
+        let id = entry.id().clone();
+        let mut routing = self.write();
+        routing.status.insert(id.clone(), status);
+        routing.health.entry(id.clone()).or_insert(MemberHealth::Up);
+        routing.entries.insert(id, Arc::new(entry));
+    }
+
+    /// Sets a member's lifecycle status in this replica's table.
+    pub fn set_status(&self, id: &MemberId, status: MemberStatus) {
+        self.write().status.insert(id.clone(), status);
+    }
+
     /// A member by id.
-    pub fn get(&self, id: &str) -> Option<&MemberEntry> {
-        MemberId::parse(id)
-            .ok()
-            .and_then(|id| self.entries.get(&id))
+    pub fn get(&self, id: &str) -> Option<Arc<MemberEntry>> {
+        let id = MemberId::parse(id).ok()?;
+        self.read().entries.get(&id).cloned()
     }
 
     /// Every member, by id.
-    pub fn all(&self) -> impl Iterator<Item = &MemberEntry> {
-        self.entries.values()
+    pub fn all(&self) -> Vec<Arc<MemberEntry>> {
+        self.read().entries.values().cloned().collect()
     }
 
     /// A member's status and health.
     pub fn state_of(&self, id: &MemberId) -> (MemberStatus, MemberHealth) {
-        let routing = self.routing();
+        let routing = self.read();
         (
             routing
                 .status
@@ -117,7 +193,8 @@ impl MemberRegistry {
 
     /// The broker-wide sizes any member maps.
     pub fn known_sizes(&self) -> BTreeSet<SizeName> {
-        self.entries
+        self.read()
+            .entries
             .values()
             .flat_map(|e| e.config.sizes.keys().cloned())
             .collect()
@@ -125,7 +202,8 @@ impl MemberRegistry {
 
     /// The broker-wide images any member maps.
     pub fn known_images(&self) -> BTreeSet<ImageName> {
-        self.entries
+        self.read()
+            .entries
             .values()
             .flat_map(|e| e.config.images.keys().cloned())
             .collect()
@@ -133,8 +211,9 @@ impl MemberRegistry {
 
     /// A consistent snapshot of every member for placement.
     pub fn candidates(&self, resource_type: ResourceType) -> Vec<MemberCandidate> {
-        let routing = self.routing();
-        self.entries
+        let routing = self.read();
+        routing
+            .entries
             .iter()
             .map(|(id, entry)| MemberCandidate {
                 id: id.clone(),
@@ -158,12 +237,36 @@ impl MemberRegistry {
             .collect()
     }
 
-    /// Reloads statuses and loads from the store and probes every member's health.
-    pub async fn refresh(&self, store: &Store) -> StoreResult<()> {
+    /// Reloads members that joined by application, statuses and loads from the store, and
+    /// (when `probe` is set) probes every member's health.
+    pub async fn refresh(&self, store: &Store, probe: bool) -> StoreResult<()> {
+        for (definition, sealed) in store.application_members().await? {
+            if self.read().entries.contains_key(&definition.id) {
+                continue;
+            }
+            let token = match (&self.sealer, sealed) {
+                (Some(sealer), Some(sealed)) => {
+                    match sealer.open_token(&sealed, definition.id.as_str()) {
+                        Ok(token) => token,
+                        Err(e) => {
+                            tracing::error!(member.id = %definition.id, error = %e, "cannot open the member's credentials");
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match definition.to_entry(token) {
+                Ok(entry) => self.insert(entry, MemberStatus::Active),
+                Err(e) => {
+                    tracing::error!(member.id = %definition.id, error = %e, "cannot build the member's adapter")
+                }
+            }
+        }
         let statuses = store.member_statuses().await?;
         let loads = store.member_loads().await?;
         let mut health = BTreeMap::new();
-        for (id, entry) in &self.entries {
+        for entry in self.all().into_iter().filter(|_| probe) {
             let ctx = CallContext::new(None, "health", Duration::from_secs(2));
             let probe =
                 tokio::time::timeout(Duration::from_secs(2), entry.adapter.health(&ctx)).await;
@@ -172,12 +275,9 @@ impl MemberRegistry {
                 Ok(Err(e)) if e.is_transient() => MemberHealth::Degraded,
                 _ => MemberHealth::Down,
             };
-            health.insert(id.clone(), observed);
+            health.insert(entry.id().clone(), observed);
         }
-        let mut routing = self
-            .routing
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut routing = self.write();
         for (id, status) in statuses {
             routing.status.insert(id, status);
         }
@@ -189,7 +289,9 @@ impl MemberRegistry {
                     .map(|id| (id, u64::try_from(n).unwrap_or(0)))
             })
             .collect();
-        routing.health = health;
+        if probe {
+            routing.health = health;
+        }
         Ok(())
     }
 }

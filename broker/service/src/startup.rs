@@ -89,8 +89,23 @@ impl Application {
                 adapter,
             });
         }
-        let members = Arc::new(MemberRegistry::new(entries));
-        members.refresh(&store).await?;
+        let security = &config.security;
+        let key_from_env = match &security.credentials_key_env {
+            Some(name) => Some(settings.env.get(name).cloned().ok_or_else(|| {
+                anyhow::anyhow!("[security] credentials_key_env names {name}, which is not set")
+            })?),
+            None => None,
+        };
+        let sealer = Arc::new(
+            crate::secrets::Sealer::load(
+                key_from_env.as_deref(),
+                security.credentials_key_file.as_deref(),
+                &settings.data_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("credentials key: {e}"))?,
+        );
+        let members = Arc::new(MemberRegistry::new(entries, Some(sealer.clone())));
+        members.refresh(&store, true).await?;
         let dev = if config.auth.dev_issuer.enabled {
             Some(Arc::new(DevIssuer::load_or_create(&settings.data_dir)?))
         } else {
@@ -104,6 +119,7 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let state = AppState {
             rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
+            sealer,
             config: Arc::new(config),
             store,
             verifier: Arc::new(verifier),
@@ -140,6 +156,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
+        crate::partners::resume_conformance(&state).await?;
         let engine = Engine::new(
             state.store.clone(),
             state.members.clone(),
@@ -168,18 +185,24 @@ impl Application {
 }
 
 async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // Statuses and new members every second (replicas agree within about a second);
+    // health probes every fifth tick; housekeeping every minute.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut housekeeping = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = state.members.refresh(&state.store).await {
+        housekeeping += 1;
+        if let Err(e) = state
+            .members
+            .refresh(&state.store, housekeeping.is_multiple_of(5))
+            .await
+        {
             tracing::warn!(error = %e, "cannot refresh the member routing table");
         }
-        housekeeping += 1;
-        if housekeeping.is_multiple_of(60) {
+        if housekeeping.is_multiple_of(300) {
             match state.store.expire_idempotency_keys(now_ms()).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys"),
                 Ok(_) => {}

@@ -28,4 +28,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Per-tenant request rate limits.
     pub rate_limiter: Arc<RateLimiter>,
+    /// Seals and opens partner credentials.
+    pub sealer: Arc<crate::secrets::Sealer>,
 }

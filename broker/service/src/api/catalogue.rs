@@ -66,7 +66,8 @@ pub async fn evaluate(
     Ok(Json(EvaluationView::from(&decision)))
 }
 
-fn member_view(state: &AppState, entry: &crate::members::MemberEntry) -> MemberView {
+/// The API view of a member.
+pub fn member_view(state: &AppState, entry: &crate::members::MemberEntry) -> MemberView {
     let id = entry.config.id.get_ref();
     let (status, health) = state.members.state_of(id);
     MemberView {
@@ -106,6 +107,7 @@ pub async fn list_members(
     let rows: Vec<_> = state
         .members
         .all()
+        .into_iter()
         .filter(|e| {
             after
                 .as_deref()
@@ -133,7 +135,7 @@ pub async fn get_member(
         .members
         .get(&id)
         .ok_or_else(|| ApiError::not_found("member", &id))?;
-    Ok(Json(member_view(&state, entry)))
+    Ok(Json(member_view(&state, &entry)))
 }
 
 /// Where all of a tenant's data lives.

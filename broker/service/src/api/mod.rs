@@ -7,6 +7,7 @@
 
 pub mod catalogue;
 pub mod json;
+pub mod partners;
 pub mod resources;
 
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "alliance", description = "Cloud federation broker: one API, resources placed by jurisdiction on the member clouds of the alliance."),
     modifiers(&BearerAuth),
-    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "operations-ops", description = "health, readiness, metrics"))
+    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "partners"), (name = "operations-ops", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;
 
@@ -73,6 +74,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(catalogue::create_tenant, catalogue::list_tenants))
         .routes(routes!(catalogue::get_tenant, catalogue::update_tenant))
         .routes(routes!(catalogue::audit))
+        .routes(routes!(partners::submit))
+        .routes(routes!(partners::get))
+        .routes(routes!(partners::approve))
+        .routes(routes!(partners::reject))
+        .routes(routes!(partners::suspend))
+        .routes(routes!(partners::resume))
+        .routes(routes!(partners::drain))
+        .routes(routes!(partners::retire))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
@@ -141,6 +150,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let members: serde_json::Map<String, serde_json::Value> = state
         .members
         .all()
+        .iter()
         .map(|e| {
             let (_, health) = state.members.state_of(e.config.id.get_ref());
             (e.config.id.get_ref().to_string(), health.as_str().into())

@@ -52,3 +52,11 @@ permission!(
     /// Read the audit log.
     ReadAudit => [Operator]
 );
+permission!(
+    /// Apply to join, and read one's own application: partners, and operators.
+    ApplyAsPartner => [Partner, Operator]
+);
+permission!(
+    /// Approve or reject applications; suspend, resume, drain, retire members.
+    ManageMembers => [Operator]
+);

@@ -238,7 +238,7 @@ impl Engine {
         };
         match (op.kind.as_str(), op.step) {
             ("create", OperationStep::Submit) => {
-                let spec = match spec_of(resource, member) {
+                let spec = match spec_of(resource, &member) {
                     Ok(spec) => spec,
                     Err(e) => {
                         return Next::Finish(

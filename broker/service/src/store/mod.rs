@@ -13,6 +13,7 @@ mod audit;
 mod batch;
 mod idempotency;
 mod members;
+mod partners;
 mod resources;
 mod tenants;
 
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
+pub use partners::{ApplicationRow, Transition};
 pub use resources::{
     new_operation, ClaimedOperation, DeleteStart, Finish, Journal, NewResource, OperationRow,
     OperationStep, ResidencyRow, ResourceRow,

@@ -1,0 +1,144 @@
+//! Partner applications and member lifecycle routes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::json::StrictJson;
+use crate::auth::permissions::{ApplyAsPartner, ManageMembers};
+use crate::auth::{Authorized, Role};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::partners::{self, ApplicationView, Lifecycle, SelfDescription};
+use crate::provisioning::views::MemberView;
+use crate::state::AppState;
+
+/// Apply to join the alliance; the conformance suite runs against the endpoint.
+#[utoipa::path(post, path = "/v1/partner-applications", tag = "partners", request_body = SelfDescription,
+    responses((status = 202, body = ApplicationView, description = "stored; conformance is running"), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn submit(
+    State(state): State<AppState>,
+    auth: Authorized<ApplyAsPartner>,
+    body: StrictJson<SelfDescription>,
+) -> ApiResult<(StatusCode, Json<ApplicationView>)> {
+    let row = partners::submit(&state, &auth.principal, body.value, &body.canonical).await?;
+    Ok((StatusCode::ACCEPTED, Json(ApplicationView::from(&row))))
+}
+
+/// An application: its status and conformance report (never its credentials).
+#[utoipa::path(get, path = "/v1/partner-applications/{id}", tag = "partners", params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationView), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authorized<ApplyAsPartner>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApplicationView>> {
+    let row = state
+        .store
+        .application(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("partner application", &id))?;
+    let own = auth
+        .principal
+        .member
+        .as_ref()
+        .is_some_and(|m| m.as_str() == row.member_id);
+    if !auth.principal.has(Role::Operator) && !own {
+        return Err(ApiError::not_found("partner application", &id));
+    }
+    Ok(Json(ApplicationView::from(&row)))
+}
+
+/// `POST /v1/partner-applications/{id}/reject`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Approve an application: the member is active at once (operator).
+#[utoipa::path(post, path = "/v1/partner-applications/{id}/approve", tag = "partners", params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApplicationView>> {
+    let row = partners::approve(&state, &auth.principal, &id).await?;
+    Ok(Json(ApplicationView::from(&row)))
+}
+
+/// Reject an application (operator).
+#[utoipa::path(post, path = "/v1/partner-applications/{id}/reject", tag = "partners", params(("id" = String, Path)), request_body = Option<Decision>,
+    responses((status = 200, body = ApplicationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn reject(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<ApplicationView>> {
+    let reason = if body.is_empty() {
+        None
+    } else {
+        super::json::parse::<Decision>(&body)?.value.reason
+    };
+    let row = partners::reject(&state, &auth.principal, &id, reason.as_deref()).await?;
+    Ok(Json(ApplicationView::from(&row)))
+}
+
+async fn lifecycle(
+    state: &AppState,
+    auth: &crate::auth::Principal,
+    id: &str,
+    action: Lifecycle,
+) -> ApiResult<Json<MemberView>> {
+    partners::transition(state, auth, id, action).await?;
+    let entry = state
+        .members
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("member", id))?;
+    Ok(Json(super::catalogue::member_view(state, &entry)))
+}
+
+/// Suspend a member: no new placements; its resources stay readable and deletable (operator).
+#[utoipa::path(post, path = "/v1/members/{id}/suspend", tag = "members", params(("id" = String, Path)), responses((status = 200, body = MemberView), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
+    lifecycle(&state, &auth.principal, &id, Lifecycle::Suspend).await
+}
+
+/// Resume a suspended or draining member (operator).
+#[utoipa::path(post, path = "/v1/members/{id}/resume", tag = "members", params(("id" = String, Path)), responses((status = 200, body = MemberView), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
+    lifecycle(&state, &auth.principal, &id, Lifecycle::Resume).await
+}
+
+/// Drain a member: no new placements while its resources go (operator).
+#[utoipa::path(post, path = "/v1/members/{id}/drain", tag = "members", params(("id" = String, Path)), responses((status = 200, body = MemberView), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn drain(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
+    lifecycle(&state, &auth.principal, &id, Lifecycle::Drain).await
+}
+
+/// Retire a member that holds no live resources (operator).
+#[utoipa::path(post, path = "/v1/members/{id}/retire", tag = "members", params(("id" = String, Path)), responses((status = 200, body = MemberView), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn retire(
+    State(state): State<AppState>,
+    auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
+    lifecycle(&state, &auth.principal, &id, Lifecycle::Retire).await
+}
