@@ -51,8 +51,26 @@ async fn member_sim_passes_conformance() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["failed"], 0);
     assert_eq!(report["checks"].as_array().unwrap().len(), 27);
-    // Conformance cleaned up after itself.
+    // Conformance created one resource per service.
     assert!(member.creations().len() >= 3);
+    // The protocol's own OpenAPI document is served by the reference member.
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/federation/v1/openapi.json", member.url))
+        .bearer_auth("lux-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/federation/v1/capabilities",
+        "/federation/v1/resources",
+        "/federation/v1/resources/{broker_resource_id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,4 +428,126 @@ async fn replicas_agree_on_a_suspension_within_seconds() {
             .json()["status"],
         "suspended"
     );
+}
+
+/// Drift and orphan detection, and what a partner sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their_own() {
+    use alliance_e2e::{federation_config, Broker, MemberSim, Options};
+    use serde_json::json;
+    let members = [
+        MemberSim::start("numergy-fr", "FR", 0, Some("t0k")).await,
+        MemberSim::start("belgacom-be", "BE", 0, Some("t0k")).await,
+        MemberSim::start("telekom-de", "DE", 0, Some("t0k")).await,
+    ];
+    let mut options = Options::demo();
+    options.config = federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
+    options.env.push(("MEMBER_TOKEN".into(), "t0k".into()));
+    let broker = Broker::start(options).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let kept = acme
+        .create_and_wait(
+            "/v1/buckets",
+            &json!({ "name": "kept", "jurisdiction": "FR" }),
+        )
+        .await;
+    let lost = acme
+        .create_and_wait(
+            "/v1/buckets",
+            &json!({ "name": "lost", "jurisdiction": "FR" }),
+        )
+        .await;
+    let lost_id = lost["id"].as_str().unwrap();
+
+    // Someone works on the member behind the broker's back.
+    let http = reqwest::Client::new();
+    let fr = &members[0].url;
+    let created = http
+        .put(format!("{fr}/federation/v1/resources/bkt-made-at-the-member"))
+        .bearer_auth("t0k")
+        .json(&json!({ "resource_type": "bucket", "name": "rogue", "tenant": "acme", "jurisdiction": "FR", "data_class": "standard" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let deleted = http
+        .delete(format!("{fr}/federation/v1/resources/{lost_id}"))
+        .bearer_auth("t0k")
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+
+    let operator = broker.client(&broker.token_with(&["--role", "operator"]));
+    let report = operator
+        .post("/v1/members/numergy-fr/drift", &json!({}))
+        .await
+        .json();
+    assert_eq!(report["complete"], true, "{report}");
+    let orphans: Vec<&str> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["resource_id"].as_str())
+        .collect();
+    assert_eq!(orphans, vec!["bkt-made-at-the-member"], "{report}");
+    let missing: Vec<&str> = report["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["resource_id"].as_str())
+        .collect();
+    assert_eq!(missing, vec![lost_id], "{report}");
+    assert_eq!(
+        operator.get("/v1/members/numergy-fr/drift").await.json()["orphans"],
+        report["orphans"]
+    );
+    let clean = operator
+        .post("/v1/members/belgacom-be/drift", &json!({}))
+        .await
+        .json();
+    assert_eq!(clean["orphans"], json!([]));
+    let audit = operator.get("/v1/audit?resource=numergy-fr").await.json();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "member.drift" && e["outcome"] == "drift"),
+        "{audit}"
+    );
+
+    // A partner sees its own member and what is placed on it, nothing else.
+    let partner =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "numergy-fr"]));
+    let listed = partner.get("/v1/members").await.json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["id"], "numergy-fr");
+    partner
+        .get("/v1/members/belgacom-be")
+        .await
+        .assert_problem(404, "resource.not_found");
+    let placed = partner.get("/v1/members/numergy-fr/resources").await.json();
+    let ids: Vec<&str> = placed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&kept["id"].as_str().unwrap()), "{placed}");
+    assert!(
+        placed[0].get("name").is_none(),
+        "tenant-chosen names are not shown to partners"
+    );
+    partner
+        .get("/v1/members/belgacom-be/resources")
+        .await
+        .assert_problem(404, "resource.not_found");
+    partner
+        .get("/v1/members/numergy-fr/drift")
+        .await
+        .assert_problem(403, "auth.forbidden");
+    acme.get("/v1/members/numergy-fr/resources")
+        .await
+        .assert_problem(403, "auth.forbidden");
 }

@@ -45,6 +45,9 @@ pub struct MemberSimOptions {
     pub state_file: Option<PathBuf>,
 }
 
+/// The protocol's OpenAPI document, served at `/federation/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 struct Member {
     options: MemberSimOptions,
     sim: SimAdapter,
@@ -99,6 +102,10 @@ pub fn router(options: MemberSimOptions) -> std::io::Result<Router> {
     let member: Shared = Arc::new(Member { options, sim });
     Ok(Router::new()
         .route(&format!("{PREFIX}/capabilities"), get(capabilities))
+        .route(
+            &format!("{PREFIX}/openapi.json"),
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route(&format!("{PREFIX}/resources"), get(list))
         .route(
             &format!("{PREFIX}/resources/{{id}}"),

@@ -229,6 +229,9 @@ pub struct OperationsConfig {
     /// How often an idle engine looks for due work.
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// How often members are compared with the books (drift and orphans); 0 disables.
+    #[serde(default = "default_drift_ms")]
+    pub drift_interval_ms: u64,
 }
 
 impl Default for OperationsConfig {
@@ -239,6 +242,7 @@ impl Default for OperationsConfig {
             call_timeout_ms: default_call_timeout_ms(),
             operation_timeout_ms: default_operation_timeout_ms(),
             poll_interval_ms: default_poll_ms(),
+            drift_interval_ms: default_drift_ms(),
         }
     }
 }
@@ -257,6 +261,9 @@ fn default_operation_timeout_ms() -> u64 {
 }
 fn default_poll_ms() -> u64 {
     50
+}
+fn default_drift_ms() -> u64 {
+    300_000
 }
 
 fn default_data_classes() -> DataClasses {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod drift;
 pub mod endpoints;
 pub mod error;
 pub mod members;

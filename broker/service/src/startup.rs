@@ -165,6 +165,7 @@ impl Application {
         );
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
+        let drift_task = tokio::spawn(drift_loop(state.clone(), stop_rx.clone()));
         let router = crate::api::router(state.clone());
         let mut server_stop = stop_rx.clone();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -179,6 +180,7 @@ impl Application {
         trigger.abort();
         let _ = engine_task.await;
         let _ = refresh_task.await;
+        let _ = drift_task.await;
         state.store.close().await;
         Ok(())
     }
@@ -208,6 +210,24 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys"),
             }
+        }
+    }
+}
+
+async fn drift_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let every = state.config.operations.drift_interval_ms;
+    if every == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(every));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = crate::drift::run_once(&state).await {
+            tracing::warn!(error = %e, "drift round failed");
         }
     }
 }

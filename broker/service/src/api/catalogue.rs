@@ -100,14 +100,16 @@ pub fn member_view(state: &AppState, entry: &crate::members::MemberEntry) -> Mem
 #[utoipa::path(get, path = "/v1/members", tag = "members", params(PageParams), responses((status = 200, body = Page<MemberView>)), security(("bearer" = [])))]
 pub async fn list_members(
     State(state): State<AppState>,
-    _auth: Authorized<ReadMembers>,
+    auth: Authorized<ReadMembers>,
     Query(params): Query<PageParams>,
 ) -> ApiResult<Json<Page<MemberView>>> {
     let (limit, after) = params.resolve("members")?;
+    let only = auth.principal.partner_only().cloned();
     let rows: Vec<_> = state
         .members
         .all()
         .into_iter()
+        .filter(|e| only.as_ref().is_none_or(|m| e.id() == m))
         .filter(|e| {
             after
                 .as_deref()
@@ -128,9 +130,16 @@ pub async fn list_members(
 #[utoipa::path(get, path = "/v1/members/{id}", tag = "members", params(("id" = String, Path)), responses((status = 200, body = MemberView), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_member(
     State(state): State<AppState>,
-    _auth: Authorized<ReadMembers>,
+    auth: Authorized<ReadMembers>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MemberView>> {
+    if auth
+        .principal
+        .partner_only()
+        .is_some_and(|m| m.as_str() != id)
+    {
+        return Err(ApiError::not_found("member", &id));
+    }
     let entry = state
         .members
         .get(&id)

@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partners::resume))
         .routes(routes!(partners::drain))
         .routes(routes!(partners::retire))
+        .routes(routes!(partners::drift, partners::check_drift))
+        .routes(routes!(partners::member_resources))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();

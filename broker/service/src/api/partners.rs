@@ -142,3 +142,90 @@ pub async fn retire(
 ) -> ApiResult<Json<MemberView>> {
     lifecycle(&state, &auth.principal, &id, Lifecycle::Retire).await
 }
+
+/// The latest drift report of a member; a check runs now if none has (operator).
+#[utoipa::path(get, path = "/v1/members/{id}/drift", tag = "members", params(("id" = String, Path)),
+    responses((status = 200, body = crate::drift::DriftReport), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn drift(
+    State(state): State<AppState>,
+    _auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let entry = state
+        .members
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("member", &id))?;
+    match state.store.drift_report(&id).await? {
+        Some(report) => Ok(Json(report)),
+        None => Ok(Json(
+            serde_json::to_value(crate::drift::check_member(&state, &entry).await?)
+                .map_err(ApiError::internal)?,
+        )),
+    }
+}
+
+/// Compare the member with the books now (operator).
+#[utoipa::path(post, path = "/v1/members/{id}/drift", tag = "members", params(("id" = String, Path)),
+    responses((status = 200, body = crate::drift::DriftReport), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn check_drift(
+    State(state): State<AppState>,
+    _auth: Authorized<ManageMembers>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::drift::DriftReport>> {
+    let entry = state
+        .members
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("member", &id))?;
+    Ok(Json(crate::drift::check_member(&state, &entry).await?))
+}
+
+/// A resource placed on a member, as its partner sees it (no tenant-chosen names).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct PlacedResource {
+    /// Broker id.
+    pub id: String,
+    /// `instance`, `volume` or `bucket`.
+    pub resource_type: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Jurisdiction.
+    pub jurisdiction: String,
+    /// Broker status.
+    pub status: String,
+    /// The member's own id.
+    pub member_resource_id: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The resources placed on a member: its partner, or an operator.
+#[utoipa::path(get, path = "/v1/members/{id}/resources", tag = "members", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<PlacedResource>), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn member_resources(
+    State(state): State<AppState>,
+    auth: Authorized<ApplyAsPartner>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<PlacedResource>>> {
+    let own = auth
+        .principal
+        .member
+        .as_ref()
+        .is_some_and(|m| m.as_str() == id);
+    if (!auth.principal.has(Role::Operator) && !own) || state.members.get(&id).is_none() {
+        return Err(ApiError::not_found("member", &id));
+    }
+    let rows = state.store.member_holdings(&id, false).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|h| PlacedResource {
+                id: h.id,
+                resource_type: h.resource_type,
+                tenant: h.tenant_id,
+                jurisdiction: h.jurisdiction,
+                status: h.status,
+                member_resource_id: h.member_resource_id,
+                created_at: crate::time::rfc3339(h.created_at),
+            })
+            .collect(),
+    ))
+}

@@ -119,6 +119,16 @@ impl Principal {
         }
     }
 
+    /// For a principal whose only role is `partner`: its member. Such a principal sees its
+    /// own member and nothing else of the catalogue.
+    pub fn partner_only(&self) -> Option<&MemberId> {
+        if self.roles.len() == 1 && self.has(Role::Partner) {
+            self.member.as_ref()
+        } else {
+            None
+        }
+    }
+
     /// Role names, for the audit log.
     pub fn role_names(&self) -> Vec<String> {
         self.roles.iter().map(|r| r.as_str().to_owned()).collect()

@@ -52,3 +52,111 @@ impl Store {
         Ok(out)
     }
 }
+
+/// One resource as the broker's books hold it at a member, for drift detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberHolding {
+    /// Broker id.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Kind.
+    pub resource_type: String,
+    /// Jurisdiction.
+    pub jurisdiction: String,
+    /// Broker status.
+    pub status: String,
+    /// The member's id for it.
+    pub member_resource_id: Option<String>,
+    /// ms.
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Every resource the books place on `member` (deleted ones too, for drift).
+    pub async fn member_holdings(
+        &self,
+        member: &str,
+        include_deleted: bool,
+    ) -> StoreResult<Vec<MemberHolding>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, resource_type, jurisdiction, status, member_resource_id, created_at FROM resources \
+             WHERE member_id = $1 AND ($2 = 1 OR status <> 'deleted') ORDER BY id",
+        )
+        .bind(member)
+        .bind(i64::from(include_deleted))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberHolding {
+                    id: col(row, "id")?,
+                    tenant_id: col(row, "tenant_id")?,
+                    resource_type: col(row, "resource_type")?,
+                    jurisdiction: col(row, "jurisdiction")?,
+                    status: col(row, "status")?,
+                    member_resource_id: col(row, "member_resource_id")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores the latest drift report of a member; returns the previous one.
+    pub async fn put_drift_report(
+        &self,
+        member: &str,
+        report: &serde_json::Value,
+        now: i64,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        let previous = self.drift_report(member).await?;
+        sqlx::query(
+            "INSERT INTO drift_reports (member_id, checked_at, report) VALUES ($1, $2, $3) \
+             ON CONFLICT (member_id) DO UPDATE SET checked_at = excluded.checked_at, report = excluded.report",
+        )
+        .bind(member)
+        .bind(now)
+        .bind(report.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(previous)
+    }
+
+    /// The latest drift report of a member.
+    pub async fn drift_report(&self, member: &str) -> StoreResult<Option<serde_json::Value>> {
+        let raw: Option<String> =
+            sqlx::query_scalar("SELECT report FROM drift_reports WHERE member_id = $1")
+                .bind(member)
+                .fetch_optional(&self.read)
+                .await?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(format!("drift report: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Runs `job` only if no other replica runs the job named `key` right now (a
+    /// PostgreSQL advisory lock; SQLite has one process). `None` when another holds it.
+    pub async fn singleton<F, T>(&self, key: i64, job: F) -> StoreResult<Option<T>>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        if self.backend == super::Backend::Sqlite {
+            return Ok(Some(job.await));
+        }
+        let mut conn = self.write.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let out = job.await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(out))
+    }
+}

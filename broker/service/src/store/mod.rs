@@ -27,6 +27,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
+pub use members::MemberHolding;
 pub use partners::{ApplicationRow, Transition};
 pub use resources::{
     new_operation, ClaimedOperation, DeleteStart, Finish, Journal, NewResource, OperationRow,

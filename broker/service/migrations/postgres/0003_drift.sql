@@ -1,0 +1,6 @@
+-- The latest drift report per member. Kept in step with ../sqlite/0003_drift.sql.
+CREATE TABLE drift_reports (
+    member_id   TEXT PRIMARY KEY,
+    checked_at  BIGINT NOT NULL,
+    report      TEXT NOT NULL              -- JSON
+);
