@@ -634,3 +634,19 @@ pub fn federation_config(members: &[&MemberSim], token_env: Option<&str>) -> Str
     }
     format!("{config}{FAST_OPERATIONS}")
 }
+
+impl MemberSim {
+    /// Kills the member (SIGKILL): it stops answering; its state file stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same state.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}

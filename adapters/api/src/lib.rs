@@ -288,4 +288,10 @@ pub trait MemberAdapter: Send + Sync + fmt::Debug {
 
     /// Checks that the member answers.
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError>;
+
+    /// The health the adapter observed from its recent calls (a circuit breaker's view),
+    /// when it keeps one.
+    fn observed_health(&self) -> Option<alliance_core::MemberHealth> {
+        None
+    }
 }

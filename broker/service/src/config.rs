@@ -232,6 +232,9 @@ pub struct OperationsConfig {
     /// How often members are compared with the books (drift and orphans); 0 disables.
     #[serde(default = "default_drift_ms")]
     pub drift_interval_ms: u64,
+    /// How often every member's health is probed.
+    #[serde(default = "default_health_ms")]
+    pub health_interval_ms: u64,
 }
 
 impl Default for OperationsConfig {
@@ -243,6 +246,7 @@ impl Default for OperationsConfig {
             operation_timeout_ms: default_operation_timeout_ms(),
             poll_interval_ms: default_poll_ms(),
             drift_interval_ms: default_drift_ms(),
+            health_interval_ms: default_health_ms(),
         }
     }
 }
@@ -264,6 +268,9 @@ fn default_poll_ms() -> u64 {
 }
 fn default_drift_ms() -> u64 {
     300_000
+}
+fn default_health_ms() -> u64 {
+    5_000
 }
 
 fn default_data_classes() -> DataClasses {

@@ -80,12 +80,16 @@ impl MemberDefinition {
         }
     }
 
-    /// The entry with its adapter, holding the member's token.
-    pub fn to_entry(&self, token: Option<String>) -> Result<MemberEntry, String> {
+    /// The entry with its (resilient) adapter, holding the member's token.
+    pub fn to_entry(
+        &self,
+        token: Option<String>,
+        call_timeout: Duration,
+    ) -> Result<MemberEntry, String> {
         let adapter = FederationAdapter::new(self.id.as_str(), &self.endpoint, token)?;
         Ok(MemberEntry {
             config: self.to_config(),
-            adapter: Arc::new(adapter),
+            adapter: resilient(Arc::new(adapter), self.id.as_str(), call_timeout),
         })
     }
 }
@@ -103,11 +107,37 @@ struct Routing {
 pub struct MemberRegistry {
     routing: RwLock<Routing>,
     sealer: Option<Arc<Sealer>>,
+    call_timeout: Duration,
 }
 
-/// Builds the adapter a member's config names; `data_dir` holds simulated members'
-/// journals; `env` provides the secrets that the config names by variable.
+/// Wraps an adapter in the shared resilience layer (timeouts, retries with a budget, a
+/// circuit breaker, observed health).
+pub fn resilient(
+    inner: Arc<dyn MemberAdapter>,
+    member: &str,
+    call_timeout: Duration,
+) -> Arc<dyn MemberAdapter> {
+    let policy = alliance_resilience::Policy {
+        call_timeout,
+        ..alliance_resilience::Policy::default()
+    };
+    Arc::new(alliance_resilience::Resilient::new(inner, member, policy))
+}
+
+/// Builds the adapter a member's config names, wrapped in the resilience layer;
+/// `data_dir` holds simulated members' journals; `env` provides the secrets that the
+/// config names by variable.
 pub fn build_adapter(
+    config: &MemberConfig,
+    data_dir: &Path,
+    env: &BTreeMap<String, String>,
+    call_timeout: Duration,
+) -> Result<Arc<dyn MemberAdapter>, String> {
+    let id = config.id.get_ref().as_str();
+    raw_adapter(config, data_dir, env).map(|inner| resilient(inner, id, call_timeout))
+}
+
+fn raw_adapter(
     config: &MemberConfig,
     data_dir: &Path,
     env: &BTreeMap<String, String>,
@@ -130,10 +160,15 @@ pub fn build_adapter(
 impl MemberRegistry {
     /// A registry over `entries`, every member active and up until the first refresh;
     /// `sealer` opens the credentials of members that joined by application.
-    pub fn new(entries: Vec<MemberEntry>, sealer: Option<Arc<Sealer>>) -> Self {
+    pub fn new(
+        entries: Vec<MemberEntry>,
+        sealer: Option<Arc<Sealer>>,
+        call_timeout: Duration,
+    ) -> Self {
         let registry = Self {
             routing: RwLock::new(Routing::default()),
             sealer,
+            call_timeout,
         };
         for entry in entries {
             registry.insert(entry, MemberStatus::Active);
@@ -256,7 +291,7 @@ impl MemberRegistry {
                 }
                 _ => None,
             };
-            match definition.to_entry(token) {
+            match definition.to_entry(token, self.call_timeout) {
                 Ok(entry) => self.insert(entry, MemberStatus::Active),
                 Err(e) => {
                     tracing::error!(member.id = %definition.id, error = %e, "cannot build the member's adapter")
@@ -270,9 +305,18 @@ impl MemberRegistry {
             let ctx = CallContext::new(None, "health", Duration::from_secs(2));
             let probe =
                 tokio::time::timeout(Duration::from_secs(2), entry.adapter.health(&ctx)).await;
-            let observed = match probe {
-                Ok(Ok(())) => MemberHealth::Up,
-                Ok(Err(e)) if e.is_transient() => MemberHealth::Degraded,
+            // The breaker's view wins when it says down; otherwise the probe decides.
+            let breaker = entry.adapter.observed_health();
+            let observed = match (probe, breaker) {
+                (_, Some(MemberHealth::Down)) => MemberHealth::Down,
+                (Ok(Ok(())), breaker) => breaker.unwrap_or(MemberHealth::Up),
+                // The member answered, but with an error: degraded. Unreachable: down.
+                (Ok(Err(e)), _)
+                    if e.is_transient()
+                        && e.origin == alliance_adapter_api::ErrorSource::Member =>
+                {
+                    MemberHealth::Degraded
+                }
                 _ => MemberHealth::Down,
             };
             health.insert(entry.id().clone(), observed);

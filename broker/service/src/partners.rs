@@ -514,7 +514,12 @@ pub async fn approve(
             .map_err(ApiError::internal)?,
         None => None,
     };
-    let entry = definition.to_entry(token).map_err(ApiError::internal)?;
+    let entry = definition
+        .to_entry(
+            token,
+            Duration::from_millis(state.config.operations.call_timeout_ms),
+        )
+        .map_err(ApiError::internal)?;
     let audit_entry = audit(
         principal,
         "partner_application.approve",

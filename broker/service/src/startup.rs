@@ -77,8 +77,9 @@ impl Application {
         let mut entries = Vec::new();
         for member in &config.members {
             store.seed_member(member.id.get_ref(), now).await?;
-            let adapter =
-                build_adapter(member, &settings.data_dir, &settings.env).map_err(|e| {
+            let call_timeout = Duration::from_millis(config.operations.call_timeout_ms);
+            let adapter = build_adapter(member, &settings.data_dir, &settings.env, call_timeout)
+                .map_err(|e| {
                     anyhow::anyhow!(
                         "cannot start the adapter of member {}: {e}",
                         member.id.get_ref()
@@ -104,7 +105,11 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("credentials key: {e}"))?,
         );
-        let members = Arc::new(MemberRegistry::new(entries, Some(sealer.clone())));
+        let members = Arc::new(MemberRegistry::new(
+            entries,
+            Some(sealer.clone()),
+            Duration::from_millis(config.operations.call_timeout_ms),
+        ));
         members.refresh(&store, true).await?;
         let dev = if config.auth.dev_issuer.enabled {
             Some(Arc::new(DevIssuer::load_or_create(&settings.data_dir)?))
@@ -188,9 +193,12 @@ impl Application {
 
 async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     // Statuses and new members every second (replicas agree within about a second);
-    // health probes every fifth tick; housekeeping every minute.
+    // health probes every `health_interval_ms`; housekeeping every five minutes.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut housekeeping = 0u32;
+    let probe_every = u32::try_from(state.config.operations.health_interval_ms / 1000)
+        .unwrap_or(5)
+        .max(1);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -199,7 +207,7 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         housekeeping += 1;
         if let Err(e) = state
             .members
-            .refresh(&state.store, housekeeping.is_multiple_of(5))
+            .refresh(&state.store, housekeeping.is_multiple_of(probe_every))
             .await
         {
             tracing::warn!(error = %e, "cannot refresh the member routing table");

@@ -233,8 +233,9 @@ impl Engine {
         };
         let adapter = &member.adapter;
         let timeout = Duration::from_millis(self.config.call_timeout_ms);
+        // Member call metrics are counted by the resilience layer; this only marks the step.
         let call = |name: &'static str, outcome: &'static str| {
-            metrics::counter!("alliance_member_calls_total", "member" => resource.member_id.clone(), "call" => name, "outcome" => outcome).increment(1);
+            tracing::debug!(call = name, outcome, "member call");
         };
         match (op.kind.as_str(), op.step) {
             ("create", OperationStep::Submit) => {
