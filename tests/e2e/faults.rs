@@ -25,11 +25,11 @@ async fn wait_health(operator: &Client, member: &str, want: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_stays_in_the_jurisdiction_and_operations_survive_an_outage() {
-        let mut members = [
+    let mut members = [
         MemberSim::start("numergy-fr", "FR", 50, None).await,
         MemberSim::start("belgacom-be", "BE", 50, None).await,
         MemberSim::start("telekom-de", "DE", 50, None).await,
-                MemberSim::start("ovh-fr", "FR", 50, None).await,
+        MemberSim::start("ovh-fr", "FR", 50, None).await,
     ];
     let mut config = federation_config(&members.iter().take(3).collect::<Vec<_>>(), None);
     config.push_str(&format!(

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Metered usage.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -56,6 +61,12 @@ enum Command {
 enum ConfigCommand {
     /// Check a config file; errors name the key and the line.
     Check(commands::config_check::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageCommand {
+    /// Write a period's usage as FOCUS CSV (default) or JSON to stdout.
+    Export(commands::usage::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +89,9 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify(args),
         } => commands::audit_verify::run(args),
+        Command::Usage {
+            command: UsageCommand::Export(args),
+        } => commands::usage::run(args),
     };
     match result {
         Ok(code) => code,

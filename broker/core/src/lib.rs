@@ -8,6 +8,8 @@
 //! Invariant: this crate depends on nothing that performs I/O (see `tests/tidy.rs`).
 #![forbid(unsafe_code)]
 
+pub mod billing;
+pub mod focus;
 pub mod ids;
 pub mod placement;
 pub mod policy;

@@ -374,6 +374,9 @@ pub struct MemberConfig {
     pub images: BTreeMap<ImageName, String>,
     /// How the broker talks to it.
     pub adapter: AdapterConfig,
+    /// Its price catalogue (exact decimals as strings, one currency).
+    #[serde(default)]
+    pub prices: Vec<alliance_core::billing::Price>,
 }
 
 /// How the broker talks to a member.
@@ -619,6 +622,13 @@ impl Config {
                     key: format!("members[{i}].id"),
                     line: at,
                     message: format!("member `{}` is defined twice", m.id.get_ref()),
+                });
+            }
+            if let Err(e) = alliance_core::billing::PriceCatalogue::new(&m.prices) {
+                out.push(ConfigProblem {
+                    key: format!("members[{i}].prices"),
+                    line: at,
+                    message: e,
                 });
             }
             if m.jurisdictions.is_empty() {

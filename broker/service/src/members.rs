@@ -39,6 +39,11 @@ impl MemberEntry {
     pub fn id(&self) -> &MemberId {
         self.config.id.get_ref()
     }
+
+    /// Its price catalogue (validated when the member was configured or approved).
+    pub fn catalogue(&self) -> alliance_core::billing::PriceCatalogue {
+        alliance_core::billing::PriceCatalogue::new(&self.config.prices).unwrap_or_default()
+    }
 }
 
 /// A member that joined through a partner application, as stored.
@@ -60,6 +65,9 @@ pub struct MemberDefinition {
     pub images: BTreeMap<ImageName, String>,
     /// Federation endpoint.
     pub endpoint: String,
+    /// Price catalogue.
+    #[serde(default)]
+    pub prices: Vec<alliance_core::billing::Price>,
 }
 
 impl MemberDefinition {
@@ -73,6 +81,7 @@ impl MemberDefinition {
             services: self.services.clone(),
             sizes: self.sizes.clone(),
             images: self.images.clone(),
+            prices: self.prices.clone(),
             adapter: AdapterConfig::Federation(FederationConfig {
                 endpoint: self.endpoint.clone(),
                 token_env: None,

@@ -230,6 +230,10 @@ pub async fn submit(
     for image in description.images.keys() {
         ImageName::parse(image).map_err(|e| invalid("images", e))?;
     }
+    let prices: Vec<alliance_core::billing::Price> =
+        serde_json::from_value(serde_json::Value::Array(description.prices.clone()))
+            .map_err(|e| invalid("prices", e))?;
+    alliance_core::billing::PriceCatalogue::new(&prices).map_err(|e| invalid("prices", e))?;
     if description.adapter.kind != "federation" {
         return Err(invalid("adapter.kind", "only `federation` members apply through the API; OpenStack and EC2 members are added by the operator's config"));
     }
@@ -506,6 +510,7 @@ pub async fn approve(
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        prices: serde_json::from_value(d["prices"].clone()).unwrap_or_default(),
     };
     let token = match &row.credentials {
         Some(sealed) => state

@@ -7,6 +7,7 @@ pub mod member_sim;
 pub mod migrate;
 pub mod serve;
 pub mod token;
+pub mod usage;
 
 use std::collections::BTreeMap;
 

@@ -60,3 +60,7 @@ permission!(
     /// Approve or reject applications; suspend, resume, drain, retire members.
     ManageMembers => [Operator]
 );
+permission!(
+    /// Read metered usage: tenants (their own), billing, operators.
+    ReadUsage => [TenantUser, TenantAdmin, Billing, Operator]
+);

@@ -16,6 +16,7 @@ mod members;
 mod partners;
 mod resources;
 mod tenants;
+mod usage;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ pub use resources::{
     OperationStep, ResidencyRow, ResourceRow,
 };
 pub use tenants::TenantRow;
+pub use usage::sku_of;
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

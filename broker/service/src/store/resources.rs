@@ -711,6 +711,31 @@ pub(crate) async fn apply(
             .bind(*now)
             .execute(&mut *conn)
             .await?;
+            // The usage ledger moves with the state change, in this transaction.
+            let event = match finish {
+                Finish::Succeeded {
+                    resource_status: "active",
+                    ..
+                } => Some("start"),
+                Finish::Succeeded {
+                    resource_status: "deleted",
+                    ..
+                } => Some("stop"),
+                _ => None,
+            };
+            if let Some(event) = event {
+                sqlx::query(
+                    "INSERT INTO usage_events (resource_id, event, at, tenant_id, member_id, resource_type, jurisdiction, name, spec) \
+                     SELECT r.id, $2, $3, r.tenant_id, r.member_id, r.resource_type, r.jurisdiction, r.name, r.spec FROM resources r \
+                     WHERE r.id = (SELECT resource_id FROM operations WHERE id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = r.id AND u.event = $2)",
+                )
+                .bind(id)
+                .bind(event)
+                .bind(*now)
+                .execute(&mut *conn)
+                .await?;
+            }
             audit::append_all(conn, backend, entries, *now, cursor).await?;
             Ok(true)
         }

@@ -1,0 +1,83 @@
+//! `alliance usage export`: metered usage of a period as FOCUS CSV (or JSON) on stdout.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use alliance_core::billing::{Period, PriceCatalogue};
+use alliance_service::store::{resolve_url, Store};
+
+use crate::Common;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// FOCUS 1.2 CSV.
+    Focus,
+    /// JSON lines and totals.
+    Json,
+}
+
+/// `usage export` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// The UTC month, `YYYY-MM`.
+    #[arg(long)]
+    period: String,
+    /// Only this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only this member.
+    #[arg(long)]
+    member: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "focus")]
+    format: Format,
+}
+
+/// Writes the export; exit 2 on bad input.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let period = Period::parse(&args.period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    let config = super::load_config(&args.common)?;
+    let url = resolve_url(&config.database.url, &args.common.data_dir);
+    let usage = super::runtime()?.block_on(async {
+        let store = Store::connect(&url, 2).await?;
+        store.migrate().await?;
+        let mut catalogues: BTreeMap<String, PriceCatalogue> = BTreeMap::new();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for m in &config.members {
+            catalogues.insert(
+                m.id.get_ref().to_string(),
+                PriceCatalogue::new(&m.prices).unwrap_or_default(),
+            );
+            names.insert(m.id.get_ref().to_string(), m.name.clone());
+        }
+        for (definition, _) in store.application_members().await? {
+            catalogues.insert(
+                definition.id.to_string(),
+                PriceCatalogue::new(&definition.prices).unwrap_or_default(),
+            );
+            names.insert(definition.id.to_string(), definition.name.clone());
+        }
+        let usage = alliance_service::billing::usage(
+            &store,
+            period,
+            args.tenant.as_deref(),
+            args.member.as_deref(),
+            &catalogues,
+        )
+        .await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>((usage, names))
+    })?;
+    let (usage, names) = usage;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Focus => alliance_core::focus::write(&mut out, period, &usage.lines, &names)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&usage)?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+//! Usage routes: JSON and FOCUS CSV.
+
+use std::collections::BTreeMap;
+
+use alliance_core::billing::Period;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::auth::permissions::ReadUsage;
+use crate::auth::{Authorized, Principal};
+use crate::billing::Usage;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
+
+/// `?period=YYYY-MM&tenant=&member=&format=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// `YYYY-MM` (UTC month).
+    pub period: String,
+    /// One tenant (tenants always see only their own).
+    pub tenant: Option<String>,
+    /// One member.
+    pub member: Option<String>,
+    /// `focus` (CSV, default) or `json`, for the export.
+    pub format: Option<String>,
+}
+
+async fn compute(
+    state: &AppState,
+    principal: &Principal,
+    params: &UsageParams,
+) -> ApiResult<Usage> {
+    let period =
+        Period::parse(&params.period).map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    // Tenant roles see their own tenant, whatever they ask; anyone else may filter.
+    let tenant = match (
+        &principal.tenant,
+        principal.has(crate::auth::Role::Billing) || principal.has(crate::auth::Role::Operator),
+    ) {
+        (Some(own), false) => {
+            if params.tenant.as_deref().is_some_and(|t| t != own.as_str()) {
+                return Err(ApiError::not_found(
+                    "tenant",
+                    params.tenant.as_deref().unwrap_or_default(),
+                ));
+            }
+            Some(own.to_string())
+        }
+        _ => params.tenant.clone(),
+    };
+    let catalogues: BTreeMap<_, _> = state
+        .members
+        .all()
+        .iter()
+        .map(|e| (e.id().to_string(), e.catalogue()))
+        .collect();
+    Ok(crate::billing::usage(
+        &state.store,
+        period,
+        tenant.as_deref(),
+        params.member.as_deref(),
+        &catalogues,
+    )
+    .await?)
+}
+
+/// Metered and rated usage of a period, as JSON.
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageParams), responses((status = 200, body = Usage), (status = 400, body = Problem)), security(("bearer" = [])))]
+pub async fn usage(
+    State(state): State<AppState>,
+    auth: Authorized<ReadUsage>,
+    Query(params): Query<UsageParams>,
+) -> ApiResult<Json<Usage>> {
+    Ok(Json(compute(&state, &auth.principal, &params).await?))
+}
+
+/// Usage of a period as FOCUS 1.2 CSV (or JSON with `format=json`).
+#[utoipa::path(get, path = "/v1/usage/export", tag = "usage", params(UsageParams), responses((status = 200, description = "FOCUS CSV", content_type = "text/csv"), (status = 400, body = Problem)), security(("bearer" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Authorized<ReadUsage>,
+    Query(params): Query<UsageParams>,
+) -> ApiResult<Response> {
+    let usage = compute(&state, &auth.principal, &params).await?;
+    match params.format.as_deref().unwrap_or("focus") {
+        "json" => Ok(Json(usage).into_response()),
+        "focus" => {
+            let period = Period::parse(&usage.period).map_err(ApiError::internal)?;
+            let names: BTreeMap<String, String> = state
+                .members
+                .all()
+                .iter()
+                .map(|e| (e.id().to_string(), e.config.name.clone()))
+                .collect();
+            let mut out = Vec::new();
+            alliance_core::focus::write(&mut out, period, &usage.lines, &names)
+                .map_err(ApiError::internal)?;
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+        }
+        other => Err(ApiError::invalid_query(format!(
+            "format `{other}`: use focus or json"
+        ))),
+    }
+}
