@@ -193,3 +193,70 @@ async fn metering_on_sqlite() {
 async fn metering_on_postgres() {
     metering(Backend::Postgres).await;
 }
+
+/// Members keep their own books: the simulated member's statement, metered by its own
+/// clock and rated with its prices, lists what the broker placed there; a partner reads
+/// its own member's statement only; member-sim serves one over the protocol.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_publish_their_own_statements() {
+    let broker = Broker::start(Options::demo()).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let bucket = acme
+        .create_and_wait(
+            "/v1/buckets",
+            &json!({ "name": "stated", "jurisdiction": "BE" }),
+        )
+        .await;
+    let period = this_month();
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    let statement = billing
+        .get(&format!("/v1/members/belgacom-be/statements/{period}"))
+        .await;
+    assert_eq!(
+        statement.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&statement.bytes)
+    );
+    let text = String::from_utf8(statement.bytes).unwrap();
+    assert!(text.starts_with("BilledCost,EffectiveCost"), "{text}");
+    assert!(text.contains(bucket["id"].as_str().unwrap()), "{text}");
+    assert!(
+        text.contains(",0.0018,"),
+        "rated with the member's bucket price: {text}"
+    );
+    let partner =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "belgacom-be"]));
+    assert_eq!(
+        partner
+            .get(&format!("/v1/members/belgacom-be/statements/{period}"))
+            .await
+            .status,
+        200
+    );
+    partner
+        .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+        .await
+        .assert_problem(404, "resource.not_found");
+    acme.get(&format!("/v1/members/belgacom-be/statements/{period}"))
+        .await
+        .assert_problem(403, "auth.forbidden");
+
+    let member = alliance_e2e::MemberSim::start("stmt-lu", "LU", 0, None).await;
+    let http = reqwest::Client::new();
+    let created = http
+        .put(format!("{}/federation/v1/resources/bkt-stmt", member.url))
+        .json(&json!({ "resource_type": "bucket", "name": "b", "tenant": "acme", "jurisdiction": "LU", "data_class": "standard" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let csv = http
+        .get(format!("{}/federation/v1/statements/{period}", member.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    let csv = csv.text().await.unwrap();
+    assert!(csv.contains("bkt-stmt"), "{csv}");
+}

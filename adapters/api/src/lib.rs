@@ -289,6 +289,17 @@ pub trait MemberAdapter: Send + Sync + fmt::Debug {
     /// Checks that the member answers.
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError>;
 
+    /// The member's own usage statement for a period (`YYYY-MM`) as FOCUS CSV; `Ok(None)`
+    /// when the member publishes none (statements are then uploaded).
+    async fn statement(
+        &self,
+        ctx: &CallContext,
+        period: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        let _ = (ctx, period);
+        Ok(None)
+    }
+
     /// The health the adapter observed from its recent calls (a circuit breaker's view),
     /// when it keeps one.
     fn observed_health(&self) -> Option<alliance_core::MemberHealth> {

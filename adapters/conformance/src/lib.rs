@@ -462,6 +462,7 @@ mod tests {
             SimConfig {
                 delay_ms: 20,
                 failure_rate: 0.0,
+                ..SimConfig::default()
             },
         );
         let report = run(&sim, None, &options(), &mut |_| {}).await;
@@ -480,6 +481,7 @@ mod tests {
             SimConfig {
                 delay_ms: 0,
                 failure_rate: 1.0,
+                ..SimConfig::default()
             },
         );
         let report = run(&sim, None, &options(), &mut |_| {}).await;

@@ -189,12 +189,19 @@ impl FederationAdapter {
     }
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    read_capped_to(response, MAX_BODY).await
+}
+
+async fn read_capped_to(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
     let mut out = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        if out.len() + chunk.len() > MAX_BODY {
+        if out.len() + chunk.len() > max {
             // Truncated: the parse fails and the answer is reported as a bad response.
-            out.extend_from_slice(&chunk[..MAX_BODY - out.len()]);
+            out.extend_from_slice(&chunk[..max - out.len()]);
             break;
         }
         out.extend_from_slice(&chunk);
@@ -369,5 +376,60 @@ impl MemberAdapter for FederationAdapter {
 
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         self.capabilities(ctx).await.map(|_| ())
+    }
+
+    async fn statement(
+        &self,
+        ctx: &CallContext,
+        period: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        ctx.check_deadline()?;
+        if period.len() != 7 || !period.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return Err(AdapterError::invalid(format!("`{period}` is not a period")));
+        }
+        let mut request = self
+            .http
+            .get(format!("{}{PREFIX}/statements/{period}", self.endpoint))
+            .timeout(ctx.remaining());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| network_error(&e, Retry::Safe))?;
+        let status = response.status();
+        let bytes = read_capped_to(response, 512 * 1024 * 1024)
+            .await
+            .map_err(|e| network_error(&e, Retry::Safe))?;
+        match status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => String::from_utf8(bytes).map(Some).map_err(|_| {
+                AdapterError::new(
+                    ErrorKind::BadResponse,
+                    ErrorSource::Member,
+                    Retry::Safe,
+                    "the statement is not UTF-8",
+                )
+            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AdapterError::new(
+                ErrorKind::AuthFailed,
+                ErrorSource::Member,
+                Retry::Never,
+                format!("member {} refused the broker's credentials", self.member),
+            )),
+            s if s.is_server_error() => Err(AdapterError::new(
+                ErrorKind::Unavailable,
+                ErrorSource::Member,
+                Retry::Safe,
+                format!("member {} answered {s}", self.member),
+            )),
+            s => Err(AdapterError::new(
+                ErrorKind::Invalid,
+                ErrorSource::Member,
+                Retry::Never,
+                format!("member {} answered {s}", self.member),
+            )),
+        }
     }
 }

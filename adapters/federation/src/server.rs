@@ -107,6 +107,7 @@ pub fn router(options: MemberSimOptions) -> std::io::Result<Router> {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route(&format!("{PREFIX}/resources"), get(list))
+        .route(&format!("{PREFIX}/statements/{{period}}"), get(statement))
         .route(
             &format!("{PREFIX}/resources/{{id}}"),
             get(read).put(create).delete(remove),
@@ -380,4 +381,15 @@ async fn list(State(member): State<Shared>, Query(query): Query<ListQuery>) -> R
         next_page_token,
     })
     .into_response()
+}
+
+async fn statement(State(member): State<Shared>, Path(period): Path<String>) -> Response {
+    match member.sim.statement_csv(&period) {
+        Ok(csv) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response(),
+        Err(e) => problem(
+            StatusCode::BAD_REQUEST,
+            "validation.invalid_field",
+            e.message,
+        ),
+    }
 }

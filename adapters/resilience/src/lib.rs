@@ -352,6 +352,15 @@ impl MemberAdapter for Resilient {
         self.call(ctx, "health", || self.inner.health(ctx)).await
     }
 
+    async fn statement(
+        &self,
+        ctx: &CallContext,
+        period: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        self.call(ctx, "statement", || self.inner.statement(ctx, period))
+            .await
+    }
+
     fn observed_health(&self) -> Option<MemberHealth> {
         Some(Resilient::observed_health(self))
     }

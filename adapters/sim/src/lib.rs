@@ -35,6 +35,10 @@ pub struct SimConfig {
     /// Fraction of calls (0.0 to 1.0) that fail with `unavailable`.
     #[serde(default)]
     pub failure_rate: f64,
+    /// The member's own prices, for its statements (the broker passes the member's
+    /// catalogue; `member-sim` takes `--price`).
+    #[serde(skip)]
+    pub prices: Vec<alliance_core::billing::Price>,
 }
 
 /// One resource in the member's own table.
@@ -44,6 +48,15 @@ struct SimResource {
     broker_id: String,
     resource_type: ResourceType,
     tenant: TenantId,
+    /// The tenant's name, jurisdiction, SKU and units, for the member's statement.
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    jurisdiction: String,
+    #[serde(default)]
+    sku: String,
+    #[serde(default)]
+    units: u64,
     /// Milliseconds since the epoch, by the member's own clock.
     created_at_ms: u64,
     ready_at_ms: u64,
@@ -152,6 +165,48 @@ impl SimAdapter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The member's own usage record: each resource from when it became active (by the
+    /// member's clock) until it was deleted.
+    pub fn usage_spans(&self) -> Vec<alliance_core::billing::UsageSpan> {
+        let state = self.lock();
+        state
+            .by_broker_id
+            .values()
+            .map(|r| alliance_core::billing::UsageSpan {
+                resource_id: r.broker_id.clone(),
+                resource_name: r.name.clone(),
+                resource_type: r.resource_type.as_str().to_owned(),
+                tenant: r.tenant.to_string(),
+                member: self.member.clone(),
+                jurisdiction: r.jurisdiction.clone(),
+                sku: r.sku.clone(),
+                units: rust_decimal::Decimal::from(r.units),
+                start_ms: i64::try_from(r.ready_at_ms).unwrap_or(i64::MAX),
+                end_ms: r
+                    .deleted_at_ms
+                    .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            })
+            .collect()
+    }
+
+    /// The member's own FOCUS statement for `period`, metered and rated by itself.
+    pub fn statement_csv(&self, period: &str) -> Result<String, AdapterError> {
+        let period = alliance_core::billing::Period::parse(period)
+            .map_err(|e| AdapterError::invalid(e.to_string()))?;
+        let catalogue = alliance_core::billing::PriceCatalogue::new(&self.config.prices)
+            .map_err(AdapterError::invalid)?;
+        let lines = alliance_core::billing::meter(
+            &self.usage_spans(),
+            period,
+            &catalogue,
+            i64::try_from(now_ms()).unwrap_or(i64::MAX),
+        );
+        let mut out = Vec::new();
+        alliance_core::focus::write(&mut out, period, &lines, &std::collections::BTreeMap::new())
+            .map_err(|e| AdapterError::invalid(format!("cannot write the statement: {e}")))?;
+        String::from_utf8(out).map_err(|e| AdapterError::invalid(e.to_string()))
+    }
+
     fn view(&self, r: &SimResource, now: u64) -> Option<MemberResource> {
         let status = match r.deleted_at_ms {
             Some(at) if now >= at + self.config.delay_ms => return None,
@@ -218,6 +273,19 @@ impl MemberAdapter for SimAdapter {
             broker_id: spec.broker_id.clone(),
             resource_type: spec.resource_type,
             tenant: spec.tenant.clone(),
+            name: spec.name.clone(),
+            jurisdiction: spec.jurisdiction.to_string(),
+            sku: alliance_core::billing::sku_of(
+                spec.resource_type.as_str(),
+                spec.size.as_ref().map(|s| s.as_str()),
+                spec.size_gb.map(u64::from),
+            )
+            .0,
+            units: if spec.resource_type == ResourceType::Volume {
+                u64::from(spec.size_gb.unwrap_or(0))
+            } else {
+                1
+            },
             created_at_ms: now,
             ready_at_ms: now + self.config.delay_ms,
             deleted_at_ms: None,
@@ -289,6 +357,16 @@ impl MemberAdapter for SimAdapter {
             .collect();
         out.sort_by(|a, b| a.member_resource_id.cmp(&b.member_resource_id));
         Ok(out)
+    }
+
+    async fn statement(
+        &self,
+        ctx: &CallContext,
+        period: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        ctx.check_deadline()?;
+        self.maybe_fail()?;
+        self.statement_csv(period).map(Some)
     }
 
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
@@ -371,6 +449,7 @@ mod tests {
             SimConfig {
                 delay_ms: 60_000,
                 failure_rate: 0.0,
+                ..SimConfig::default()
             },
         );
         let r = sim.create(&ctx(), &spec("r2")).await.expect("create");
@@ -384,6 +463,7 @@ mod tests {
             SimConfig {
                 delay_ms: 0,
                 failure_rate: 1.0,
+                ..SimConfig::default()
             },
         );
         let err = sim.create(&ctx(), &spec("r3")).await.expect_err("fails");

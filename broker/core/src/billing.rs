@@ -201,6 +201,19 @@ impl PriceCatalogue {
     }
 }
 
+/// The SKU and units per hour of a resource: `instance.<size>` (1 per hour), `volume.gb`
+/// (its GB per hour), `bucket` (1 per hour).
+pub fn sku_of(resource_type: &str, size: Option<&str>, size_gb: Option<u64>) -> (String, Decimal) {
+    match resource_type {
+        "instance" => (
+            format!("instance.{}", size.unwrap_or("unknown")),
+            Decimal::ONE,
+        ),
+        "volume" => ("volume.gb".to_owned(), Decimal::from(size_gb.unwrap_or(0))),
+        _ => ("bucket".to_owned(), Decimal::ONE),
+    }
+}
+
 /// A resource live over a span of time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageSpan {

@@ -155,7 +155,12 @@ fn raw_adapter(
     match &config.adapter {
         AdapterConfig::Sim(sim) => {
             let journal = data_dir.join("sim").join(format!("{id}.jsonl"));
-            SimAdapter::with_journal(id, sim.clone(), journal)
+            // The simulated member rates its own statement with the member's prices.
+            let sim = alliance_adapter_sim::SimConfig {
+                prices: config.prices.clone(),
+                ..sim.clone()
+            };
+            SimAdapter::with_journal(id, sim, journal)
                 .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
                 .map_err(|e| e.to_string())
         }

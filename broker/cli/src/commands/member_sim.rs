@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use alliance_adapter_federation::server::{run as serve_member, MemberSimOptions};
 use alliance_adapter_sim::SimConfig;
+use alliance_core::billing::{Price, PriceCatalogue};
 use alliance_core::{Jurisdiction, MemberId};
 
 /// `member-sim` options.
@@ -32,6 +33,12 @@ pub struct Args {
     /// Journal file that keeps the member's state across restarts.
     #[arg(long)]
     state_file: Option<PathBuf>,
+    /// A price of its own statements, `SKU=AMOUNT` (repeatable), e.g. `bucket=0.0020`.
+    #[arg(long = "price")]
+    prices: Vec<String>,
+    /// The currency of its prices.
+    #[arg(long, default_value = "EUR")]
+    currency: String,
 }
 
 /// Serves until SIGINT/SIGTERM.
@@ -45,6 +52,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.failure_rate) {
         anyhow::bail!("--failure-rate must be between 0 and 1");
     }
+    let mut prices = Vec::new();
+    for price in &args.prices {
+        let (sku, amount) = price
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--price `{price}`: expected SKU=AMOUNT"))?;
+        let amount = amount
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--price `{price}`: {e}"))?;
+        let unit = if sku == "volume.gb" {
+            "gb-hour"
+        } else {
+            "hour"
+        };
+        prices.push(Price {
+            sku: sku.to_owned(),
+            unit: unit.to_owned(),
+            price: amount,
+            currency: args.currency.clone(),
+        });
+    }
+    PriceCatalogue::new(&prices).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
     let options = MemberSimOptions {
         member_id: args.member_id,
         jurisdictions,
@@ -53,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sim: SimConfig {
             delay_ms: args.delay_ms,
             failure_rate: args.failure_rate,
+            prices,
         },
         state_file: args.state_file,
     };

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partners::retire))
         .routes(routes!(partners::drift, partners::check_drift))
         .routes(routes!(partners::member_resources))
+        .routes(routes!(partners::statement))
         .routes(routes!(usage::usage))
         .routes(routes!(usage::export))
         .routes(routes!(healthz))

@@ -229,3 +229,47 @@ pub async fn member_resources(
             .collect(),
     ))
 }
+
+/// A member's own usage statement for a period, fetched from the member (FOCUS CSV): its
+/// partner, billing, operators.
+#[utoipa::path(get, path = "/v1/members/{id}/statements/{period}", tag = "members", params(("id" = String, Path), ("period" = String, Path)),
+    responses((status = 200, description = "FOCUS CSV", content_type = "text/csv"), (status = 404, body = Problem), (status = 503, body = Problem)), security(("bearer" = [])))]
+pub async fn statement(
+    State(state): State<AppState>,
+    auth: Authorized<crate::auth::permissions::ReadStatements>,
+    Path((id, period)): Path<(String, String)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if auth
+        .principal
+        .partner_only()
+        .is_some_and(|m| m.as_str() != id)
+    {
+        return Err(ApiError::not_found("member", &id));
+    }
+    alliance_core::billing::Period::parse(&period)
+        .map_err(|e| ApiError::invalid_field(e.to_string()))?;
+    let entry = state
+        .members
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("member", &id))?;
+    let ctx = alliance_adapter_api::CallContext::new(
+        None,
+        format!("statement-{id}-{period}"),
+        std::time::Duration::from_secs(60),
+    );
+    match entry.adapter.statement(&ctx, &period).await {
+        Ok(Some(csv)) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv,
+        )
+            .into_response()),
+        Ok(None) => Err(ApiError::not_found("statement", &format!("{id}/{period}"))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "member.unavailable",
+            format!("cannot fetch the statement: {}", e.message),
+        )
+        .with_retry_after(std::time::Duration::from_secs(5))),
+    }
+}

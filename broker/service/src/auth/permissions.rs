@@ -64,3 +64,7 @@ permission!(
     /// Read metered usage: tenants (their own), billing, operators.
     ReadUsage => [TenantUser, TenantAdmin, Billing, Operator]
 );
+permission!(
+    /// Read members' statements: their partner, billing, operators.
+    ReadStatements => [Partner, Billing, Operator]
+);

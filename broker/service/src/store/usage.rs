@@ -7,24 +7,13 @@ use rust_decimal::Decimal;
 
 use super::{col, Store, StoreResult};
 
-/// The SKU and units per hour of a resource.
+/// The SKU and units per hour of a resource from its stored spec.
 pub fn sku_of(resource_type: &str, spec: &serde_json::Value) -> (String, Decimal) {
-    match resource_type {
-        "instance" => (
-            format!(
-                "instance.{}",
-                spec.get("size")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("unknown")
-            ),
-            Decimal::ONE,
-        ),
-        "volume" => (
-            "volume.gb".to_owned(),
-            Decimal::from(spec.get("size_gb").and_then(|v| v.as_u64()).unwrap_or(0)),
-        ),
-        _ => ("bucket".to_owned(), Decimal::ONE),
-    }
+    alliance_core::billing::sku_of(
+        resource_type,
+        spec.get("size").and_then(|s| s.as_str()),
+        spec.get("size_gb").and_then(|v| v.as_u64()),
+    )
 }
 
 impl Store {
