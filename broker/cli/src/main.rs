@@ -45,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Reconcile a member's statement with the broker's ledger (exit 0 clean, 1 discrepancies, 2 error).
+    Reconcile(commands::reconcile::Args),
     /// Metered usage.
     Usage {
         #[command(subcommand)]
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate::run(args),
         Command::MemberSim(args) => commands::member_sim::run(args),
         Command::Conformance(args) => commands::conformance::run(args),
+        Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => commands::config_check::run(args),

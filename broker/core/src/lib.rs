@@ -13,6 +13,7 @@ pub mod focus;
 pub mod ids;
 pub mod placement;
 pub mod policy;
+pub mod reconcile;
 
 pub use ids::{
     Certification, DataClassName, IdError, ImageName, Jurisdiction, MemberId, ResourceType,

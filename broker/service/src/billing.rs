@@ -1,7 +1,7 @@
 //! Usage: the ledger read as spans, metered per day and rated with each member's price
 //! catalogue (`alliance_core::billing`), as JSON or FOCUS CSV.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alliance_core::billing::{meter, Period, PriceCatalogue, UsageLine};
 use rust_decimal::Decimal;
@@ -70,4 +70,55 @@ pub async fn usage(
         lines,
         totals,
     })
+}
+
+/// The broker's ledger of `member` for `period` as FOCUS CSV.
+pub async fn ledger_focus(
+    store: &Store,
+    period: Period,
+    member: &str,
+    catalogues: &BTreeMap<String, PriceCatalogue>,
+    names: &BTreeMap<String, String>,
+) -> StoreResult<(Vec<u8>, Usage)> {
+    let usage = usage(store, period, None, Some(member), catalogues).await?;
+    let mut out = Vec::new();
+    if let Err(e) = alliance_core::focus::write(&mut out, period, &usage.lines, names) {
+        return Err(crate::store::StoreError::Corrupt(format!(
+            "cannot write the ledger: {e}"
+        )));
+    }
+    Ok((out, usage))
+}
+
+/// What reconciliation needs to know besides the two files.
+pub async fn reconciliation_context(
+    store: &Store,
+    member: &str,
+) -> StoreResult<(HashMap<String, String>, HashMap<String, BTreeSet<String>>)> {
+    let aliases = store
+        .member_holdings(member, true)
+        .await?
+        .into_iter()
+        .filter_map(|h| h.member_resource_id.map(|own| (own, h.id)))
+        .collect();
+    let mut allowed = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.tenants(after.as_deref(), 500).await?;
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|t| t.policy.id.to_string());
+        for t in page {
+            allowed.insert(
+                t.policy.id.to_string(),
+                t.policy
+                    .allowed_jurisdictions
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            );
+        }
+    }
+    Ok((aliases, allowed))
 }

@@ -5,6 +5,7 @@ pub mod config_check;
 pub mod conformance;
 pub mod member_sim;
 pub mod migrate;
+pub mod reconcile;
 pub mod serve;
 pub mod token;
 pub mod usage;

@@ -8,6 +8,7 @@
 pub mod catalogue;
 pub mod json;
 pub mod partners;
+pub mod reconciliation;
 pub mod resources;
 pub mod usage;
 
@@ -34,7 +35,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "alliance", description = "Cloud federation broker: one API, resources placed by jurisdiction on the member clouds of the alliance."),
     modifiers(&BearerAuth),
-    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "partners"), (name = "usage"), (name = "operations-ops", description = "health, readiness, metrics"))
+    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "partners"), (name = "usage"), (name = "billing"), (name = "operations-ops", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;
 
@@ -85,7 +86,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partners::retire))
         .routes(routes!(partners::drift, partners::check_drift))
         .routes(routes!(partners::member_resources))
-        .routes(routes!(partners::statement))
+        .routes(routes!(partners::statement, reconciliation::upload))
+        .routes(routes!(reconciliation::create))
+        .routes(routes!(reconciliation::get))
         .routes(routes!(usage::usage))
         .routes(routes!(usage::export))
         .routes(routes!(healthz))

@@ -253,6 +253,14 @@ pub async fn statement(
         .members
         .get(&id)
         .ok_or_else(|| ApiError::not_found("member", &id))?;
+    // An uploaded statement takes precedence over fetching one from the member.
+    if let Some(uploaded) = state.store.statement(&id, &period).await? {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            uploaded,
+        )
+            .into_response());
+    }
     let ctx = alliance_adapter_api::CallContext::new(
         None,
         format!("statement-{id}-{period}"),

@@ -68,3 +68,11 @@ permission!(
     /// Read members' statements: their partner, billing, operators.
     ReadStatements => [Partner, Billing, Operator]
 );
+permission!(
+    /// Upload a member's statement: its partner, billing.
+    UploadStatements => [Partner, Billing]
+);
+permission!(
+    /// Run and read reconciliations.
+    Reconcile => [Billing, Operator]
+);

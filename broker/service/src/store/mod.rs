@@ -15,6 +15,7 @@ mod idempotency;
 mod members;
 mod partners;
 mod resources;
+mod statements;
 mod tenants;
 mod usage;
 

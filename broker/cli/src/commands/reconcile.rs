@@ -1,0 +1,167 @@
+//! `alliance reconcile`: reconcile a member's statement with the broker's ledger.
+//!
+//! Online: `--period P --member M [--statement FILE]` reads the ledger from the database and
+//! the statement from FILE, an uploaded one, or the member. Offline: `--ledger FILE
+//! --statement FILE` reconciles two FOCUS files. Exit 0 clean, 1 discrepancies beyond the
+//! tolerance, 2 error (a bad or missing file names the row and column).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alliance_core::billing::{Period, PriceCatalogue};
+use alliance_core::reconcile::{discrepancies_csv, reconcile, FocusReader, Outcome, Tolerance};
+use alliance_service::store::{resolve_url, Store};
+use rust_decimal::Decimal;
+
+use crate::Common;
+
+/// Report format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON document.
+    Json,
+    /// The discrepancies as CSV.
+    Csv,
+}
+
+/// `reconcile` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// The UTC month, `YYYY-MM` (online form).
+    #[arg(long, requires = "member", conflicts_with = "ledger")]
+    period: Option<String>,
+    /// The member (online form).
+    #[arg(long, requires = "period")]
+    member: Option<String>,
+    /// The broker's ledger as FOCUS CSV (offline form).
+    #[arg(long, requires = "statement")]
+    ledger: Option<PathBuf>,
+    /// The member's statement as FOCUS CSV.
+    #[arg(long)]
+    statement: Option<PathBuf>,
+    /// Tolerated absolute difference.
+    #[arg(long, default_value = "0.000001")]
+    tolerance_absolute: Decimal,
+    /// Tolerated relative difference (a fraction of the expected value).
+    #[arg(long, default_value = "0")]
+    tolerance_relative: Decimal,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "json")]
+    format: Format,
+}
+
+fn open(path: &PathBuf) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+}
+
+fn run_files<L: std::io::Read, S: std::io::Read>(
+    ledger: L,
+    statement: S,
+    tolerance: Tolerance,
+    aliases: &HashMap<String, String>,
+    allowed: &HashMap<String, BTreeSet<String>>,
+    names: (&str, &str),
+) -> anyhow::Result<Outcome> {
+    let ledger = FocusReader::new(ledger).map_err(|e| anyhow::anyhow!("{}: {e}", names.0))?;
+    let statement = FocusReader::new(statement).map_err(|e| anyhow::anyhow!("{}: {e}", names.1))?;
+    reconcile(ledger, statement, tolerance, aliases, allowed).map_err(|(which, e)| {
+        let name = if which == "ledger" { names.0 } else { names.1 };
+        anyhow::anyhow!("{name}: {e}")
+    })
+}
+
+/// Prints the report; the exit code says clean (0), discrepancies (1) or error (2).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let tolerance = Tolerance {
+        absolute: args.tolerance_absolute,
+        relative: args.tolerance_relative,
+    };
+    if tolerance.absolute.is_sign_negative() || tolerance.relative.is_sign_negative() {
+        anyhow::bail!("tolerances must not be negative");
+    }
+    let interactive = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+    let outcome = match (&args.ledger, &args.statement, &args.period, &args.member) {
+        (Some(ledger), Some(statement), None, None) => {
+            if interactive {
+                eprintln!(
+                    "reconciling {} with {} …",
+                    statement.display(),
+                    ledger.display()
+                );
+            }
+            let names = (
+                ledger.display().to_string(),
+                statement.display().to_string(),
+            );
+            run_files(
+                open(ledger)?,
+                open(statement)?,
+                tolerance,
+                &HashMap::new(),
+                &HashMap::new(),
+                (&names.0, &names.1),
+            )?
+        }
+        (None, statement, Some(period), Some(member)) => {
+            let period = Period::parse(period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+            let config = super::load_config(&args.common)?;
+            let url = resolve_url(&config.database.url, &args.common.data_dir);
+            let member_config = config
+                .members
+                .iter()
+                .find(|m| m.id.get_ref().as_str() == member);
+            super::runtime()?.block_on(async {
+                let store = Store::connect(&url, 2).await?;
+                store.migrate().await?;
+                let mut catalogues: BTreeMap<String, PriceCatalogue> = BTreeMap::new();
+                let mut names: BTreeMap<String, String> = BTreeMap::new();
+                for m in &config.members {
+                    catalogues.insert(m.id.get_ref().to_string(), PriceCatalogue::new(&m.prices).unwrap_or_default());
+                    names.insert(m.id.get_ref().to_string(), m.name.clone());
+                }
+                for (d, _) in store.application_members().await? {
+                    catalogues.insert(d.id.to_string(), PriceCatalogue::new(&d.prices).unwrap_or_default());
+                    names.insert(d.id.to_string(), d.name.clone());
+                }
+                if !catalogues.contains_key(member.as_str()) {
+                    anyhow::bail!("--member: `{member}` is not a member of this alliance");
+                }
+                let (ledger, _) = alliance_service::billing::ledger_focus(&store, period, member, &catalogues, &names).await?;
+                let statement_text = match statement {
+                    Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    None => match store.statement(member, &period.to_string()).await? {
+                        Some(uploaded) => uploaded,
+                        None => {
+                            let m = member_config.ok_or_else(|| anyhow::anyhow!("no uploaded statement for {member} {period}; pass --statement"))?;
+                            let adapter = alliance_service::members::build_adapter(m, &args.common.data_dir, &super::env_map(), std::time::Duration::from_secs(60)).map_err(anyhow::Error::msg)?;
+                            let ctx = alliance_adapter_api::CallContext::new(None, "reconcile", std::time::Duration::from_secs(60));
+                            adapter.statement(&ctx, &period.to_string()).await?.ok_or_else(|| anyhow::anyhow!("{member} publishes no statement for {period}; pass --statement"))?
+                        }
+                    },
+                };
+                let (aliases, allowed) = alliance_service::billing::reconciliation_context(&store, member).await?;
+                store.close().await;
+                run_files(ledger.as_slice(), statement_text.as_bytes(), tolerance, &aliases, &allowed, ("ledger", "statement"))
+            })?
+        }
+        _ => anyhow::bail!(
+            "use either --period P --member M [--statement FILE] or --ledger FILE --statement FILE"
+        ),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?,
+        Format::Csv => discrepancies_csv(&mut out, &outcome)?,
+    }
+    Ok(if outcome.status == "clean" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

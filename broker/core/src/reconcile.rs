@@ -1,0 +1,526 @@
+//! Reading FOCUS files and reconciling a member's statement with the broker's ledger.
+//!
+//! Rows match on (resource, SKU, charge period start); a statement may name a resource by
+//! the broker's id or by the member's own id (the `aliases` map). Classes of discrepancy:
+//! `missing_at_member` (in the ledger only), `unexpected_at_member` (in the statement
+//! only), `amount_mismatch` and `quantity_mismatch` (beyond the tolerance: a difference is
+//! tolerated when `|stated - expected| <= max(absolute, relative * |expected|)`),
+//! `out_of_jurisdiction` (billed in another region than the ledger, or outside the
+//! tenant's allowed jurisdictions), `currency_mismatch`. The report is deterministic: the
+//! same inputs give the same report, discrepancies sorted by key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::billing::parse_iso;
+
+/// Active ISO 4217 currency codes.
+const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL";
+
+/// Whether `code` is an active ISO 4217 currency.
+pub fn is_currency(code: &str) -> bool {
+    code.len() == 3 && ISO_4217.split(' ').any(|c| c == code)
+}
+
+/// A bad FOCUS file: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("row {row}, column {column}: {message}")]
+pub struct FocusError {
+    /// 1-based data row (0 for the header or the file as a whole).
+    pub row: u64,
+    /// The column concerned.
+    pub column: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The columns reconciliation reads.
+pub const REQUIRED: [&str; 9] = [
+    "BilledCost",
+    "BillingCurrency",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "PricingQuantity",
+    "ResourceId",
+    "SkuId",
+    "RegionId",
+    "SubAccountId",
+];
+
+/// Largest field accepted.
+const MAX_FIELD: usize = 64 * 1024;
+
+/// One FOCUS row, as reconciliation needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FocusRow {
+    /// Resource.
+    pub resource_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Charge period start, ms.
+    pub charge_start: i64,
+    /// Region (jurisdiction).
+    pub region: String,
+    /// Currency.
+    pub currency: String,
+    /// Billed cost.
+    pub cost: Decimal,
+    /// Pricing quantity.
+    pub quantity: Decimal,
+    /// Tenant (SubAccountId).
+    pub tenant: String,
+    /// Provider (member) name.
+    pub provider: String,
+}
+
+/// Streams the rows of a FOCUS CSV, checking the header, each value, and that one file
+/// holds one currency.
+pub struct FocusReader<R: Read> {
+    records: csv::StringRecordsIntoIter<R>,
+    index: BTreeMap<&'static str, usize>,
+    provider: Option<usize>,
+    row: u64,
+    currency: Option<String>,
+}
+
+impl<R: Read> FocusReader<R> {
+    /// Reads the header.
+    pub fn new(input: R) -> Result<Self, FocusError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(input);
+        let headers = reader.headers().map_err(|e| csv_error(0, &e))?.clone();
+        let mut index = BTreeMap::new();
+        for name in REQUIRED {
+            let position = headers
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}') == name)
+                .ok_or_else(|| FocusError {
+                    row: 0,
+                    column: name.to_owned(),
+                    message: "required column is missing from the header".into(),
+                })?;
+            index.insert(name, position);
+        }
+        let provider = headers.iter().position(|h| h == "ProviderName");
+        Ok(Self {
+            records: reader.into_records(),
+            index,
+            provider,
+            row: 0,
+            currency: None,
+        })
+    }
+
+    fn parse(&mut self, record: &csv::StringRecord) -> Result<FocusRow, FocusError> {
+        let row = self.row;
+        let field = |name: &str| -> Result<&str, FocusError> {
+            let value = self
+                .index
+                .get(name)
+                .and_then(|i| record.get(*i))
+                .unwrap_or("");
+            if value.len() > MAX_FIELD {
+                return Err(FocusError {
+                    row,
+                    column: name.to_owned(),
+                    message: format!("value longer than {MAX_FIELD} bytes"),
+                });
+            }
+            Ok(value)
+        };
+        let decimal = |name: &str| -> Result<Decimal, FocusError> {
+            let raw = field(name)?;
+            raw.trim().parse::<Decimal>().map_err(|_| FocusError {
+                row,
+                column: name.to_owned(),
+                message: format!("`{}` is not a decimal number", truncate(raw)),
+            })
+        };
+        let required = |name: &str| -> Result<String, FocusError> {
+            let raw = field(name)?;
+            if raw.trim().is_empty() {
+                Err(FocusError {
+                    row,
+                    column: name.to_owned(),
+                    message: "must not be empty".into(),
+                })
+            } else {
+                Ok(raw.to_owned())
+            }
+        };
+        let currency = required("BillingCurrency")?;
+        if !is_currency(&currency) {
+            return Err(FocusError {
+                row,
+                column: "BillingCurrency".into(),
+                message: format!("`{}` is not an ISO 4217 currency", truncate(&currency)),
+            });
+        }
+        match &self.currency {
+            None => self.currency = Some(currency.clone()),
+            Some(first) if *first != currency => {
+                return Err(FocusError {
+                    row,
+                    column: "BillingCurrency".into(),
+                    message: format!(
+                        "{currency} in a file billed in {first}: one file, one currency"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        let start = required("ChargePeriodStart")?;
+        let charge_start = parse_iso(&start).ok_or_else(|| FocusError {
+            row,
+            column: "ChargePeriodStart".into(),
+            message: format!(
+                "`{}` is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
+                truncate(&start)
+            ),
+        })?;
+        let end = required("ChargePeriodEnd")?;
+        let charge_end = parse_iso(&end).ok_or_else(|| FocusError {
+            row,
+            column: "ChargePeriodEnd".into(),
+            message: format!("`{}` is not a UTC time", truncate(&end)),
+        })?;
+        if charge_end <= charge_start {
+            return Err(FocusError {
+                row,
+                column: "ChargePeriodEnd".into(),
+                message: "ends before it starts".into(),
+            });
+        }
+        Ok(FocusRow {
+            resource_id: required("ResourceId")?,
+            sku: required("SkuId")?,
+            charge_start,
+            region: field("RegionId")?.to_owned(),
+            currency,
+            cost: decimal("BilledCost")?,
+            quantity: decimal("PricingQuantity")?,
+            tenant: field("SubAccountId")?.to_owned(),
+            provider: self
+                .provider
+                .and_then(|i| record.get(i))
+                .unwrap_or("")
+                .to_owned(),
+        })
+    }
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
+fn csv_error(row: u64, e: &csv::Error) -> FocusError {
+    let message = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8".to_owned(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields where the header has {expected_len}"),
+        _ => e.to_string(),
+    };
+    FocusError {
+        row,
+        column: "-".into(),
+        message,
+    }
+}
+
+impl<R: Read> Iterator for FocusReader<R> {
+    type Item = Result<FocusRow, FocusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        self.row += 1;
+        Some(match record {
+            Ok(record) => self.parse(&record),
+            Err(e) => Err(csv_error(self.row, &e)),
+        })
+    }
+}
+
+/// How much difference is tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// In currency units (costs) or units (quantities).
+    pub absolute: Decimal,
+    /// As a fraction of the expected value.
+    pub relative: Decimal,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            absolute: Decimal::new(1, 6),
+            relative: Decimal::ZERO,
+        }
+    }
+}
+
+impl Tolerance {
+    fn allows(&self, expected: Decimal, stated: Decimal) -> bool {
+        (stated - expected).abs() <= self.absolute.max(self.relative * expected.abs())
+    }
+}
+
+/// One discrepancy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Discrepancy {
+    /// The class (see the module documentation).
+    pub class: String,
+    /// The broker's resource id.
+    pub resource_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Charge period start (RFC 3339).
+    pub charge_period_start: String,
+    /// The ledger's cost.
+    pub expected_cost: Option<Decimal>,
+    /// The statement's cost.
+    pub stated_cost: Option<Decimal>,
+    /// The ledger's quantity.
+    pub expected_quantity: Option<Decimal>,
+    /// The statement's quantity.
+    pub stated_quantity: Option<Decimal>,
+    /// A human explanation.
+    pub detail: String,
+}
+
+/// Expected and stated totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Total {
+    /// Ledger.
+    pub expected: Decimal,
+    /// Statement.
+    pub stated: Decimal,
+    /// Stated minus expected.
+    pub difference: Decimal,
+}
+
+/// The reconciliation of one statement with one ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// `clean` or `discrepancies`.
+    pub status: String,
+    /// The ledger's currency.
+    pub currency: Option<String>,
+    /// Rows read.
+    pub ledger_rows: u64,
+    /// Rows read.
+    pub statement_rows: u64,
+    /// Totals, overall and per tenant.
+    pub totals: Total,
+    /// Per tenant.
+    pub totals_by_tenant: BTreeMap<String, Total>,
+    /// Sorted by class and key.
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+type Key = (String, String, i64);
+
+#[derive(Debug, Clone)]
+struct Compact {
+    region: String,
+    currency: String,
+    cost: Decimal,
+    quantity: Decimal,
+    tenant: String,
+}
+
+/// Reconciles; `aliases` maps member ids to broker ids; `allowed` maps tenants to the
+/// jurisdictions they allow (when known). The statement is held in memory, the ledger
+/// streamed.
+pub fn reconcile(
+    ledger: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    statement: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    tolerance: Tolerance,
+    aliases: &HashMap<String, String>,
+    allowed: &HashMap<String, BTreeSet<String>>,
+) -> Result<Outcome, (&'static str, FocusError)> {
+    let mut stated: HashMap<Key, Compact> = HashMap::new();
+    let mut statement_rows = 0u64;
+    for row in statement {
+        let row = row.map_err(|e| ("statement", e))?;
+        statement_rows += 1;
+        let id = aliases
+            .get(&row.resource_id)
+            .cloned()
+            .unwrap_or(row.resource_id);
+        let entry = stated
+            .entry((id, row.sku, row.charge_start))
+            .or_insert(Compact {
+                region: row.region,
+                currency: row.currency,
+                cost: Decimal::ZERO,
+                quantity: Decimal::ZERO,
+                tenant: row.tenant,
+            });
+        entry.cost += row.cost;
+        entry.quantity += row.quantity;
+    }
+    let mut discrepancies = Vec::new();
+    let mut totals = Total::default();
+    let mut by_tenant: BTreeMap<String, Total> = BTreeMap::new();
+    let mut ledger_rows = 0u64;
+    let mut currency: Option<String> = None;
+    let mut push =
+        |class: &str, key: &Key, e: Option<&FocusRow>, s: Option<&Compact>, detail: String| {
+            discrepancies.push(Discrepancy {
+                class: class.to_owned(),
+                resource_id: key.0.clone(),
+                sku: key.1.clone(),
+                charge_period_start: crate::billing::iso(key.2),
+                expected_cost: e.map(|e| e.cost),
+                stated_cost: s.map(|s| s.cost),
+                expected_quantity: e.map(|e| e.quantity),
+                stated_quantity: s.map(|s| s.quantity),
+                detail,
+            });
+        };
+    for row in ledger {
+        let row = row.map_err(|e| ("ledger", e))?;
+        ledger_rows += 1;
+        currency.get_or_insert_with(|| row.currency.clone());
+        totals.expected += row.cost;
+        by_tenant.entry(row.tenant.clone()).or_default().expected += row.cost;
+        let key: Key = (row.resource_id.clone(), row.sku.clone(), row.charge_start);
+        match stated.remove(&key) {
+            None => push(
+                "missing_at_member",
+                &key,
+                Some(&row),
+                None,
+                "in the broker's ledger, not in the member's statement".into(),
+            ),
+            Some(s) => {
+                totals.stated += s.cost;
+                by_tenant.entry(row.tenant.clone()).or_default().stated += s.cost;
+                if s.currency != row.currency {
+                    push(
+                        "currency_mismatch",
+                        &key,
+                        Some(&row),
+                        Some(&s),
+                        format!("billed in {}, metered in {}", s.currency, row.currency),
+                    );
+                    continue;
+                }
+                if !s.region.is_empty() && s.region != row.region {
+                    push(
+                        "out_of_jurisdiction",
+                        &key,
+                        Some(&row),
+                        Some(&s),
+                        format!("billed in {}, placed in {}", s.region, row.region),
+                    );
+                }
+                if !tolerance.allows(row.quantity, s.quantity) {
+                    push(
+                        "quantity_mismatch",
+                        &key,
+                        Some(&row),
+                        Some(&s),
+                        format!("quantity {} stated, {} metered", s.quantity, row.quantity),
+                    );
+                }
+                if !tolerance.allows(row.cost, s.cost) {
+                    push(
+                        "amount_mismatch",
+                        &key,
+                        Some(&row),
+                        Some(&s),
+                        format!("cost {} stated, {} expected", s.cost, row.cost),
+                    );
+                }
+            }
+        }
+    }
+    let mut leftovers: Vec<(Key, Compact)> = stated.into_iter().collect();
+    leftovers.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, s) in leftovers {
+        totals.stated += s.cost;
+        by_tenant.entry(s.tenant.clone()).or_default().stated += s.cost;
+        push(
+            "unexpected_at_member",
+            &key,
+            None,
+            Some(&s),
+            "in the member's statement, unknown to the broker's ledger".into(),
+        );
+        if allowed
+            .get(&s.tenant)
+            .is_some_and(|set| !set.contains(&s.region))
+        {
+            push(
+                "out_of_jurisdiction",
+                &key,
+                None,
+                Some(&s),
+                format!(
+                    "billed in {}, outside the tenant's allowed jurisdictions",
+                    s.region
+                ),
+            );
+        }
+    }
+    totals.difference = totals.stated - totals.expected;
+    for total in by_tenant.values_mut() {
+        total.difference = total.stated - total.expected;
+    }
+    discrepancies.sort();
+    Ok(Outcome {
+        status: if discrepancies.is_empty() {
+            "clean".into()
+        } else {
+            "discrepancies".into()
+        },
+        currency,
+        ledger_rows,
+        statement_rows,
+        totals,
+        totals_by_tenant: by_tenant,
+        discrepancies,
+    })
+}
+
+/// The discrepancies as CSV.
+pub fn discrepancies_csv<W: std::io::Write>(out: W, outcome: &Outcome) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record([
+        "class",
+        "resource_id",
+        "sku",
+        "charge_period_start",
+        "expected_cost",
+        "stated_cost",
+        "expected_quantity",
+        "stated_quantity",
+        "detail",
+    ])?;
+    let opt = |d: Option<Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
+    for d in &outcome.discrepancies {
+        writer.write_record([
+            d.class.clone(),
+            d.resource_id.clone(),
+            d.sku.clone(),
+            d.charge_period_start.clone(),
+            opt(d.expected_cost),
+            opt(d.stated_cost),
+            opt(d.expected_quantity),
+            opt(d.stated_quantity),
+            d.detail.clone(),
+        ])?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

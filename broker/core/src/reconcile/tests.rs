@@ -1,0 +1,163 @@
+//! Reconciliation: classes, tolerance, aliases, and bad files.
+
+use super::*;
+use crate::billing::{meter, Period, Price, PriceCatalogue, UsageSpan};
+
+fn ledger_csv() -> Vec<u8> {
+    let period = Period::parse("2026-11").expect("period");
+    let span = |id: &str, region: &str, hours: i64| UsageSpan {
+        resource_id: id.into(),
+        resource_name: id.into(),
+        resource_type: "bucket".into(),
+        tenant: "acme".into(),
+        member: "m".into(),
+        jurisdiction: region.into(),
+        sku: "bucket".into(),
+        units: Decimal::ONE,
+        start_ms: period.start_ms(),
+        end_ms: Some(period.start_ms() + hours * 3_600_000),
+    };
+    let prices = PriceCatalogue::new(&[Price {
+        sku: "bucket".into(),
+        unit: "hour".into(),
+        price: "0.01".parse().expect("d"),
+        currency: "EUR".into(),
+    }])
+    .expect("prices");
+    let lines = meter(
+        &[
+            span("bkt-a", "FR", 10),
+            span("bkt-b", "FR", 30),
+            span("bkt-c", "FR", 5),
+        ],
+        period,
+        &prices,
+        i64::MAX,
+    );
+    let mut out = Vec::new();
+    crate::focus::write(&mut out, period, &lines, &BTreeMap::new()).expect("write");
+    out
+}
+
+fn run(statement: &[u8], tolerance: Tolerance) -> Outcome {
+    let ledger = ledger_csv();
+    reconcile(
+        FocusReader::new(ledger.as_slice()).expect("ledger"),
+        FocusReader::new(statement).expect("statement"),
+        tolerance,
+        &HashMap::from([("m-own-c".to_owned(), "bkt-c".to_owned())]),
+        &HashMap::from([(
+            "acme".to_owned(),
+            BTreeSet::from(["FR".to_owned(), "BE".to_owned()]),
+        )]),
+    )
+    .expect("reconcile")
+}
+
+#[test]
+fn equal_files_are_clean() {
+    let outcome = run(&ledger_csv(), Tolerance::default());
+    assert_eq!(outcome.status, "clean", "{outcome:?}");
+    assert_eq!(outcome.ledger_rows, 4);
+    assert_eq!(outcome.totals.difference, Decimal::ZERO);
+}
+
+#[test]
+fn changed_removed_and_unknown_rows_are_named() {
+    let text = String::from_utf8(ledger_csv()).expect("utf8");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // bkt-a's only row: cost changed; bkt-c named by the member's id; first bkt-b row removed;
+    // an unknown resource billed in IT.
+    lines[1] = lines[1].replacen("0.1,0.1,0.1,0.1", "0.2,0.2,0.2,0.2", 1);
+    let removed = lines.remove(2);
+    assert!(removed.contains("bkt-b"));
+    let c = lines.iter().position(|l| l.contains("bkt-c")).expect("c");
+    lines[c] = lines[c].replace(",bkt-c,", ",m-own-c,");
+    lines.push(lines[1].replace("bkt-a", "bkt-zz").replace(",FR,", ",IT,"));
+    let outcome = run(lines.join("\n").as_bytes(), Tolerance::default());
+    let classes: Vec<(&str, &str)> = outcome
+        .discrepancies
+        .iter()
+        .map(|d| (d.class.as_str(), d.resource_id.as_str()))
+        .collect();
+    assert_eq!(
+        classes,
+        vec![
+            ("amount_mismatch", "bkt-a"),
+            ("missing_at_member", "bkt-b"),
+            ("out_of_jurisdiction", "bkt-zz"),
+            ("unexpected_at_member", "bkt-zz")
+        ]
+    );
+    assert_eq!(outcome.status, "discrepancies");
+}
+
+#[test]
+fn tolerance_absorbs_small_differences() {
+    let text = String::from_utf8(ledger_csv()).expect("utf8").replacen(
+        "0.1,0.1,0.1,0.1",
+        "0.1004,0.1,0.1,0.1",
+        1,
+    );
+    assert_eq!(
+        run(text.as_bytes(), Tolerance::default()).status,
+        "discrepancies"
+    );
+    let loose = Tolerance {
+        absolute: "0.001".parse().expect("d"),
+        relative: Decimal::ZERO,
+    };
+    assert_eq!(run(text.as_bytes(), loose).status, "clean");
+    let relative = Tolerance {
+        absolute: Decimal::ZERO,
+        relative: "0.01".parse().expect("d"),
+    };
+    assert_eq!(run(text.as_bytes(), relative).status, "clean");
+}
+
+#[test]
+fn bad_files_are_clear_errors() {
+    let header = String::from_utf8(ledger_csv())
+        .expect("utf8")
+        .lines()
+        .next()
+        .expect("h")
+        .to_owned();
+    let good = String::from_utf8(ledger_csv()).expect("utf8");
+    let second = good.lines().nth(1).expect("row").to_owned();
+    let cases: Vec<(String, &str)> = vec![
+        ("BilledCost,Nothing\n1,2\n".into(), "BillingCurrency"),
+        (
+            format!("{header}\n{}\n", second.replacen("0.1,", "abc,", 1)),
+            "BilledCost",
+        ),
+        (
+            format!("{header}\n{}\n", second.replace(",EUR,", ",XYZ,")),
+            "BillingCurrency",
+        ),
+        (
+            format!(
+                "{header}\n{}\n{}\n",
+                second,
+                second.replace(",EUR,", ",USD,")
+            ),
+            "BillingCurrency",
+        ),
+        (
+            format!(
+                "{header}\n{}\n",
+                second.replace("2026-11-01T00:00:00Z,2026-11-02", "yesterday,2026-11-02")
+            ),
+            "ChargePeriodStart",
+        ),
+        (format!("{header}\n1,2,3\n"), "-"),
+    ];
+    for (text, column) in cases {
+        let result =
+            FocusReader::new(text.as_bytes()).and_then(|r| r.collect::<Result<Vec<_>, _>>());
+        let err = result.expect_err("bad file");
+        assert_eq!(err.column, column, "{err}");
+    }
+    let latin1: &[u8] = b"BilledCost\n\xe9\n";
+    assert!(FocusReader::new(latin1).is_err());
+}

@@ -1,0 +1,236 @@
+//! Reconciliation end to end: a member's own statement reconciles clean; a statement with a
+//! cost changed, a row removed and an unknown resource added yields the three classes
+//! naming the resources; tenants cannot reconcile; the CLI's exit codes.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alliance_e2e::{bin, scratch, Broker, Options};
+use serde_json::json;
+
+fn this_month() -> String {
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    alliance_core::billing::iso(now)[..7].to_owned()
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_reconcile_and_discrepancies_are_named() {
+    let broker = Broker::start(Options::demo()).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let a = acme
+        .create_and_wait("/v1/buckets", &json!({ "name": "a", "jurisdiction": "FR" }))
+        .await;
+    let b = acme
+        .create_and_wait("/v1/buckets", &json!({ "name": "b", "jurisdiction": "FR" }))
+        .await;
+    acme.create_and_wait(
+        "/v1/instances",
+        &json!({ "name": "c", "jurisdiction": "FR", "size": "small", "image": "debian-12" }),
+    )
+    .await;
+    let period = this_month();
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+
+    // The member's own statement (its clock, its prices) reconciles clean within a tolerance
+    // that absorbs the milliseconds between the two clocks.
+    let request = json!({ "period": period, "member": "numergy-fr", "tolerance_absolute": "0.01" });
+    let clean = billing.post("/v1/reconciliations", &request).await;
+    assert_eq!(
+        clean.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&clean.bytes)
+    );
+    let clean = clean.json();
+    assert_eq!(clean["status"], "clean", "{clean}");
+    assert_eq!(clean["statement_source"], "member");
+    assert_eq!(
+        billing
+            .get(&format!(
+                "/v1/reconciliations/{}",
+                clean["id"].as_str().unwrap()
+            ))
+            .await
+            .json(),
+        clean
+    );
+
+    // A statement with a cost changed, a row removed and an unknown resource added.
+    let statement = String::from_utf8(
+        billing
+            .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+            .await
+            .bytes,
+    )
+    .unwrap();
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let mut lines: Vec<String> = Vec::new();
+    for line in statement.lines() {
+        if line.contains(b_id) {
+            continue;
+        }
+        if line.contains(a_id) {
+            let fields: Vec<&str> = line.splitn(5, ',').collect();
+            lines.push(format!("9.99,9.99,9.99,9.99,{}", fields[4]));
+            lines.push(
+                line.replace(a_id, "bkt-nobody-knows")
+                    .replace(",FR,", ",FR,"),
+            );
+            continue;
+        }
+        lines.push(line.to_owned());
+    }
+    let tampered = lines.join("\n") + "\n";
+    let partner =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "numergy-fr"]));
+    let upload = partner
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/members/numergy-fr/statements/{period}"),
+            None,
+            &[("content-type", "text/csv")],
+        )
+        .await;
+    assert_eq!(upload.status, 422, "an empty body is not a statement");
+    let stored = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/members/numergy-fr/statements/{period}",
+            broker.url
+        ))
+        .bearer_auth(broker.token_with(&["--role", "partner", "--member", "numergy-fr"]))
+        .header("content-type", "text/csv")
+        .body(tampered.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 204);
+    let report = billing.post("/v1/reconciliations", &request).await.json();
+    assert_eq!(report["status"], "discrepancies");
+    assert_eq!(report["statement_source"], "uploaded");
+    let found: Vec<(String, String)> = report["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["class"].as_str().unwrap().to_owned(),
+                d["resource_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        found.contains(&("amount_mismatch".into(), a_id.into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("missing_at_member".into(), b_id.into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("unexpected_at_member".into(), "bkt-nobody-knows".into())),
+        "{found:?}"
+    );
+
+    // Bad uploads name the row and column and change nothing; tenants cannot reconcile.
+    let garbage = tampered.replacen(",EUR,", ",XYZ,", 1);
+    let refused = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/members/numergy-fr/statements/{period}",
+            broker.url
+        ))
+        .bearer_auth(broker.token_with(&["--role", "billing"]))
+        .header("content-type", "text/csv")
+        .body(garbage)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "statement.invalid");
+    assert_eq!(problem["column"], "BillingCurrency");
+    acme.post("/v1/reconciliations", &request)
+        .await
+        .assert_problem(403, "auth.forbidden");
+    partner
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/members/belgacom-be/statements/{period}"),
+            None,
+            &[],
+        )
+        .await
+        .assert_problem(404, "resource.not_found");
+
+    // The CLI, offline: equal files exit 0, discrepancies 1, missing or garbage files 2.
+    let dir = scratch("reconcile");
+    let ledger = dir.join("ledger.csv");
+    std::fs::write(
+        &ledger,
+        billing
+            .get(&format!(
+                "/v1/usage/export?period={period}&member=numergy-fr"
+            ))
+            .await
+            .bytes,
+    )
+    .unwrap();
+    let tampered_file = dir.join("tampered.csv");
+    std::fs::write(&tampered_file, &tampered).unwrap();
+    let l = ledger.to_str().unwrap();
+    let (code, out, err) = cli(&["reconcile", "--ledger", l, "--statement", l]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"clean\""));
+    let (code, out, _) = cli(&[
+        "reconcile",
+        "--ledger",
+        l,
+        "--statement",
+        tampered_file.to_str().unwrap(),
+        "--tolerance-absolute",
+        "0.01",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("class,resource_id"), "{out}");
+    assert!(
+        out.contains("unexpected_at_member,bkt-nobody-knows"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&[
+        "reconcile",
+        "--ledger",
+        l,
+        "--statement",
+        dir.join("missing.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.csv"), "{err}");
+    let garbage_file = dir.join("garbage.csv");
+    std::fs::write(&garbage_file, b"\x00\xff\xfe not a csv at all").unwrap();
+    let (code, _, err) = cli(&[
+        "reconcile",
+        "--ledger",
+        l,
+        "--statement",
+        garbage_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("garbage.csv"), "{err}");
+}
