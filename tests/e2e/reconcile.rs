@@ -88,10 +88,7 @@ async fn statements_reconcile_and_discrepancies_are_named() {
         if line.contains(a_id) {
             let fields: Vec<&str> = line.splitn(5, ',').collect();
             lines.push(format!("9.99,9.99,9.99,9.99,{}", fields[4]));
-            lines.push(
-                line.replace(a_id, "bkt-nobody-knows")
-                    .replace(",FR,", ",FR,"),
-            );
+            lines.push(line.replace(a_id, "bkt-nobody-knows"));
             continue;
         }
         lines.push(line.to_owned());

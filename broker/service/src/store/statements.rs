@@ -38,7 +38,10 @@ impl Store {
     }
 
     /// Stores a reconciliation report.
-    #[expect(clippy::too_many_arguments, reason = "one insert with every column it sets")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one insert with every column it sets"
+    )]
     pub async fn insert_reconciliation(
         &self,
         id: &str,
