@@ -68,6 +68,7 @@ async fn member_sim_passes_conformance() {
         "/federation/v1/capabilities",
         "/federation/v1/resources",
         "/federation/v1/resources/{broker_resource_id}",
+        "/federation/v1/statements/{period}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }

@@ -112,6 +112,14 @@ async fn every_error_is_problem_json() {
         .get("/v1/buckets?page_token=garbage")
         .await
         .assert_problem(400, "validation.invalid_query");
+    admin
+        .get("/v1/buckets?colour=blue")
+        .await
+        .assert_problem(400, "validation.invalid_query");
+    admin
+        .get("/v1/usage")
+        .await
+        .assert_problem(400, "validation.invalid_query");
     // A tenant-user may read but not create; an operator is not a tenant.
     let user = broker.client(&broker.token("tenant-user", Some("acme")));
     user.post("/v1/buckets", &json!({ "name": "b" }))

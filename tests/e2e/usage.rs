@@ -241,6 +241,21 @@ async fn members_publish_their_own_statements() {
     acme.get(&format!("/v1/members/belgacom-be/statements/{period}"))
         .await
         .assert_problem(403, "auth.forbidden");
+    // A partner that also holds a tenant role still sees only its own member's statement.
+    let mixed = broker.client(&broker.token_with(&[
+        "--role",
+        "partner",
+        "--role",
+        "tenant-user",
+        "--member",
+        "numergy-fr",
+        "--tenant",
+        "acme",
+    ]));
+    mixed
+        .get(&format!("/v1/members/belgacom-be/statements/{period}"))
+        .await
+        .assert_problem(404, "resource.not_found");
 
     let member = alliance_e2e::MemberSim::start("stmt-lu", "LU", 0, None).await;
     let http = reqwest::Client::new();
@@ -251,6 +266,8 @@ async fn members_publish_their_own_statements() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    // A resource is metered from the moment it is active: give it a little time to exist.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let csv = http
         .get(format!("{}/federation/v1/statements/{period}", member.url))
         .send()

@@ -20,6 +20,8 @@ use crate::protocol::{Capabilities, CreateResource, Resource, ResourceList, PREF
 
 /// Largest member answer the broker reads.
 const MAX_BODY: usize = 1024 * 1024;
+/// Largest statement the broker reads from a member.
+const MAX_STATEMENT: usize = 256 * 1024 * 1024;
 
 /// `adapter = { kind = "federation", endpoint = "...", token_env = "..." }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -399,7 +401,7 @@ impl MemberAdapter for FederationAdapter {
             .await
             .map_err(|e| network_error(&e, Retry::Safe))?;
         let status = response.status();
-        let bytes = read_capped_to(response, 512 * 1024 * 1024)
+        let bytes = read_capped_to(response, MAX_STATEMENT)
             .await
             .map_err(|e| network_error(&e, Retry::Safe))?;
         match status {

@@ -432,6 +432,20 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A URL with its password replaced, safe to show.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count())
@@ -567,7 +581,10 @@ impl Config {
             out.push(ConfigProblem {
                 key: "database.url".into(),
                 line: None,
-                message: format!("`{db}` is neither sqlite://FILE nor postgres://…"),
+                message: format!(
+                    "`{}` is neither sqlite://FILE nor postgres://…",
+                    redact_url(db)
+                ),
             });
         }
         if self.auth.audience.is_empty() {
@@ -706,6 +723,18 @@ mod tests {
         let err = Config::parse(text, "f.toml").expect_err("unknown adapter key");
         assert_eq!(err.problems[0].line, Some(6));
         assert!(err.to_string().contains("delay"), "{err}");
+    }
+
+    #[test]
+    fn database_passwords_never_show_in_errors() {
+        assert_eq!(redact_url("mysql://u:s3cret@h/db"), "mysql://u:***@h/db");
+        let mut config = Config::load(None).expect("demo");
+        let env = BTreeMap::from([(
+            "ALLIANCE_DATABASE_URL".to_owned(),
+            "mysql://u:s3cret@h/db".to_owned(),
+        )]);
+        let err = config.apply_env(&env).expect_err("unsupported scheme");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -91,6 +91,12 @@ impl Application {
             });
         }
         let security = &config.security;
+        if security.credentials_key_env.is_none()
+            && security.credentials_key_file.is_none()
+            && !url.starts_with("sqlite")
+        {
+            tracing::warn!("no [security] credentials_key_env or credentials_key_file: this replica seals partner credentials with a key of its own data dir; replicas sharing a database must share one key");
+        }
         let key_from_env = match &security.credentials_key_env {
             Some(name) => Some(settings.env.get(name).cloned().ok_or_else(|| {
                 anyhow::anyhow!("[security] credentials_key_env names {name}, which is not set")

@@ -4,12 +4,13 @@ use alliance_core::{
     DataClassName, Jurisdiction, MemberId, PlacementRequest, ResourceType, SizeName, TenantId,
     TenantPolicy,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::extract::ApiQuery;
 use super::json::{field, StrictJson};
 use crate::auth::permissions::{
     ManageTenants, ReadAudit, ReadMembers, ReadResidency, ReadResources,
@@ -101,7 +102,7 @@ pub fn member_view(state: &AppState, entry: &crate::members::MemberEntry) -> Mem
 pub async fn list_members(
     State(state): State<AppState>,
     auth: Authorized<ReadMembers>,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<MemberView>>> {
     let (limit, after) = params.resolve("members")?;
     let only = auth.principal.partner_only().cloned();
@@ -296,7 +297,7 @@ pub async fn create_tenant(
 pub async fn list_tenants(
     State(state): State<AppState>,
     _auth: Authorized<ManageTenants>,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<TenantView>>> {
     let (limit, after) = params.resolve("tenants")?;
     let rows = state.store.tenants(after.as_deref(), limit + 1).await?;
@@ -407,7 +408,7 @@ pub struct AuditParams {
 pub async fn audit(
     State(state): State<AppState>,
     _auth: Authorized<ReadAudit>,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
     let paging = PageParams {
         limit: params.limit.clone(),

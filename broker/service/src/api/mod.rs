@@ -6,6 +6,7 @@
 //! methods are answered with problem+json too.
 
 pub mod catalogue;
+pub mod extract;
 pub mod json;
 pub mod partners;
 pub mod reconciliation;

@@ -78,7 +78,7 @@ pub async fn reject(
     State(state): State<AppState>,
     auth: Authorized<ManageMembers>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    super::extract::RawBody(body): super::extract::RawBody,
 ) -> ApiResult<Json<ApplicationView>> {
     let reason = if body.is_empty() {
         None
@@ -240,11 +240,7 @@ pub async fn statement(
     Path((id, period)): Path<(String, String)>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    if auth
-        .principal
-        .partner_only()
-        .is_some_and(|m| m.as_str() != id)
-    {
+    if !auth.principal.may_act_for_member(&id) {
         return Err(ApiError::not_found("member", &id));
     }
     alliance_core::billing::Period::parse(&period)

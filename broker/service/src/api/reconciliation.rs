@@ -29,7 +29,7 @@ pub async fn upload(
     State(state): State<AppState>,
     auth: Authorized<UploadStatements>,
     Path((id, period)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    super::extract::RawBody(body): super::extract::RawBody,
 ) -> ApiResult<StatusCode> {
     let own = auth
         .principal

@@ -4,13 +4,14 @@
 //! call → a typed response. The three resource types share the helpers at the bottom.
 
 use alliance_core::{DataClassName, ImageName, Jurisdiction, MemberId, ResourceType, SizeName};
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::extract::ApiQuery;
 use super::json::{field, name, StrictJson};
 use crate::auth::permissions::{ProvisionResources, ReadResources};
 use crate::auth::Authorized;
@@ -274,7 +275,7 @@ pub async fn create_bucket(
 pub async fn list_instances(
     State(state): State<AppState>,
     auth: Authorized<ReadResources>,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<ResourceView>>> {
     list_any(&state, &auth.principal, ResourceType::Instance, &params).await
 }
@@ -284,7 +285,7 @@ pub async fn list_instances(
 pub async fn list_volumes(
     State(state): State<AppState>,
     auth: Authorized<ReadResources>,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<ResourceView>>> {
     list_any(&state, &auth.principal, ResourceType::Volume, &params).await
 }
@@ -294,7 +295,7 @@ pub async fn list_volumes(
 pub async fn list_buckets(
     State(state): State<AppState>,
     auth: Authorized<ReadResources>,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<ResourceView>>> {
     list_any(&state, &auth.principal, ResourceType::Bucket, &params).await
 }

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use alliance_core::billing::Period;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::extract::ApiQuery;
 use crate::auth::permissions::ReadUsage;
 use crate::auth::{Authorized, Principal};
 use crate::billing::Usage;
@@ -73,7 +74,7 @@ async fn compute(
 pub async fn usage(
     State(state): State<AppState>,
     auth: Authorized<ReadUsage>,
-    Query(params): Query<UsageParams>,
+    ApiQuery(params): ApiQuery<UsageParams>,
 ) -> ApiResult<Json<Usage>> {
     Ok(Json(compute(&state, &auth.principal, &params).await?))
 }
@@ -83,7 +84,7 @@ pub async fn usage(
 pub async fn export(
     State(state): State<AppState>,
     auth: Authorized<ReadUsage>,
-    Query(params): Query<UsageParams>,
+    ApiQuery(params): ApiQuery<UsageParams>,
 ) -> ApiResult<Response> {
     let usage = compute(&state, &auth.principal, &params).await?;
     match params.format.as_deref().unwrap_or("focus") {

@@ -129,6 +129,16 @@ impl Principal {
         }
     }
 
+    /// Whether the principal may see member `member`'s own data (statements, placed
+    /// resources, applications): operators and billing for every member, a partner for the
+    /// member of its token only, whatever other roles it holds.
+    pub fn may_act_for_member(&self, member: &str) -> bool {
+        self.has(Role::Operator)
+            || self.has(Role::Billing)
+            || (self.has(Role::Partner)
+                && self.member.as_ref().is_some_and(|m| m.as_str() == member))
+    }
+
     /// Role names, for the audit log.
     pub fn role_names(&self) -> Vec<String> {
         self.roles.iter().map(|r| r.as_str().to_owned()).collect()

@@ -124,9 +124,15 @@ impl Engine {
     }
 
     async fn step(&self, claimed: ClaimedOperation) {
+        use tracing::Instrument;
         let op = &claimed.operation;
         let span = tracing::info_span!("operation.step", operation.id = %op.id, kind = %op.kind, member.id = %claimed.resource.member_id, tenant.id = %op.tenant_id);
-        let _enter = span.enter();
+        self.step_in_span(&claimed).instrument(span).await;
+    }
+
+    async fn step_in_span(&self, claimed: &ClaimedOperation) {
+        let claimed = claimed.clone();
+        let op = &claimed.operation;
         let next = self.decide(&claimed).await;
         let now = now_ms();
         let result = match next {
@@ -212,13 +218,17 @@ impl Engine {
         let op = &claimed.operation;
         let resource = &claimed.resource;
         let Some(member) = self.members.get(&resource.member_id) else {
-            return Next::Finish(
-                Finish::Failed(problem(
-                    "member.unknown",
-                    format!("member {} is no longer configured", resource.member_id),
+            // Not (yet) in this replica's table: a member approved on another replica
+            // appears within a refresh. Retry until the operation's deadline.
+            return Next::Reschedule {
+                step: op.step,
+                delay: Self::backoff(op.attempts, Some(Duration::from_secs(1))),
+                error: Some(format!(
+                    "member {} is not known to this broker (yet)",
+                    resource.member_id
                 )),
-                "failed",
-            );
+                member_resource_id: None,
+            };
         };
         let mut ctx = CallContext::new(
             TenantId::parse(&resource.tenant_id).ok(),
