@@ -3,23 +3,11 @@
 //! directly in the database (exit 1, naming the event), and passes an intact log (exit 0).
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::process::Command;
-
-use alliance_e2e::{bin, Backend, Broker, Options};
+use alliance_e2e::{cli_for, Backend, Broker, Options};
 use serde_json::json;
 
 fn verify(broker: &Broker) -> (i32, String) {
-    let mut command = Command::new(bin());
-    command
-        .args(["audit", "verify", "--config"])
-        .arg(&broker.config_path)
-        .arg("--data-dir")
-        .arg(&broker.data_dir);
-    command.env_remove("ALLIANCE_DATABASE_URL");
-    if let Some(url) = &broker.options.database_url {
-        command.env("ALLIANCE_DATABASE_URL", url);
-    }
-    let out = command.output().unwrap();
+    let out = cli_for(broker, &["audit", "verify"]);
     (
         out.status.code().unwrap_or(-1),
         format!(

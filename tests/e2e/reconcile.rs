@@ -4,21 +4,9 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use alliance_e2e::{bin, scratch, Broker, Options};
+use alliance_e2e::{bin, scratch, this_month, Broker, Options};
 use serde_json::json;
-
-fn this_month() -> String {
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    alliance_core::billing::iso(now)[..7].to_owned()
-}
 
 fn cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin()).args(args).output().unwrap();

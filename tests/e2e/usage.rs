@@ -4,22 +4,9 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::collections::BTreeSet;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use alliance_e2e::{bin, Backend, Broker, Options};
+use alliance_e2e::{cli_for, this_month, Backend, Broker, Options};
 use serde_json::json;
-
-fn this_month() -> String {
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    alliance_core::billing::iso(now)[..7].to_owned()
-}
 
 async fn metering(backend: Backend) {
     let broker = Broker::start(Options::demo_on(backend).await).await;
@@ -141,19 +128,10 @@ async fn metering(backend: Backend) {
         .assert_problem(403, "auth.forbidden");
 
     // The CLI export lists the same lines.
-    let mut command = Command::new(bin());
-    command
-        .args([
-            "usage", "export", "--period", &period, "--tenant", "acme", "--config",
-        ])
-        .arg(&broker.config_path)
-        .arg("--data-dir")
-        .arg(&broker.data_dir);
-    command.env_remove("ALLIANCE_DATABASE_URL");
-    if let Some(url) = &broker.options.database_url {
-        command.env("ALLIANCE_DATABASE_URL", url);
-    }
-    let out = command.output().unwrap();
+    let out = cli_for(
+        &broker,
+        &["usage", "export", "--period", &period, "--tenant", "acme"],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -487,20 +487,54 @@ pub fn sim_creations(data_dirs: &[&Path]) -> std::collections::BTreeMap<String, 
             continue;
         };
         for entry in entries {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            for line in text.lines() {
-                let Ok(v) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                if v["event"] == "created" {
-                    *counts
-                        .entry(v["resource"]["broker_id"].as_str().unwrap().to_owned())
-                        .or_insert(0) += 1;
-                }
-            }
+            count_creations(&entry.unwrap().path(), &mut counts);
         }
     }
     counts
+}
+
+/// Adds the real creations recorded in one sim journal to `counts`.
+fn count_creations(journal: &Path, counts: &mut std::collections::BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(journal).unwrap_or_default();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["event"] == "created" {
+            *counts
+                .entry(v["resource"]["broker_id"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+}
+
+/// The current UTC month, `YYYY-MM`.
+pub fn this_month() -> String {
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    alliance_core::billing::iso(now)[..7].to_owned()
+}
+
+/// Runs `alliance ARGS --config … --data-dir …` against a broker's config, data dir and
+/// database; returns the output.
+pub fn cli_for(broker: &Broker, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(bin());
+    command
+        .args(args)
+        .arg("--config")
+        .arg(&broker.config_path)
+        .arg("--data-dir")
+        .arg(&broker.data_dir);
+    command.env_remove("ALLIANCE_DATABASE_URL");
+    if let Some(url) = &broker.options.database_url {
+        command.env("ALLIANCE_DATABASE_URL", url);
+    }
+    command.output().unwrap()
 }
 
 /// A reference member (`alliance member-sim`) in its own process.
@@ -594,17 +628,7 @@ impl MemberSim {
     /// How often each broker resource id was really created at this member.
     pub fn creations(&self) -> std::collections::BTreeMap<String, usize> {
         let mut counts = std::collections::BTreeMap::new();
-        let text = std::fs::read_to_string(&self.state_file).unwrap_or_default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if v["event"] == "created" {
-                *counts
-                    .entry(v["resource"]["broker_id"].as_str().unwrap().to_owned())
-                    .or_insert(0) += 1;
-            }
-        }
+        count_creations(&self.state_file, &mut counts);
         counts
     }
 }
