@@ -259,7 +259,17 @@ impl MemberRegistry {
     }
 
     /// A consistent snapshot of every member for placement.
-    pub fn candidates(&self, resource_type: ResourceType) -> Vec<MemberCandidate> {
+    pub fn candidates(
+        &self,
+        resource_type: ResourceType,
+        size: Option<&SizeName>,
+    ) -> Vec<MemberCandidate> {
+        // Placement ranks by the price of what is asked for, from each member's catalogue.
+        let (sku, _) = alliance_core::billing::sku_of(
+            resource_type.as_str(),
+            size.map(SizeName::as_str),
+            Some(1),
+        );
         let routing = self.read();
         routing
             .entries
@@ -280,7 +290,11 @@ impl MemberRegistry {
                     .copied()
                     .unwrap_or(MemberStatus::Active),
                 health: routing.health.get(id).copied().unwrap_or(MemberHealth::Up),
-                price_micros: None,
+                price_micros: entry.catalogue().get(&sku).and_then(|p| {
+                    rust_decimal::prelude::ToPrimitive::to_u64(
+                        &(p.price * rust_decimal::Decimal::from(1_000_000)).trunc(),
+                    )
+                }),
                 load: routing.load.get(id).copied().unwrap_or(0),
             })
             .collect()
@@ -351,5 +365,39 @@ impl MemberRegistry {
             routing.health = health;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_carry_the_price_of_what_is_asked() {
+        let config = crate::config::Config::load(None).expect("demo");
+        let entries = config
+            .members
+            .iter()
+            .map(|m| MemberEntry {
+                config: m.clone(),
+                adapter: Arc::new(SimAdapter::new(m.id.get_ref().as_str(), Default::default())),
+            })
+            .collect();
+        let registry = MemberRegistry::new(entries, None, Duration::from_secs(1));
+        let small = SizeName::parse("small").expect("size");
+        let candidates = registry.candidates(ResourceType::Instance, Some(&small));
+        let numergy = candidates
+            .iter()
+            .find(|c| c.id.as_str() == "numergy-fr")
+            .expect("numergy");
+        assert_eq!(numergy.price_micros, Some(15_000), "0.0150 EUR per hour");
+        let buckets = registry.candidates(ResourceType::Bucket, None);
+        assert_eq!(
+            buckets
+                .iter()
+                .find(|c| c.id.as_str() == "belgacom-be")
+                .and_then(|c| c.price_micros),
+            Some(1_800)
+        );
     }
 }

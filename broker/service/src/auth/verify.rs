@@ -218,6 +218,12 @@ impl TokenVerifier {
                     issuer.issuer.trim_end_matches('/')
                 );
                 let doc: serde_json::Value = self.get_json(&url).await?;
+                // The discovery document must be the configured issuer's own.
+                if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer.issuer.as_str()) {
+                    return Err(format!(
+                        "the discovery document at {url} names another issuer"
+                    ));
+                }
                 doc.get("jwks_uri")
                     .and_then(|v| v.as_str())
                     .ok_or("discovery document has no jwks_uri")?

@@ -118,7 +118,9 @@ fn decide_for(
             )));
         }
     }
-    let candidates = state.members.candidates(request.resource_type);
+    let candidates = state
+        .members
+        .candidates(request.resource_type, request.size.as_ref());
     let decision = decide(
         request,
         &tenant.policy,
