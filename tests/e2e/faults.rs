@@ -115,3 +115,50 @@ async fn failover_stays_in_the_jurisdiction_and_operations_survive_an_outage() {
     }
     wait_health(&operator, "telekom-de", "up").await;
 }
+
+/// A member that refuses a creation: the operation and the resource end `failed` with the
+/// member's reason, and the failed resource can still be deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_creation_fails_cleanly_and_can_be_deleted() {
+    // numergy-fr's endpoint is a member that serves BE only: it refuses FR resources (422).
+    let members = [
+        MemberSim::start("numergy-fr", "BE", 0, None).await,
+        MemberSim::start("belgacom-be", "BE", 0, None).await,
+        MemberSim::start("telekom-de", "DE", 0, None).await,
+    ];
+    let mut options = Options::demo();
+    options.config = federation_config(&members.iter().collect::<Vec<_>>(), None);
+    let broker = Broker::start(options).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let op = acme
+        .post(
+            "/v1/buckets",
+            &json!({ "name": "refused", "jurisdiction": "FR" }),
+        )
+        .await
+        .json();
+    let done = acme.wait_operation(op["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "member.rejected", "{done}");
+    assert!(
+        done["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("jurisdiction"),
+        "{done}"
+    );
+    let id = op["resource_id"].as_str().unwrap();
+    assert_eq!(
+        acme.get(&format!("/v1/buckets/{id}")).await.json()["status"],
+        "failed"
+    );
+    let delete = acme.delete(&format!("/v1/buckets/{id}")).await.json();
+    assert_eq!(
+        acme.wait_operation(delete["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        acme.get(&format!("/v1/buckets/{id}")).await.json()["status"],
+        "deleted"
+    );
+}
