@@ -307,6 +307,13 @@ async fn roles_are_decided_at_one_point() {
         String::from_utf8_lossy(&created.bytes)
     );
     assert_eq!(created.json()["default_data_class"], "standard");
+    let trail = operator.get("/v1/audit?resource=globex").await.json();
+    let event = &trail["items"][0];
+    assert_eq!(event["action"], "tenant.create");
+    assert!(
+        event["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{event}"
+    );
     operator
         .post("/v1/tenants", &tenant)
         .await

@@ -161,7 +161,7 @@ fn audit(
         action: action.into(),
         resource_id: Some(member.to_owned()),
         outcome: outcome.into(),
-        request_id: None,
+        request_id: principal.request_id.clone(),
         details,
     }
 }
@@ -179,6 +179,7 @@ fn system(
         roles: Default::default(),
         tenant: None,
         member: None,
+        request_id: None,
     };
     audit(&system, action, member, application, outcome, details)
 }
@@ -633,7 +634,7 @@ pub async fn transition(
         action: format!("member.{name}"),
         resource_id: Some(id.to_owned()),
         outcome: "succeeded".into(),
-        request_id: None,
+        request_id: principal.request_id.clone(),
         details: serde_json::json!({ "to": to.as_str() }),
     };
     match state

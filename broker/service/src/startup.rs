@@ -72,7 +72,9 @@ impl Application {
                 .name
                 .clone()
                 .unwrap_or_else(|| tenant.id.get_ref().to_string());
-            store.insert_tenant(&tenant.policy(), &name, now).await?;
+            store
+                .insert_tenant(&tenant.policy(), &name, now, None)
+                .await?;
         }
         let mut entries = Vec::new();
         for member in &config.members {

@@ -228,6 +228,7 @@ fn jurisdictions(values: &[String]) -> ApiResult<std::collections::BTreeSet<Juri
 
 fn tenant_audit(
     auth: &crate::auth::Principal,
+    headers: &axum::http::HeaderMap,
     action: &str,
     id: &str,
     details: serde_json::Value,
@@ -239,7 +240,7 @@ fn tenant_audit(
         action: action.into(),
         resource_id: Some(id.to_owned()),
         outcome: "succeeded".into(),
-        request_id: None,
+        request_id: crate::provisioning::RequestFacts::from_headers(headers).request_id,
         details,
     }
 }
@@ -249,6 +250,7 @@ fn tenant_audit(
 pub async fn create_tenant(
     State(state): State<AppState>,
     auth: Authorized<ManageTenants>,
+    headers: axum::http::HeaderMap,
     body: StrictJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantView>)> {
     let b = &body.value;
@@ -269,21 +271,20 @@ pub async fn create_tenant(
         },
     )?;
     let name = super::json::name(&b.name)?;
-    if !state.store.insert_tenant(&policy, &name, now_ms()).await? {
+    let entry = tenant_audit(
+        &auth.principal,
+        &headers,
+        "tenant.create",
+        policy.id.as_str(),
+        body.canonical.clone(),
+    );
+    if !state
+        .store
+        .insert_tenant(&policy, &name, now_ms(), Some(&entry))
+        .await?
+    {
         return Err(ApiError::conflict(format!("tenant `{}` exists", policy.id)));
     }
-    state
-        .store
-        .append_audit(
-            &tenant_audit(
-                &auth.principal,
-                "tenant.create",
-                policy.id.as_str(),
-                body.canonical.clone(),
-            ),
-            now_ms(),
-        )
-        .await?;
     let row = state
         .store
         .tenant(&policy.id)
@@ -332,6 +333,7 @@ pub async fn update_tenant(
     State(state): State<AppState>,
     auth: Authorized<ManageTenants>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: StrictJson<UpdateTenant>,
 ) -> ApiResult<Json<TenantView>> {
     let tenant = TenantId::parse(&id).map_err(|_| ApiError::not_found("tenant", &id))?;
@@ -364,19 +366,20 @@ pub async fn update_tenant(
         Some(n) => super::json::name(n)?,
         None => row.name.clone(),
     };
-    state.store.update_tenant(&policy, &name, now_ms()).await?;
-    state
+    let entry = tenant_audit(
+        &auth.principal,
+        &headers,
+        "tenant.update",
+        &id,
+        body.canonical.clone(),
+    );
+    if !state
         .store
-        .append_audit(
-            &tenant_audit(
-                &auth.principal,
-                "tenant.update",
-                &id,
-                body.canonical.clone(),
-            ),
-            now_ms(),
-        )
-        .await?;
+        .update_tenant(&policy, &name, now_ms(), Some(&entry))
+        .await?
+    {
+        return Err(ApiError::not_found("tenant", &id));
+    }
     let row = state
         .store
         .tenant(&tenant)

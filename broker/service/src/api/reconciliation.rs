@@ -75,7 +75,7 @@ pub async fn upload(
         action: "statement.upload".into(),
         resource_id: Some(id.clone()),
         outcome: "succeeded".into(),
-        request_id: None,
+        request_id: auth.principal.request_id.clone(),
         details: serde_json::json!({ "period": period, "rows": rows }),
     };
     state.store.append_audit(&entry, now_ms()).await?;

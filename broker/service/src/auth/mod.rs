@@ -85,6 +85,8 @@ pub struct Principal {
     pub tenant: Option<TenantId>,
     /// The member, for the partner role.
     pub member: Option<MemberId>,
+    /// The `x-request-id` of the request it came with, for the audit log.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
@@ -178,7 +180,12 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
             .ok_or_else(|| {
                 ApiError::invalid_token("the Authorization header is not `Bearer <jwt>`")
             })?;
-        let principal = state.verifier.verify(token).await?;
+        let mut principal = state.verifier.verify(token).await?;
+        principal.request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if !principal.roles.iter().any(|r| P::allows(*r)) {
             return Err(ApiError::forbidden(format!(
                 "this route needs one of the roles {}",

@@ -300,5 +300,6 @@ fn principal_from(issuer: String, claims: &Claims) -> Result<Principal, ApiError
         roles,
         tenant,
         member,
+        request_id: None,
     })
 }

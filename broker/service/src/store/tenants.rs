@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use alliance_core::{DataClassName, Jurisdiction, TenantId, TenantPolicy};
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::{col, json_col, parsed_col, Store, StoreResult};
 
 /// A tenant as stored.
@@ -50,13 +51,16 @@ fn allowed_json(policy: &TenantPolicy) -> String {
 }
 
 impl Store {
-    /// Inserts a tenant; `false` when one with that id exists (it is left unchanged).
+    /// Inserts a tenant, with its audit event in the same transaction when given; `false`
+    /// when one with that id exists (it is left unchanged).
     pub async fn insert_tenant(
         &self,
         policy: &TenantPolicy,
         name: &str,
         now: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "INSERT INTO tenants (id, name, home_jurisdiction, allowed_jurisdictions, default_data_class, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
@@ -67,18 +71,36 @@ impl Store {
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(entry) = audit {
+            super::audit::append_all(
+                &mut tx,
+                self.backend,
+                std::slice::from_ref(entry),
+                now,
+                &mut super::audit::ChainCursor::default(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Replaces a tenant's policy and name; `false` when it does not exist.
+    /// Replaces a tenant's policy and name, with its audit event in the same transaction
+    /// when given; `false` when it does not exist.
     pub async fn update_tenant(
         &self,
         policy: &TenantPolicy,
         name: &str,
         now: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE tenants SET name = $2, home_jurisdiction = $3, allowed_jurisdictions = $4, \
              default_data_class = $5, updated_at = $6 WHERE id = $1",
@@ -89,9 +111,24 @@ impl Store {
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(entry) = audit {
+            super::audit::append_all(
+                &mut tx,
+                self.backend,
+                std::slice::from_ref(entry),
+                now,
+                &mut super::audit::ChainCursor::default(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// One tenant.

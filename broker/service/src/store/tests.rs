@@ -70,11 +70,11 @@ fn policy(id: &str) -> TenantPolicy {
 
 async fn tenants_round_trip(store: Store) {
     assert!(store
-        .insert_tenant(&policy("acme"), "ACME", 1)
+        .insert_tenant(&policy("acme"), "ACME", 1, None)
         .await
         .expect("insert"));
     assert!(!store
-        .insert_tenant(&policy("acme"), "Other", 2)
+        .insert_tenant(&policy("acme"), "Other", 2, None)
         .await
         .expect("insert again"));
     let row = store
@@ -90,7 +90,7 @@ async fn tenants_round_trip(store: Store) {
         .expect("get")
         .is_none());
     store
-        .insert_tenant(&policy("beta"), "Beta", 3)
+        .insert_tenant(&policy("beta"), "Beta", 3, None)
         .await
         .expect("insert");
     let page = store.tenants(Some("acme"), 10).await.expect("list");
