@@ -177,6 +177,11 @@ pub struct IssuerConfig {
     pub algorithms: Vec<String>,
 }
 
+/// Algorithms an external issuer may use: asymmetric only (no HMAC, no `none`).
+pub const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".to_owned(), "ES256".to_owned()]
 }
@@ -594,7 +599,37 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
+        for (i, network) in self.security.allowed_member_networks.iter().enumerate() {
+            let is_net = network.parse::<ipnet::IpNet>().is_ok()
+                || network.parse::<std::net::IpAddr>().is_ok();
+            let is_host = !network.is_empty()
+                && network.len() <= 253
+                && network
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !is_net && !is_host {
+                out.push(ConfigProblem {
+                    key: format!("security.allowed_member_networks[{i}]"),
+                    line: None,
+                    message: format!(
+                        "`{network}` is neither a CIDR network, an address nor a host name"
+                    ),
+                });
+            }
+        }
         for (i, issuer) in self.auth.issuers.iter().enumerate() {
+            for algorithm in &issuer.algorithms {
+                if !ASYMMETRIC_ALGORITHMS.contains(&algorithm.as_str()) {
+                    out.push(ConfigProblem {
+                        key: format!("auth.issuers[{i}].algorithms"),
+                        line: None,
+                        message: format!(
+                            "`{algorithm}` is not allowed: use {}",
+                            ASYMMETRIC_ALGORITHMS.join(", ")
+                        ),
+                    });
+                }
+            }
             if issuer.jwks_url.is_none() && !issuer.discovery {
                 out.push(ConfigProblem {
                     key: format!("auth.issuers[{i}]"),
@@ -723,6 +758,17 @@ mod tests {
         let err = Config::parse(text, "f.toml").expect_err("unknown adapter key");
         assert_eq!(err.problems[0].line, Some(6));
         assert!(err.to_string().contains("delay"), "{err}");
+    }
+
+    #[test]
+    fn issuer_algorithms_and_member_networks_are_checked() {
+        let text = "[auth]\n[[auth.issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/jwks\"\nalgorithms = [\"HS256\"]\n[security]\nallowed_member_networks = [\"10.0.0.0/33\"]\n";
+        let err = Config::parse(text, "f.toml").expect_err("bad algorithm and network");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("HS256") && shown.contains("10.0.0.0/33"),
+            "{shown}"
+        );
     }
 
     #[test]
