@@ -72,16 +72,15 @@ pub struct FocusRow {
     pub quantity: Decimal,
     /// Tenant (SubAccountId).
     pub tenant: String,
-    /// Provider (member) name.
-    pub provider: String,
 }
 
 /// Streams the rows of a FOCUS CSV, checking the header, each value, and that one file
 /// holds one currency.
 pub struct FocusReader<R: Read> {
-    records: csv::StringRecordsIntoIter<R>,
+    reader: csv::Reader<R>,
+    /// Reused for every row: one allocation for the whole file.
+    record: csv::StringRecord,
     index: BTreeMap<&'static str, usize>,
-    provider: Option<usize>,
     row: u64,
     currency: Option<String>,
 }
@@ -106,11 +105,10 @@ impl<R: Read> FocusReader<R> {
                 })?;
             index.insert(name, position);
         }
-        let provider = headers.iter().position(|h| h == "ProviderName");
         Ok(Self {
-            records: reader.into_records(),
+            reader,
+            record: csv::StringRecord::new(),
             index,
-            provider,
             row: 0,
             currency: None,
         })
@@ -153,17 +151,18 @@ impl<R: Read> FocusReader<R> {
                 Ok(raw.to_owned())
             }
         };
-        let currency = required("BillingCurrency")?;
-        if !is_currency(&currency) {
-            return Err(FocusError {
-                row,
-                column: "BillingCurrency".into(),
-                message: format!("`{}` is not an ISO 4217 currency", truncate(&currency)),
-            });
-        }
-        match &self.currency {
-            None => self.currency = Some(currency.clone()),
-            Some(first) if *first != currency => {
+        let currency = field("BillingCurrency")?;
+        // One currency per file: only a row that differs from the first is looked up.
+        let currency = match &self.currency {
+            Some(first) if first == currency => first.clone(),
+            _ if !is_currency(currency) => {
+                return Err(FocusError {
+                    row,
+                    column: "BillingCurrency".into(),
+                    message: format!("`{}` is not an ISO 4217 currency", truncate(currency)),
+                });
+            }
+            Some(first) => {
                 return Err(FocusError {
                     row,
                     column: "BillingCurrency".into(),
@@ -172,22 +171,25 @@ impl<R: Read> FocusReader<R> {
                     ),
                 });
             }
-            Some(_) => {}
-        }
-        let start = required("ChargePeriodStart")?;
-        let charge_start = parse_iso(&start).ok_or_else(|| FocusError {
+            None => {
+                self.currency = Some(currency.to_owned());
+                currency.to_owned()
+            }
+        };
+        let start = field("ChargePeriodStart")?;
+        let charge_start = parse_iso(start).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodStart".into(),
             message: format!(
                 "`{}` is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
-                truncate(&start)
+                truncate(start)
             ),
         })?;
-        let end = required("ChargePeriodEnd")?;
-        let charge_end = parse_iso(&end).ok_or_else(|| FocusError {
+        let end = field("ChargePeriodEnd")?;
+        let charge_end = parse_iso(end).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodEnd".into(),
-            message: format!("`{}` is not a UTC time", truncate(&end)),
+            message: format!("`{}` is not a UTC time", truncate(end)),
         })?;
         if charge_end <= charge_start {
             return Err(FocusError {
@@ -205,11 +207,6 @@ impl<R: Read> FocusReader<R> {
             cost: decimal("BilledCost")?,
             quantity: decimal("PricingQuantity")?,
             tenant: field("SubAccountId")?.to_owned(),
-            provider: self
-                .provider
-                .and_then(|i| record.get(i))
-                .unwrap_or("")
-                .to_owned(),
         })
     }
 }
@@ -237,12 +234,16 @@ impl<R: Read> Iterator for FocusReader<R> {
     type Item = Result<FocusRow, FocusError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let record = self.records.next()?;
+        let mut record = std::mem::take(&mut self.record);
+        let read = self.reader.read_record(&mut record);
         self.row += 1;
-        Some(match record {
-            Ok(record) => self.parse(&record),
-            Err(e) => Err(csv_error(self.row, &e)),
-        })
+        let result = match read {
+            Ok(false) => None,
+            Ok(true) => Some(self.parse(&record)),
+            Err(e) => Some(Err(csv_error(self.row, &e))),
+        };
+        self.record = record;
+        result
     }
 }
 
@@ -334,135 +335,136 @@ struct Compact {
     tenant: String,
 }
 
-/// Reconciles; `aliases` maps member ids to broker ids; `allowed` maps tenants to the
-/// jurisdictions they allow (when known). The statement is held in memory, the ledger
-/// streamed.
-pub fn reconcile(
-    ledger: impl Iterator<Item = Result<FocusRow, FocusError>>,
-    statement: impl Iterator<Item = Result<FocusRow, FocusError>>,
+/// Classifies matched, missing and unexpected rows and keeps the totals; shared by the
+/// hash join and the merge join so that both give the same report.
+struct Classifier<'a> {
     tolerance: Tolerance,
-    aliases: &HashMap<String, String>,
-    allowed: &HashMap<String, BTreeSet<String>>,
-) -> Result<Outcome, (&'static str, FocusError)> {
-    let mut stated: HashMap<Key, Compact> = HashMap::new();
-    let mut statement_rows = 0u64;
-    for row in statement {
-        let row = row.map_err(|e| ("statement", e))?;
-        statement_rows += 1;
-        let id = aliases
-            .get(&row.resource_id)
-            .cloned()
-            .unwrap_or(row.resource_id);
-        let entry = stated
-            .entry((id, row.sku, row.charge_start))
-            .or_insert(Compact {
-                region: row.region,
-                currency: row.currency,
-                cost: Decimal::ZERO,
-                quantity: Decimal::ZERO,
-                tenant: row.tenant,
-            });
-        entry.cost += row.cost;
-        entry.quantity += row.quantity;
-    }
-    let mut discrepancies = Vec::new();
-    let mut totals = Total::default();
-    let mut by_tenant: BTreeMap<String, Total> = BTreeMap::new();
-    let mut ledger_rows = 0u64;
-    let mut currency: Option<String> = None;
-    let mut push =
-        |class: &str, key: &Key, e: Option<&FocusRow>, s: Option<&Compact>, detail: String| {
-            discrepancies.push(Discrepancy {
-                class: class.to_owned(),
-                resource_id: key.0.clone(),
-                sku: key.1.clone(),
-                charge_period_start: crate::billing::iso(key.2),
-                expected_cost: e.map(|e| e.cost),
-                stated_cost: s.map(|s| s.cost),
-                expected_quantity: e.map(|e| e.quantity),
-                stated_quantity: s.map(|s| s.quantity),
-                detail,
-            });
-        };
-    for row in ledger {
-        let row = row.map_err(|e| ("ledger", e))?;
-        ledger_rows += 1;
-        currency.get_or_insert_with(|| row.currency.clone());
-        totals.expected += row.cost;
-        by_tenant.entry(row.tenant.clone()).or_default().expected += row.cost;
-        let key: Key = (row.resource_id.clone(), row.sku.clone(), row.charge_start);
-        match stated.remove(&key) {
-            None => push(
-                "missing_at_member",
-                &key,
-                Some(&row),
-                None,
-                "in the broker's ledger, not in the member's statement".into(),
-            ),
-            Some(s) => {
-                totals.stated += s.cost;
-                by_tenant.entry(row.tenant.clone()).or_default().stated += s.cost;
-                if s.currency != row.currency {
-                    push(
-                        "currency_mismatch",
-                        &key,
-                        Some(&row),
-                        Some(&s),
-                        format!("billed in {}, metered in {}", s.currency, row.currency),
-                    );
-                    continue;
-                }
-                if !s.region.is_empty() && s.region != row.region {
-                    push(
-                        "out_of_jurisdiction",
-                        &key,
-                        Some(&row),
-                        Some(&s),
-                        format!("billed in {}, placed in {}", s.region, row.region),
-                    );
-                }
-                if !tolerance.allows(row.quantity, s.quantity) {
-                    push(
-                        "quantity_mismatch",
-                        &key,
-                        Some(&row),
-                        Some(&s),
-                        format!("quantity {} stated, {} metered", s.quantity, row.quantity),
-                    );
-                }
-                if !tolerance.allows(row.cost, s.cost) {
-                    push(
-                        "amount_mismatch",
-                        &key,
-                        Some(&row),
-                        Some(&s),
-                        format!("cost {} stated, {} expected", s.cost, row.cost),
-                    );
-                }
-            }
+    allowed: &'a HashMap<String, BTreeSet<String>>,
+    discrepancies: Vec<Discrepancy>,
+    totals: Total,
+    by_tenant: BTreeMap<String, Total>,
+    currency: Option<String>,
+    ledger_rows: u64,
+    statement_rows: u64,
+}
+
+impl<'a> Classifier<'a> {
+    fn new(tolerance: Tolerance, allowed: &'a HashMap<String, BTreeSet<String>>) -> Self {
+        Self {
+            tolerance,
+            allowed,
+            discrepancies: Vec::new(),
+            totals: Total::default(),
+            by_tenant: BTreeMap::new(),
+            currency: None,
+            ledger_rows: 0,
+            statement_rows: 0,
         }
     }
-    let mut leftovers: Vec<(Key, Compact)> = stated.into_iter().collect();
-    leftovers.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, s) in leftovers {
-        totals.stated += s.cost;
-        by_tenant.entry(s.tenant.clone()).or_default().stated += s.cost;
-        push(
-            "unexpected_at_member",
-            &key,
+
+    fn push(
+        &mut self,
+        class: &str,
+        key: &Key,
+        e: Option<&FocusRow>,
+        s: Option<&Compact>,
+        detail: String,
+    ) {
+        self.discrepancies.push(Discrepancy {
+            class: class.to_owned(),
+            resource_id: key.0.clone(),
+            sku: key.1.clone(),
+            charge_period_start: crate::billing::iso(key.2),
+            expected_cost: e.map(|e| e.cost),
+            stated_cost: s.map(|s| s.cost),
+            expected_quantity: e.map(|e| e.quantity),
+            stated_quantity: s.map(|s| s.quantity),
+            detail,
+        });
+    }
+
+    fn ledger_row(&mut self, row: &FocusRow) {
+        self.ledger_rows += 1;
+        self.currency.get_or_insert_with(|| row.currency.clone());
+        self.totals.expected += row.cost;
+        self.by_tenant
+            .entry(row.tenant.clone())
+            .or_default()
+            .expected += row.cost;
+    }
+
+    fn matched(&mut self, key: &Key, row: &FocusRow, s: &Compact) {
+        self.totals.stated += s.cost;
+        self.by_tenant.entry(row.tenant.clone()).or_default().stated += s.cost;
+        if s.currency != row.currency {
+            self.push(
+                "currency_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("billed in {}, metered in {}", s.currency, row.currency),
+            );
+            return;
+        }
+        if !s.region.is_empty() && s.region != row.region {
+            self.push(
+                "out_of_jurisdiction",
+                key,
+                Some(row),
+                Some(s),
+                format!("billed in {}, placed in {}", s.region, row.region),
+            );
+        }
+        if !self.tolerance.allows(row.quantity, s.quantity) {
+            self.push(
+                "quantity_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("quantity {} stated, {} metered", s.quantity, row.quantity),
+            );
+        }
+        if !self.tolerance.allows(row.cost, s.cost) {
+            self.push(
+                "amount_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("cost {} stated, {} expected", s.cost, row.cost),
+            );
+        }
+    }
+
+    fn missing(&mut self, key: &Key, row: &FocusRow) {
+        self.push(
+            "missing_at_member",
+            key,
+            Some(row),
             None,
-            Some(&s),
+            "in the broker's ledger, not in the member's statement".into(),
+        );
+    }
+
+    fn unexpected(&mut self, key: &Key, s: &Compact) {
+        self.totals.stated += s.cost;
+        self.by_tenant.entry(s.tenant.clone()).or_default().stated += s.cost;
+        self.push(
+            "unexpected_at_member",
+            key,
+            None,
+            Some(s),
             "in the member's statement, unknown to the broker's ledger".into(),
         );
-        if allowed
+        if self
+            .allowed
             .get(&s.tenant)
             .is_some_and(|set| !set.contains(&s.region))
         {
-            push(
+            self.push(
                 "out_of_jurisdiction",
-                &key,
+                key,
                 None,
-                Some(&s),
+                Some(s),
                 format!(
                     "billed in {}, outside the tenant's allowed jurisdictions",
                     s.region
@@ -470,24 +472,214 @@ pub fn reconcile(
             );
         }
     }
-    totals.difference = totals.stated - totals.expected;
-    for total in by_tenant.values_mut() {
-        total.difference = total.stated - total.expected;
+
+    fn finish(mut self) -> Outcome {
+        self.totals.difference = self.totals.stated - self.totals.expected;
+        for total in self.by_tenant.values_mut() {
+            total.difference = total.stated - total.expected;
+        }
+        self.discrepancies.sort();
+        Outcome {
+            status: if self.discrepancies.is_empty() {
+                "clean".into()
+            } else {
+                "discrepancies".into()
+            },
+            currency: self.currency,
+            ledger_rows: self.ledger_rows,
+            statement_rows: self.statement_rows,
+            totals: self.totals,
+            totals_by_tenant: self.by_tenant,
+            discrepancies: self.discrepancies,
+        }
     }
-    discrepancies.sort();
-    Ok(Outcome {
-        status: if discrepancies.is_empty() {
-            "clean".into()
-        } else {
-            "discrepancies".into()
+}
+
+fn compact(row: FocusRow) -> Compact {
+    Compact {
+        region: row.region,
+        currency: row.currency,
+        cost: row.cost,
+        quantity: row.quantity,
+        tenant: row.tenant,
+    }
+}
+
+/// Reconciles; `aliases` maps member ids to broker ids; `allowed` maps tenants to the
+/// jurisdictions they allow (when known). The statement is held in memory (a hash join),
+/// the ledger streamed; see [`reconcile_sorted`] for bounded memory.
+pub fn reconcile(
+    ledger: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    statement: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    tolerance: Tolerance,
+    aliases: &HashMap<String, String>,
+    allowed: &HashMap<String, BTreeSet<String>>,
+) -> Result<Outcome, (&'static str, FocusError)> {
+    let mut classifier = Classifier::new(tolerance, allowed);
+    let mut stated: HashMap<Key, Compact> = HashMap::new();
+    for row in statement {
+        let row = row.map_err(|e| ("statement", e))?;
+        classifier.statement_rows += 1;
+        let id = aliases
+            .get(&row.resource_id)
+            .cloned()
+            .unwrap_or_else(|| row.resource_id.clone());
+        let key = (id, row.sku.clone(), row.charge_start);
+        match stated.get_mut(&key) {
+            Some(entry) => {
+                entry.cost += row.cost;
+                entry.quantity += row.quantity;
+            }
+            None => {
+                stated.insert(key, compact(row));
+            }
+        }
+    }
+    for row in ledger {
+        let row = row.map_err(|e| ("ledger", e))?;
+        classifier.ledger_row(&row);
+        let key: Key = (row.resource_id.clone(), row.sku.clone(), row.charge_start);
+        match stated.remove(&key) {
+            None => classifier.missing(&key, &row),
+            Some(s) => classifier.matched(&key, &row, &s),
+        }
+    }
+    let mut leftovers: Vec<(Key, Compact)> = stated.into_iter().collect();
+    leftovers.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, s) in leftovers {
+        classifier.unexpected(&key, &s);
+    }
+    Ok(classifier.finish())
+}
+
+/// Why a merge join could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// A file is not sorted by (ResourceId, SkuId, ChargePeriodStart): use [`reconcile`].
+    NotSorted(&'static str, u64),
+    /// A file is bad.
+    Bad(&'static str, FocusError),
+}
+
+struct Sorted<I: Iterator<Item = Result<FocusRow, FocusError>>> {
+    rows: std::iter::Peekable<I>,
+    name: &'static str,
+    last: Option<Key>,
+    count: u64,
+}
+
+fn key_ref(row: &FocusRow) -> (&str, &str, i64) {
+    (&row.resource_id, &row.sku, row.charge_start)
+}
+
+impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
+    fn take(&mut self) -> Result<FocusRow, MergeError> {
+        match self.rows.next() {
+            Some(Ok(row)) => {
+                self.count += 1;
+                Ok(row)
+            }
+            Some(Err(e)) => Err(MergeError::Bad(self.name, e)),
+            None => Err(MergeError::NotSorted(self.name, self.count)),
+        }
+    }
+
+    /// Takes every row of the next key, summed, checking the order.
+    fn take_group(&mut self) -> Result<(Key, FocusRow), MergeError> {
+        let mut first = self.take()?;
+        while let Some(Ok(next)) = self.rows.peek() {
+            if key_ref(next) != key_ref(&first) {
+                break;
+            }
+            let more = self.take()?;
+            first.cost += more.cost;
+            first.quantity += more.quantity;
+        }
+        let key = (
+            first.resource_id.clone(),
+            first.sku.clone(),
+            first.charge_start,
+        );
+        if self.last.as_ref().is_some_and(|last| *last >= key) {
+            return Err(MergeError::NotSorted(self.name, self.count));
+        }
+        self.last = Some(key.clone());
+        Ok((key, first))
+    }
+}
+
+enum Side {
+    Ledger,
+    Statement,
+    Both,
+    Done,
+}
+
+fn next_side<L, S>(l: &mut Sorted<L>, s: &mut Sorted<S>) -> Result<Side, MergeError>
+where
+    L: Iterator<Item = Result<FocusRow, FocusError>>,
+    S: Iterator<Item = Result<FocusRow, FocusError>>,
+{
+    Ok(match (l.rows.peek(), s.rows.peek()) {
+        (Some(Err(e)), _) => return Err(MergeError::Bad("ledger", e.clone())),
+        (_, Some(Err(e))) => return Err(MergeError::Bad("statement", e.clone())),
+        (None, None) => Side::Done,
+        (Some(Ok(_)), None) => Side::Ledger,
+        (None, Some(Ok(_))) => Side::Statement,
+        (Some(Ok(a)), Some(Ok(b))) => match key_ref(a).cmp(&key_ref(b)) {
+            std::cmp::Ordering::Less => Side::Ledger,
+            std::cmp::Ordering::Greater => Side::Statement,
+            std::cmp::Ordering::Equal => Side::Both,
         },
-        currency,
-        ledger_rows,
-        statement_rows,
-        totals,
-        totals_by_tenant: by_tenant,
-        discrepancies,
     })
+}
+
+/// Reconciles two files sorted by (ResourceId, SkuId, ChargePeriodStart) — as the broker's
+/// export and the members' statements are written — in one pass with memory bounded by
+/// the discrepancies, not by the files. Members naming resources by their own ids, or an
+/// unsorted file, need [`reconcile`] (`NotSorted` says so).
+pub fn reconcile_sorted(
+    ledger: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    statement: impl Iterator<Item = Result<FocusRow, FocusError>>,
+    tolerance: Tolerance,
+    allowed: &HashMap<String, BTreeSet<String>>,
+) -> Result<Outcome, MergeError> {
+    let mut classifier = Classifier::new(tolerance, allowed);
+    let mut l = Sorted {
+        rows: ledger.peekable(),
+        name: "ledger",
+        last: None,
+        count: 0,
+    };
+    let mut s = Sorted {
+        rows: statement.peekable(),
+        name: "statement",
+        last: None,
+        count: 0,
+    };
+    loop {
+        match next_side(&mut l, &mut s)? {
+            Side::Done => break,
+            Side::Ledger => {
+                let (key, row) = l.take_group()?;
+                classifier.ledger_row(&row);
+                classifier.missing(&key, &row);
+            }
+            Side::Statement => {
+                let (key, row) = s.take_group()?;
+                classifier.unexpected(&key, &compact(row));
+            }
+            Side::Both => {
+                let (key, row) = l.take_group()?;
+                classifier.ledger_row(&row);
+                let (_, stated) = s.take_group()?;
+                classifier.matched(&key, &row, &compact(stated));
+            }
+        }
+    }
+    classifier.statement_rows = s.count;
+    classifier.ledger_rows = l.count;
+    Ok(classifier.finish())
 }
 
 /// The discrepancies as CSV.

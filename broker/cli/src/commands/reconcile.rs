@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alliance_core::billing::{Period, PriceCatalogue};
-use alliance_core::reconcile::{discrepancies_csv, reconcile, FocusReader, Outcome, Tolerance};
+use alliance_core::reconcile::{
+    discrepancies_csv, reconcile, reconcile_sorted, FocusReader, MergeError, Outcome, Tolerance,
+};
 use alliance_service::store::{resolve_url, Store};
 use rust_decimal::Decimal;
 
@@ -75,6 +77,33 @@ fn run_files<L: std::io::Read, S: std::io::Read>(
     })
 }
 
+/// Parses a FOCUS file on its own thread, handing rows over in batches.
+fn in_background<R: std::io::Read + Send + 'static>(
+    reader: FocusReader<R>,
+) -> impl Iterator<Item = Result<alliance_core::reconcile::FocusRow, alliance_core::reconcile::FocusError>>
+{
+    const BATCH: usize = 4096;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+    std::thread::spawn(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        for row in reader {
+            let failed = row.is_err();
+            batch.push(row);
+            if batch.len() == BATCH || failed {
+                if tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_err()
+                    || failed
+                {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(batch);
+    });
+    rx.into_iter().flatten()
+}
+
 /// Prints the report; the exit code says clean (0), discrepancies (1) or error (2).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tolerance = Tolerance {
@@ -98,14 +127,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ledger.display().to_string(),
                 statement.display().to_string(),
             );
-            run_files(
-                open(ledger)?,
-                open(statement)?,
-                tolerance,
-                &HashMap::new(),
-                &HashMap::new(),
-                (&names.0, &names.1),
-            )?
+            // Sorted files (as the broker and members write them) stream in one pass with
+            // bounded memory; otherwise the statement is held in memory.
+            let l =
+                FocusReader::new(open(ledger)?).map_err(|e| anyhow::anyhow!("{}: {e}", names.0))?;
+            let s = FocusReader::new(open(statement)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", names.1))?;
+            // The statement is parsed on the second core while this one parses the ledger.
+            match reconcile_sorted(l, in_background(s), tolerance, &HashMap::new()) {
+                Ok(outcome) => outcome,
+                Err(MergeError::Bad(which, e)) => {
+                    anyhow::bail!(
+                        "{}: {e}",
+                        if which == "ledger" {
+                            &names.0
+                        } else {
+                            &names.1
+                        }
+                    )
+                }
+                Err(MergeError::NotSorted(which, row)) => {
+                    if interactive {
+                        eprintln!("{which} is not sorted at row {row}; reconciling in memory");
+                    }
+                    run_files(
+                        open(ledger)?,
+                        open(statement)?,
+                        tolerance,
+                        &HashMap::new(),
+                        &HashMap::new(),
+                        (&names.0, &names.1),
+                    )?
+                }
+            }
         }
         (None, statement, Some(period), Some(member)) => {
             let period = Period::parse(period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;

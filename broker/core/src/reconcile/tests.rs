@@ -161,3 +161,85 @@ fn bad_files_are_clear_errors() {
     let latin1: &[u8] = b"BilledCost\n\xe9\n";
     assert!(FocusReader::new(latin1).is_err());
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn drain(bytes: &[u8]) {
+        if let Ok(reader) = FocusReader::new(bytes) {
+            for row in reader {
+                let _ = row;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Arbitrary bytes: an error or rows, never a panic.
+        #[test]
+        fn on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            drain(&bytes);
+        }
+
+        /// A valid file with bytes flipped, cut or repeated: an error or rows, never a panic.
+        #[test]
+        fn on_mutated_files(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..16), cut in any::<usize>()) {
+            let mut bytes = ledger_csv();
+            for (at, value) in flips {
+                let i = at % bytes.len();
+                bytes[i] = value;
+            }
+            let keep = cut % (bytes.len() + 1);
+            bytes.truncate(keep);
+            drain(&bytes);
+            let ledger = ledger_csv();
+            if let (Ok(l), Ok(s)) = (FocusReader::new(ledger.as_slice()), FocusReader::new(bytes.as_slice())) {
+                let _ = reconcile(l, s, Tolerance::default(), &HashMap::new(), &HashMap::new());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_merge_join_agrees_with_the_hash_join() {
+    let text = String::from_utf8(ledger_csv()).expect("utf8");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replacen("0.1,0.1,0.1,0.1", "0.2,0.2,0.2,0.2", 1);
+    lines.remove(2);
+    let statement = lines.join("\n");
+    let ledger = ledger_csv();
+    let allowed = HashMap::new();
+    let hashed = reconcile(
+        FocusReader::new(ledger.as_slice()).expect("l"),
+        FocusReader::new(statement.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &HashMap::new(),
+        &allowed,
+    )
+    .expect("hash");
+    let merged = reconcile_sorted(
+        FocusReader::new(ledger.as_slice()).expect("l"),
+        FocusReader::new(statement.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &allowed,
+    )
+    .expect("merge");
+    assert_eq!(hashed, merged);
+    assert_eq!(merged.discrepancies.len(), 2);
+    // An unsorted file is refused, not misread.
+    let mut unsorted: Vec<&str> = statement.lines().collect();
+    unsorted.swap(1, 3);
+    let err = reconcile_sorted(
+        FocusReader::new(ledger.as_slice()).expect("l"),
+        FocusReader::new(unsorted.join("\n").as_bytes()).expect("s"),
+        Tolerance::default(),
+        &allowed,
+    )
+    .expect_err("unsorted");
+    assert!(
+        matches!(err, MergeError::NotSorted("statement", _)),
+        "{err:?}"
+    );
+}
