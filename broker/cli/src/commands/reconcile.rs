@@ -89,14 +89,15 @@ fn in_background<R: std::io::Read + Send + 'static>(
         for row in reader {
             let failed = row.is_err();
             batch.push(row);
-            if batch.len() == BATCH || failed {
-                if tx
+            let full = batch.len() == BATCH || failed;
+            // Stop when the reader gave up (the receiver was dropped) or after an error.
+            if full
+                && (tx
                     .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                     .is_err()
-                    || failed
-                {
-                    return;
-                }
+                    || failed)
+            {
+                return;
             }
         }
         let _ = tx.send(batch);
