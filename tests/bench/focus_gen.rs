@@ -67,17 +67,17 @@ fn main() {
             n += 1;
             let cost = format!("{}.{:06}", i % 7, (i * 31 + u64::from(day)) % 1_000_000);
             row(&mut ledger, &id, i, day, &cost);
-            if n % 1500 == 0 {
+            if n.is_multiple_of(1500) {
                 continue; // missing at the member
             }
-            let stated = if n % 1000 == 0 {
+            let stated = if n.is_multiple_of(1000) {
                 format!("{}.5", i % 7 + 1)
             } else {
                 cost
             };
             row(&mut statement, &id, i, day, &stated);
         }
-        if i % (2000 / u64::from(days)).max(1) == 0 {
+        if i.is_multiple_of((2000 / u64::from(days)).max(1)) {
             // A resource the broker never placed, sorting right after this one.
             row(&mut statement, &format!("{id}~rogue"), i, 1, "1.000000");
         }
