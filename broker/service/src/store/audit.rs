@@ -174,6 +174,33 @@ pub(crate) async fn append_all(
     Ok(())
 }
 
+/// Ends a transaction whose change was one row: with `changed`, appends `entry` (when
+/// given) and commits; otherwise rolls back. Returns `changed`.
+pub(crate) async fn commit_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    changed: bool,
+    entry: Option<&AuditEntry>,
+    now: i64,
+) -> StoreResult<bool> {
+    if !changed {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(entry) = entry {
+        append_all(
+            &mut tx,
+            backend,
+            std::slice::from_ref(entry),
+            now,
+            &mut ChainCursor::default(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Inserts one event after `prev`; returns its hash.
 async fn append_after(
     conn: &mut AnyConnection,

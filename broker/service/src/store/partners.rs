@@ -152,20 +152,14 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        audit::append_all(
-            &mut tx,
+        audit::commit_audited(
+            tx,
             self.backend,
-            std::slice::from_ref(audit_entry),
+            done.rows_affected() != 0,
+            Some(audit_entry),
             now,
-            &mut ChainCursor::default(),
         )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .await
     }
 
     /// Approves an application awaiting approval and creates its member (active), in one
@@ -235,20 +229,14 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        audit::append_all(
-            &mut tx,
+        audit::commit_audited(
+            tx,
             self.backend,
-            std::slice::from_ref(audit_entry),
+            done.rows_affected() != 0,
+            Some(audit_entry),
             now,
-            &mut ChainCursor::default(),
         )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .await
     }
 
     /// Members that joined by application: definition and sealed credentials.

@@ -73,22 +73,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        if let Some(entry) = audit {
-            super::audit::append_all(
-                &mut tx,
-                self.backend,
-                std::slice::from_ref(entry),
-                now,
-                &mut super::audit::ChainCursor::default(),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        super::audit::commit_audited(tx, self.backend, done.rows_affected() == 1, audit, now).await
     }
 
     /// Replaces a tenant's policy and name, with its audit event in the same transaction
@@ -113,22 +98,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        if let Some(entry) = audit {
-            super::audit::append_all(
-                &mut tx,
-                self.backend,
-                std::slice::from_ref(entry),
-                now,
-                &mut super::audit::ChainCursor::default(),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        super::audit::commit_audited(tx, self.backend, done.rows_affected() == 1, audit, now).await
     }
 
     /// One tenant.
