@@ -77,14 +77,6 @@ async fn kill9_with_operations_in_flight_on_postgres() {
     kill9_then_restart(Backend::Postgres).await;
 }
 
-async fn three_member_sims() -> Vec<alliance_e2e::MemberSim> {
-    vec![
-        alliance_e2e::MemberSim::start("numergy-fr", "FR", 300, Some("s3cret-fr")).await,
-        alliance_e2e::MemberSim::start("belgacom-be", "BE", 300, Some("s3cret-fr")).await,
-        alliance_e2e::MemberSim::start("telekom-de", "DE", 300, Some("s3cret-fr")).await,
-    ]
-}
-
 fn creations(members: &[alliance_e2e::MemberSim]) -> std::collections::BTreeMap<String, usize> {
     let mut all = std::collections::BTreeMap::new();
     for m in members {
@@ -97,13 +89,8 @@ fn creations(members: &[alliance_e2e::MemberSim]) -> std::collections::BTreeMap<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_on_one_postgres_run_each_operation_once() {
-    let members = three_member_sims().await;
-    let mut options = Options::demo_on(Backend::Postgres).await;
-    options.config =
-        alliance_e2e::federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
-    options
-        .env
-        .push(("MEMBER_TOKEN".into(), "s3cret-fr".into()));
+    let (members, options) =
+        alliance_e2e::demo_federation(Backend::Postgres, 300, "s3cret-fr").await;
     let a = Broker::start(options.clone()).await;
     let b = Broker::start(options).await;
     assert_ne!(a.data_dir, b.data_dir);
@@ -153,13 +140,7 @@ async fn two_replicas_on_one_postgres_run_each_operation_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_with_an_out_of_process_member_creates_nothing_twice() {
-    let members = three_member_sims().await;
-    let mut options = Options::demo_on(Backend::Sqlite).await;
-    options.config =
-        alliance_e2e::federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
-    options
-        .env
-        .push(("MEMBER_TOKEN".into(), "s3cret-fr".into()));
+    let (members, options) = alliance_e2e::demo_federation(Backend::Sqlite, 300, "s3cret-fr").await;
     let mut broker = Broker::start(options).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
     let accepted = create_many(&acme, 30).await;

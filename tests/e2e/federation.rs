@@ -434,16 +434,9 @@ async fn replicas_agree_on_a_suspension_within_seconds() {
 /// Drift and orphan detection, and what a partner sees.
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their_own() {
-    use alliance_e2e::{federation_config, Broker, MemberSim, Options};
+    use alliance_e2e::{demo_federation, Backend, Broker};
     use serde_json::json;
-    let members = [
-        MemberSim::start("numergy-fr", "FR", 0, Some("t0k")).await,
-        MemberSim::start("belgacom-be", "BE", 0, Some("t0k")).await,
-        MemberSim::start("telekom-de", "DE", 0, Some("t0k")).await,
-    ];
-    let mut options = Options::demo();
-    options.config = federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
-    options.env.push(("MEMBER_TOKEN".into(), "t0k".into()));
+    let (members, options) = demo_federation(Backend::Sqlite, 0, "t0k").await;
     let broker = Broker::start(options).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
     let kept = acme

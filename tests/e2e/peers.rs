@@ -23,6 +23,21 @@ impl Drop for Killed {
     }
 }
 
+/// A token from the peer's own token endpoint (client credentials) with `claims`.
+async fn issue(http: &reqwest::Client, port: u16, claims: &[(&str, &str)]) -> serde_json::Value {
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(claims);
+    http.post(format!("http://127.0.0.1:{port}/token"))
+        .basic_auth("broker-e2e", Some("secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_oidc_issuer_is_trusted_through_discovery() {
     let script = peer("ALLIANCE_TEST_OIDC_ISSUER");
@@ -54,22 +69,17 @@ async fn a_real_oidc_issuer_is_trusted_through_discovery() {
 
     // A token from the peer's own token endpoint (client credentials).
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("broker-e2e", Some("secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
+    let token = issue(
+        &http,
+        port,
+        &[
             ("aud", "alliance"),
             ("sub", "oidc-alice"),
             ("roles", "tenant-admin"),
             ("tenant", "acme"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let access = token["access_token"].as_str().unwrap();
     let acme = broker.client(access);
     let answer = acme.get("/v1/instances").await;
@@ -85,21 +95,16 @@ async fn a_real_oidc_issuer_is_trusted_through_discovery() {
     assert_eq!(bucket["tenant"], "acme");
 
     // The same issuer's token for another audience is refused.
-    let other: serde_json::Value = http
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("broker-e2e", Some("secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
+    let other = issue(
+        &http,
+        port,
+        &[
             ("aud", "not-alliance"),
             ("roles", "tenant-admin"),
             ("tenant", "acme"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     broker
         .client(other["access_token"].as_str().unwrap())
         .get("/v1/instances")

@@ -674,3 +674,21 @@ impl MemberSim {
         self.spawn().await;
     }
 }
+
+/// The demo federation on `backend` with its three members as member-sims (demo order),
+/// each requiring `token`, which the broker reads from `MEMBER_TOKEN`.
+pub async fn demo_federation(
+    backend: Backend,
+    delay_ms: u64,
+    token: &str,
+) -> (Vec<MemberSim>, Options) {
+    let members = vec![
+        MemberSim::start("numergy-fr", "FR", delay_ms, Some(token)).await,
+        MemberSim::start("belgacom-be", "BE", delay_ms, Some(token)).await,
+        MemberSim::start("telekom-de", "DE", delay_ms, Some(token)).await,
+    ];
+    let mut options = Options::demo_on(backend).await;
+    options.config = federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
+    options.env.push(("MEMBER_TOKEN".into(), token.into()));
+    (members, options)
+}

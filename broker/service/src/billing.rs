@@ -122,3 +122,103 @@ pub async fn reconciliation_context(
     }
     Ok((aliases, allowed))
 }
+
+/// Each member's price catalogue and display name: what rating and FOCUS writing need.
+#[derive(Debug, Clone, Default)]
+pub struct Books {
+    /// Catalogues by member id.
+    pub catalogues: BTreeMap<String, PriceCatalogue>,
+    /// Provider names by member id.
+    pub names: BTreeMap<String, String>,
+}
+
+impl Books {
+    /// From the running broker's registry.
+    pub fn from_registry(members: &crate::members::MemberRegistry) -> Self {
+        let mut books = Self::default();
+        for entry in members.all() {
+            books
+                .catalogues
+                .insert(entry.id().to_string(), entry.catalogue());
+            books
+                .names
+                .insert(entry.id().to_string(), entry.config.name.clone());
+        }
+        books
+    }
+
+    /// From a config file and the members that joined by application (for the CLI).
+    pub async fn from_config(config: &crate::config::Config, store: &Store) -> StoreResult<Self> {
+        let mut books = Self::default();
+        for m in &config.members {
+            books.catalogues.insert(
+                m.id.get_ref().to_string(),
+                PriceCatalogue::new(&m.prices).unwrap_or_default(),
+            );
+            books
+                .names
+                .insert(m.id.get_ref().to_string(), m.name.clone());
+        }
+        for (d, _) in store.application_members().await? {
+            books.catalogues.insert(
+                d.id.to_string(),
+                PriceCatalogue::new(&d.prices).unwrap_or_default(),
+            );
+            books.names.insert(d.id.to_string(), d.name.clone());
+        }
+        Ok(books)
+    }
+}
+
+/// Where a statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementSource {
+    /// Uploaded for (member, period); takes precedence.
+    Uploaded,
+    /// Fetched from the member through its adapter.
+    Member,
+}
+
+impl StatementSource {
+    /// `uploaded` or `member`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Uploaded => "uploaded",
+            Self::Member => "member",
+        }
+    }
+}
+
+/// Why a statement could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The member failed to answer.
+    #[error("cannot fetch the member's statement: {}", .0.message)]
+    Member(alliance_adapter_api::AdapterError),
+}
+
+/// A member's statement for a period: the uploaded one, else the member's own; `None`
+/// when there is neither.
+pub async fn member_statement(
+    store: &Store,
+    adapter: &dyn alliance_adapter_api::MemberAdapter,
+    member: &str,
+    period: &str,
+) -> Result<Option<(String, StatementSource)>, StatementError> {
+    if let Some(uploaded) = store.statement(member, period).await? {
+        return Ok(Some((uploaded, StatementSource::Uploaded)));
+    }
+    let ctx = alliance_adapter_api::CallContext::new(
+        None,
+        format!("statement-{member}-{period}"),
+        std::time::Duration::from_secs(60),
+    );
+    let fetched = adapter
+        .statement(&ctx, period)
+        .await
+        .map_err(StatementError::Member)?;
+    Ok(fetched.map(|csv| (csv, StatementSource::Member)))
+}

@@ -169,6 +169,20 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::billing::StatementError> for ApiError {
+    fn from(err: crate::billing::StatementError) -> Self {
+        match err {
+            crate::billing::StatementError::Store(e) => e.into(),
+            member @ crate::billing::StatementError::Member(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "member.unavailable",
+                member.to_string(),
+            )
+            .with_retry_after(Duration::from_secs(5)),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body()).into_response();

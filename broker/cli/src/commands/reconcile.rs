@@ -5,12 +5,12 @@
 //! --statement FILE` reconciles two FOCUS files. Exit 0 clean, 1 discrepancies beyond the
 //! tolerance, 2 error (a bad or missing file names the row and column).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alliance_core::billing::{Period, PriceCatalogue};
+use alliance_core::billing::Period;
 use alliance_core::reconcile::{
     discrepancies_csv, reconcile, reconcile_sorted, FocusReader, MergeError, Outcome, Tolerance,
 };
@@ -173,20 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             super::runtime()?.block_on(async {
                 let store = Store::connect(&url, 2).await?;
                 store.migrate().await?;
-                let mut catalogues: BTreeMap<String, PriceCatalogue> = BTreeMap::new();
-                let mut names: BTreeMap<String, String> = BTreeMap::new();
-                for m in &config.members {
-                    catalogues.insert(m.id.get_ref().to_string(), PriceCatalogue::new(&m.prices).unwrap_or_default());
-                    names.insert(m.id.get_ref().to_string(), m.name.clone());
-                }
-                for (d, _) in store.application_members().await? {
-                    catalogues.insert(d.id.to_string(), PriceCatalogue::new(&d.prices).unwrap_or_default());
-                    names.insert(d.id.to_string(), d.name.clone());
-                }
-                if !catalogues.contains_key(member.as_str()) {
+                let books = alliance_service::billing::Books::from_config(&config, &store).await?;
+                if !books.catalogues.contains_key(member.as_str()) {
                     anyhow::bail!("--member: `{member}` is not a member of this alliance");
                 }
-                let (ledger, _) = alliance_service::billing::ledger_focus(&store, period, member, &catalogues, &names).await?;
+                let (ledger, _) = alliance_service::billing::ledger_focus(&store, period, member, &books.catalogues, &books.names).await?;
                 let statement_text = match statement {
                     Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
                     None => match store.statement(member, &period.to_string()).await? {

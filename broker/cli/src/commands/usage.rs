@@ -1,10 +1,9 @@
 //! `alliance usage export`: metered usage of a period as FOCUS CSV (or JSON) on stdout.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use alliance_core::billing::{Period, PriceCatalogue};
+use alliance_core::billing::Period;
 use alliance_service::store::{resolve_url, Store};
 
 use crate::Common;
@@ -45,32 +44,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let usage = super::runtime()?.block_on(async {
         let store = Store::connect(&url, 2).await?;
         store.migrate().await?;
-        let mut catalogues: BTreeMap<String, PriceCatalogue> = BTreeMap::new();
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        for m in &config.members {
-            catalogues.insert(
-                m.id.get_ref().to_string(),
-                PriceCatalogue::new(&m.prices).unwrap_or_default(),
-            );
-            names.insert(m.id.get_ref().to_string(), m.name.clone());
-        }
-        for (definition, _) in store.application_members().await? {
-            catalogues.insert(
-                definition.id.to_string(),
-                PriceCatalogue::new(&definition.prices).unwrap_or_default(),
-            );
-            names.insert(definition.id.to_string(), definition.name.clone());
-        }
+        let books = alliance_service::billing::Books::from_config(&config, &store).await?;
         let usage = alliance_service::billing::usage(
             &store,
             period,
             args.tenant.as_deref(),
             args.member.as_deref(),
-            &catalogues,
+            &books.catalogues,
         )
         .await?;
         store.close().await;
-        Ok::<_, anyhow::Error>((usage, names))
+        Ok::<_, anyhow::Error>((usage, books.names))
     })?;
     let (usage, names) = usage;
     let stdout = std::io::stdout();

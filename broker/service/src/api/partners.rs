@@ -250,30 +250,14 @@ pub async fn statement(
         .get(&id)
         .ok_or_else(|| ApiError::not_found("member", &id))?;
     // An uploaded statement takes precedence over fetching one from the member.
-    if let Some(uploaded) = state.store.statement(&id, &period).await? {
-        return Ok((
-            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            uploaded,
-        )
-            .into_response());
-    }
-    let ctx = alliance_adapter_api::CallContext::new(
-        None,
-        format!("statement-{id}-{period}"),
-        std::time::Duration::from_secs(60),
-    );
-    match entry.adapter.statement(&ctx, &period).await {
-        Ok(Some(csv)) => Ok((
+    match crate::billing::member_statement(&state.store, entry.adapter.as_ref(), &id, &period)
+        .await?
+    {
+        Some((csv, _)) => Ok((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             csv,
         )
             .into_response()),
-        Ok(None) => Err(ApiError::not_found("statement", &format!("{id}/{period}"))),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "member.unavailable",
-            format!("cannot fetch the statement: {}", e.message),
-        )
-        .with_retry_after(std::time::Duration::from_secs(5))),
+        None => Err(ApiError::not_found("statement", &format!("{id}/{period}"))),
     }
 }

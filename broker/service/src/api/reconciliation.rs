@@ -1,7 +1,5 @@
 //! Statements and reconciliations.
 
-use std::collections::BTreeMap;
-
 use alliance_core::billing::Period;
 use alliance_core::reconcile::{reconcile, FocusReader, Tolerance};
 use axum::extract::{Path, State};
@@ -136,53 +134,29 @@ pub async fn create(
             Decimal::ZERO,
         )?,
     };
-    let (statement, source) = match state
-        .store
-        .statement(&request.member, &request.period)
-        .await?
-    {
-        Some(uploaded) => (uploaded, "uploaded"),
-        None => {
-            let ctx = alliance_adapter_api::CallContext::new(
-                None,
-                format!("statement-{}-{}", request.member, request.period),
-                std::time::Duration::from_secs(60),
-            );
-            match entry.adapter.statement(&ctx, &request.period).await {
-                Ok(Some(csv)) => (csv, "member"),
-                Ok(None) => {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "statement.missing",
-                        "the member publishes no statement for this period; upload one first",
-                    ))
-                }
-                Err(e) => {
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "member.unavailable",
-                        format!("cannot fetch the member's statement: {}", e.message),
-                    )
-                    .with_retry_after(std::time::Duration::from_secs(5)))
-                }
-            }
-        }
-    };
-    let catalogues: BTreeMap<_, _> = state
-        .members
-        .all()
-        .iter()
-        .map(|e| (e.id().to_string(), e.catalogue()))
-        .collect();
-    let names: BTreeMap<_, _> = state
-        .members
-        .all()
-        .iter()
-        .map(|e| (e.id().to_string(), e.config.name.clone()))
-        .collect();
-    let (ledger, usage) =
-        crate::billing::ledger_focus(&state.store, period, &request.member, &catalogues, &names)
-            .await?;
+    let (statement, source) = crate::billing::member_statement(
+        &state.store,
+        entry.adapter.as_ref(),
+        &request.member,
+        &request.period,
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "statement.missing",
+            "the member publishes no statement for this period; upload one first",
+        )
+    })?;
+    let books = crate::billing::Books::from_registry(&state.members);
+    let (ledger, usage) = crate::billing::ledger_focus(
+        &state.store,
+        period,
+        &request.member,
+        &books.catalogues,
+        &books.names,
+    )
+    .await?;
     let (aliases, allowed) =
         crate::billing::reconciliation_context(&state.store, &request.member).await?;
     let ledger_rows = FocusReader::new(ledger.as_slice())
@@ -217,7 +191,7 @@ pub async fn create(
         "member": request.member,
         "status": outcome.status,
         "currency": outcome.currency,
-        "statement_source": source,
+        "statement_source": source.as_str(),
         "tolerance": { "absolute": tolerance.absolute.to_string(), "relative": tolerance.relative.to_string() },
         "ledger_rows": outcome.ledger_rows,
         "statement_rows": outcome.statement_rows,

@@ -1,7 +1,5 @@
 //! Usage routes: JSON and FOCUS CSV.
 
-use std::collections::BTreeMap;
-
 use alliance_core::billing::Period;
 use axum::extract::State;
 use axum::http::header;
@@ -53,18 +51,13 @@ async fn compute(
         }
         _ => params.tenant.clone(),
     };
-    let catalogues: BTreeMap<_, _> = state
-        .members
-        .all()
-        .iter()
-        .map(|e| (e.id().to_string(), e.catalogue()))
-        .collect();
+    let books = crate::billing::Books::from_registry(&state.members);
     Ok(crate::billing::usage(
         &state.store,
         period,
         tenant.as_deref(),
         params.member.as_deref(),
-        &catalogues,
+        &books.catalogues,
     )
     .await?)
 }
@@ -91,12 +84,7 @@ pub async fn export(
         "json" => Ok(Json(usage).into_response()),
         "focus" => {
             let period = Period::parse(&usage.period).map_err(ApiError::internal)?;
-            let names: BTreeMap<String, String> = state
-                .members
-                .all()
-                .iter()
-                .map(|e| (e.id().to_string(), e.config.name.clone()))
-                .collect();
+            let names = crate::billing::Books::from_registry(&state.members).names;
             let mut out = Vec::new();
             alliance_core::focus::write(&mut out, period, &usage.lines, &names)
                 .map_err(ApiError::internal)?;
