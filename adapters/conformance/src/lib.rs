@@ -27,6 +27,8 @@ pub struct Options {
     pub jurisdiction: Jurisdiction,
     /// The services to check (the others are reported as skipped).
     pub services: Vec<ResourceType>,
+    /// Why a service the member does not offer was left out, when discovery knows.
+    pub not_offered: std::collections::BTreeMap<ResourceType, String>,
     /// A size for instances.
     pub size: Option<SizeName>,
     /// An image for instances.
@@ -86,7 +88,10 @@ impl Report {
 
     /// A readable report, one line per check.
     pub fn to_text(&self) -> String {
-        let mut out = format!("conformance of a `{}` member\n", self.adapter);
+        let mut out = format!(
+            "conformance of a member driven by the `{}` adapter\n",
+            self.adapter
+        );
         for check in &self.checks {
             let service = check.service.map(|s| format!("[{s}] ")).unwrap_or_default();
             let line = match &check.outcome {
@@ -422,7 +427,13 @@ pub async fn run(
                 "service checks",
                 Some(service),
                 started,
-                Outcome::Skipped("the member does not offer this service".into()),
+                Outcome::Skipped(
+                    options
+                        .not_offered
+                        .get(&service)
+                        .cloned()
+                        .unwrap_or_else(|| "the member does not offer this service".into()),
+                ),
             );
         }
     }
@@ -448,6 +459,7 @@ mod tests {
             tenant: TenantId::parse("conformance").expect("tenant"),
             jurisdiction: Jurisdiction::parse("FR").expect("FR"),
             services: ResourceType::ALL.to_vec(),
+            not_offered: std::collections::BTreeMap::new(),
             size: SizeName::parse("small").ok(),
             image: ImageName::parse("debian-12").ok(),
             settle_timeout: Duration::from_secs(5),

@@ -5,12 +5,11 @@
 //! are untrusted: bodies are capped at 1 MiB and parsed into the protocol's types; anything
 //! else is a `bad_response`. HTTP statuses map to the broker's error kinds once, here.
 
-use std::time::Duration;
-
 use alliance_adapter_api::{
     AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource, ResourceRef,
     ResourceSpec, Retry,
 };
+use alliance_adapter_http::{MemberHttp, MAX_BODY};
 use alliance_core::{ResourceType, TenantId};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -18,8 +17,6 @@ use serde::Deserialize;
 
 use crate::protocol::{Capabilities, CreateResource, Resource, ResourceList, PREFIX};
 
-/// Largest member answer the broker reads.
-const MAX_BODY: usize = 1024 * 1024;
 /// Largest statement the broker reads from a member.
 const MAX_STATEMENT: usize = 256 * 1024 * 1024;
 
@@ -39,7 +36,7 @@ pub struct FederationAdapter {
     member: String,
     endpoint: String,
     token: Option<String>,
-    http: reqwest::Client,
+    http: MemberHttp,
 }
 
 impl std::fmt::Debug for FederationAdapter {
@@ -59,14 +56,10 @@ impl FederationAdapter {
         endpoint: impl Into<String>,
         token: Option<String>,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+        let member = member.into();
+        let http = MemberHttp::new(&member)?;
         Ok(Self {
-            member: member.into(),
+            member,
             endpoint: endpoint.into().trim_end_matches('/').to_owned(),
             token,
             http,
@@ -96,40 +89,21 @@ impl FederationAdapter {
         body: Option<&CreateResource>,
         retry: Retry,
     ) -> Result<Option<(StatusCode, T)>, AdapterError> {
-        let remaining = ctx.remaining();
-        if remaining.is_zero() {
-            return Err(AdapterError::new(
-                ErrorKind::Timeout,
-                ErrorSource::Broker,
-                retry,
-                "the call's deadline passed before it was sent",
-            ));
-        }
+        let url = format!("{}{PREFIX}{path}", self.endpoint);
         let mut request = self
             .http
-            .request(method, format!("{}{PREFIX}{path}", self.endpoint))
-            .timeout(remaining)
+            .request(method, &url)
             .header("idempotency-key", &ctx.idempotency_key);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(tp) = &ctx.traceparent {
-            request = request.header("traceparent", tp);
-        }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| network_error(&e, retry))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = read_capped(response)
-            .await
-            .map_err(|e| network_error(&e, retry))?;
+        let answer = self.http.send(ctx, request, retry, MAX_BODY).await?;
+        let status = answer.status;
+        let retry_after = answer.retry_after();
+        let bytes = answer.body;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -189,40 +163,6 @@ impl FederationAdapter {
                 )
             })
     }
-}
-
-async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    read_capped_to(response, MAX_BODY).await
-}
-
-async fn read_capped_to(
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if out.len() + chunk.len() > max {
-            // Truncated: the parse fails and the answer is reported as a bad response.
-            out.extend_from_slice(&chunk[..max - out.len()]);
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-fn network_error(e: &reqwest::Error, retry: Retry) -> AdapterError {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Unavailable
-    };
-    AdapterError::new(
-        kind,
-        ErrorSource::Network,
-        retry,
-        format!("cannot reach the member: {e}"),
-    )
 }
 
 fn to_member(r: Resource) -> Result<MemberResource, AdapterError> {
@@ -389,21 +329,17 @@ impl MemberAdapter for FederationAdapter {
         if period.len() != 7 || !period.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
             return Err(AdapterError::invalid(format!("`{period}` is not a period")));
         }
-        let mut request = self
-            .http
-            .get(format!("{}{PREFIX}/statements/{period}", self.endpoint))
-            .timeout(ctx.remaining());
+        let url = format!("{}{PREFIX}/statements/{period}", self.endpoint);
+        let mut request = self.http.request(Method::GET, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| network_error(&e, Retry::Safe))?;
-        let status = response.status();
-        let bytes = read_capped_to(response, MAX_STATEMENT)
-            .await
-            .map_err(|e| network_error(&e, Retry::Safe))?;
+        let answer = self
+            .http
+            .send(ctx, request, Retry::Safe, MAX_STATEMENT)
+            .await?;
+        let status = answer.status;
+        let bytes = answer.body;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => String::from_utf8(bytes).map(Some).map_err(|_| {

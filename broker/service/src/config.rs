@@ -392,6 +392,10 @@ pub enum AdapterConfig {
     Sim(SimConfig),
     /// A member speaking the federation protocol over HTTP.
     Federation(alliance_adapter_federation::FederationConfig),
+    /// An EC2- and S3-compatible cloud.
+    Ec2(alliance_adapter_ec2::Ec2Config),
+    /// An OpenStack cloud (Keystone v3, Nova, Cinder, Swift).
+    Openstack(alliance_adapter_openstack::OpenStackConfig),
 }
 
 impl AdapterConfig {
@@ -400,6 +404,8 @@ impl AdapterConfig {
         match self {
             Self::Sim(_) => "sim",
             Self::Federation(_) => "federation",
+            Self::Ec2(_) => "ec2",
+            Self::Openstack(_) => "openstack",
         }
     }
 }
@@ -710,6 +716,24 @@ impl Config {
                     });
                 }
                 AdapterConfig::Federation(_) => {}
+                AdapterConfig::Ec2(c) => {
+                    for (key, message) in c.problems() {
+                        out.push(ConfigProblem {
+                            key: format!("members[{i}].adapter.{key}"),
+                            line: at,
+                            message,
+                        });
+                    }
+                }
+                AdapterConfig::Openstack(c) => {
+                    for (key, message) in c.problems() {
+                        out.push(ConfigProblem {
+                            key: format!("members[{i}].adapter.{key}"),
+                            line: at,
+                            message,
+                        });
+                    }
+                }
             }
         }
         out

@@ -168,7 +168,39 @@ fn raw_adapter(
             FederationAdapter::from_config(id, federation, &|name| env.get(name).cloned())
                 .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
         }
+        AdapterConfig::Ec2(ec2) => {
+            let mapping = alliance_adapter_ec2::Mapping {
+                sizes: names(&config.sizes),
+                images: names(&config.images),
+                services: config.services.clone(),
+            };
+            alliance_adapter_ec2::Ec2Adapter::from_config(id, ec2, mapping, &|name| {
+                env.get(name).cloned()
+            })
+            .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
+        }
+        AdapterConfig::Openstack(openstack) => {
+            let mapping = alliance_adapter_openstack::Mapping {
+                sizes: names(&config.sizes),
+                images: names(&config.images),
+                services: config.services.clone(),
+            };
+            alliance_adapter_openstack::OpenStackAdapter::from_config(
+                id,
+                openstack,
+                mapping,
+                &|name| env.get(name).cloned(),
+            )
+            .map(|a| Arc::new(a) as Arc<dyn MemberAdapter>)
+        }
     }
+}
+
+/// Broker name → member name, as plain strings for the adapters.
+fn names<K: std::fmt::Display>(map: &BTreeMap<K, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 impl MemberRegistry {

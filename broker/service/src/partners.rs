@@ -405,6 +405,7 @@ async fn conformance(
         tenant: TenantId::parse("conformance-sandbox").unwrap_or_else(|_| unreachable_tenant()),
         jurisdiction,
         services,
+        not_offered: BTreeMap::new(),
         size: sizes.keys().find_map(|s| SizeName::parse(s).ok()),
         image: images.keys().find_map(|i| ImageName::parse(i).ok()),
         settle_timeout: Duration::from_secs(30),

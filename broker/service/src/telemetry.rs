@@ -98,3 +98,67 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Makes `span` a child of the W3C `traceparent` stored with an operation (the client's
+/// request), so that the trace continues across the queue when OpenTelemetry is on.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let Some(tp) = traceparent else { return };
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), tp.to_owned())]);
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(parent);
+}
+
+/// The `traceparent` the broker sends with a call to a member made in the current span: the
+/// current OpenTelemetry span when one is recorded; otherwise a new span id under the
+/// operation's stored trace (the client's), or a new trace. Every outgoing call carries one.
+pub fn outgoing_traceparent(stored: Option<&str>) -> String {
+    use opentelemetry::trace::TraceContextExt as _;
+    use rand::Rng as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let current = span.span_context();
+    if current.is_valid() {
+        return format!(
+            "00-{}-{}-{:02x}",
+            current.trace_id(),
+            current.span_id(),
+            current.trace_flags().to_u8()
+        );
+    }
+    let mut rng = rand::rng();
+    let trace_id = stored
+        .and_then(|tp| {
+            let mut parts = tp.split('-');
+            let (_, id) = (parts.next()?, parts.next()?);
+            (id.len() == 32
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+                && id.bytes().any(|b| b != b'0'))
+            .then(|| id.to_ascii_lowercase())
+        })
+        .unwrap_or_else(|| format!("{:032x}", rng.random_range(1..=u128::MAX)));
+    format!("00-{trace_id}-{:016x}-01", rng.random_range(1..=u64::MAX))
+}
+
+#[cfg(test)]
+mod traceparent_tests {
+    use super::*;
+
+    #[test]
+    fn outgoing_calls_continue_the_stored_trace_with_a_new_span() {
+        let stored = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let out = outgoing_traceparent(Some(stored));
+        assert!(
+            out.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{out}"
+        );
+        assert_ne!(out, stored, "a new span id for the broker's own call");
+        assert_eq!(out.len(), 55);
+        let fresh = outgoing_traceparent(Some("garbage"));
+        assert_eq!(fresh.len(), 55);
+        assert!(!fresh.contains("garbage"));
+        assert_ne!(outgoing_traceparent(None), outgoing_traceparent(None));
+    }
+}

@@ -127,6 +127,7 @@ impl Engine {
         use tracing::Instrument;
         let op = &claimed.operation;
         let span = tracing::info_span!("operation.step", operation.id = %op.id, kind = %op.kind, member.id = %claimed.resource.member_id, tenant.id = %op.tenant_id);
+        crate::telemetry::continue_trace(&span, claimed.traceparent.as_deref());
         self.step_in_span(&claimed).instrument(span).await;
     }
 
@@ -235,7 +236,9 @@ impl Engine {
             op.id.clone(),
             Duration::from_millis(self.config.call_timeout_ms),
         );
-        ctx.traceparent = claimed.traceparent.clone();
+        ctx.traceparent = Some(crate::telemetry::outgoing_traceparent(
+            claimed.traceparent.as_deref(),
+        ));
         let reference = ResourceRef {
             resource_type: resource.resource_type,
             broker_id: resource.id.clone(),
@@ -260,6 +263,7 @@ impl Engine {
                 };
                 match with_timeout(timeout, adapter.create(&ctx, &spec)).await {
                     Ok(found) => {
+                        crash_point("after-member-create");
                         call("create", "ok");
                         self.after_create_answer(op.attempts, found)
                     }
@@ -385,6 +389,19 @@ impl Engine {
             };
             Next::Finish(Finish::Failed(problem(code, error.message)), "failed")
         }
+    }
+}
+
+/// A test-only crash point: with `ALLIANCE_FAILPOINT=<name>` the process aborts when it
+/// reaches the point, as a `kill -9` at that line would (no flush, no commit, no cleanup).
+/// `after-member-create` sits between a member's answer to a create and the broker's
+/// commit of it. Read once; never set in production (docs/testing.md).
+fn crash_point(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let armed = POINT.get_or_init(|| std::env::var("ALLIANCE_FAILPOINT").ok());
+    if armed.as_deref() == Some(name) {
+        eprintln!("alliance: failpoint {name} reached: aborting");
+        std::process::abort();
     }
 }
 

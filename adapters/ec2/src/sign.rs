@@ -1,0 +1,157 @@
+//! AWS Signature Version 4 with the `aws-sigv4` crate (the signer of the AWS SDK itself),
+//! applied to reqwest requests.
+
+use std::time::SystemTime;
+
+use alliance_adapter_api::{AdapterError, ErrorKind, ErrorSource, Retry};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+
+/// The access key pair (and optional session token) of one member.
+pub struct Signer {
+    identity: Identity,
+    access_key_id: String,
+    region: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key is never printed; the key id is not a secret.
+        f.debug_struct("Signer")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which API a request is for: the service name in the credential scope, and S3's
+/// signing quirks (payload hash header, no double encoding, no path normalisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The EC2 Query API.
+    Ec2,
+    /// S3 REST.
+    S3,
+}
+
+impl Signer {
+    /// A signer for `region`.
+    pub fn new(
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+        region: &str,
+    ) -> Self {
+        let credentials = Credentials::new(
+            access_key_id.clone(),
+            secret_access_key,
+            session_token,
+            None,
+            "alliance-member-config",
+        );
+        Self {
+            identity: credentials.into(),
+            access_key_id,
+            region: region.to_owned(),
+        }
+    }
+
+    /// The headers to add to a request of `method` to `url` with these `headers` (which
+    /// are signed too) and `body`.
+    pub fn headers(
+        &self,
+        service: Service,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, AdapterError> {
+        let mut settings = SigningSettings::default();
+        if service == Service::S3 {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        }
+        let name = match service {
+            Service::Ec2 => "ec2",
+            Service::S3 => "s3",
+        };
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name(name)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(signing_error)?
+            .into();
+        let request = SignableRequest::new(
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(signing_error)?;
+        let (instructions, _signature) =
+            sign(request, &params).map_err(signing_error)?.into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect())
+    }
+}
+
+fn signing_error(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::new(
+        ErrorKind::Invalid,
+        ErrorSource::Broker,
+        Retry::Never,
+        format!("cannot sign the request: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn signs_with_the_credential_scope_and_never_leaks_the_secret() {
+        let signer = Signer::new(
+            "AKIDEXAMPLE".into(),
+            "wJalrXUtnFEMI".into(),
+            None,
+            "eu-west-3",
+        );
+        let headers = signer
+            .headers(
+                Service::Ec2,
+                "POST",
+                "http://127.0.0.1:5000/",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                b"Action=DescribeRegions&Version=2016-11-15",
+            )
+            .unwrap();
+        let auth = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
+        assert!(auth.contains("/eu-west-3/ec2/aws4_request"), "{auth}");
+        assert!(auth.contains("content-type"), "{auth}");
+        assert!(!format!("{signer:?}{headers:?}").contains("wJalrXUtnFEMI"));
+        let s3 = signer
+            .headers(Service::S3, "PUT", "http://127.0.0.1:5000/b", &[], b"")
+            .unwrap();
+        assert!(s3.iter().any(|(n, _)| n == "x-amz-content-sha256"));
+    }
+}

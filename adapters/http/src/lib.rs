@@ -1,0 +1,274 @@
+//! What every HTTP adapter (federation, ec2, openstack) shares, written once.
+//!
+//! - One pooled [`reqwest::Client`] per member ([`MemberHttp`]): connections are kept alive
+//!   and reused; every new connection and every request is counted per member
+//!   (`alliance_member_connections_opened_total`, `alliance_member_http_requests_total`), so
+//!   connection reuse is `1 - opened / requests`.
+//! - Each request gets a timeout equal to the time left before the call's deadline and the
+//!   call's W3C `traceparent`; a call whose deadline has passed is not sent.
+//! - Answers are untrusted: bodies are read up to a cap, `Retry-After` is parsed
+//!   defensively, and network failures are classified once (`timeout` or `unavailable`).
+#![forbid(unsafe_code)]
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use alliance_adapter_api::{AdapterError, CallContext, ErrorKind, ErrorSource, Retry};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+
+/// Largest ordinary member answer an adapter reads (1 MiB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A member's answer, read and capped.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, at most the cap given to [`MemberHttp::send`].
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The member's `Retry-After` (delta seconds), capped at one hour.
+    pub fn retry_after(&self) -> Option<Duration> {
+        retry_after(&self.headers)
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// `Retry-After` as delta seconds (the only form members send in practice), capped at one
+/// hour so that a hostile member cannot park an operation forever.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+/// A network failure (connect, reset, timeout, body read), classified.
+pub fn network_error(e: &reqwest::Error, retry: Retry) -> AdapterError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Unavailable
+    };
+    // reqwest's Display never includes credentials (no query strings are signed into URLs).
+    AdapterError::new(
+        kind,
+        ErrorSource::Network,
+        retry,
+        format!("cannot reach the member: {e}"),
+    )
+}
+
+/// The member answered something the adapter cannot read.
+pub fn bad_response(retry: Retry, message: impl Into<String>) -> AdapterError {
+    AdapterError::new(ErrorKind::BadResponse, ErrorSource::Member, retry, message)
+}
+
+/// One member's HTTP client: pooled, counted, deadline-bound.
+#[derive(Debug, Clone)]
+pub struct MemberHttp {
+    member: String,
+    client: reqwest::Client,
+}
+
+impl MemberHttp {
+    /// A client for `member`: 5 s connect timeout, idle connections kept 60 s, redirects
+    /// never followed (a member cannot send the broker's credentials elsewhere).
+    pub fn new(member: &str) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .connector_layer(CountConnections {
+                member: member.to_owned(),
+            })
+            .build()
+            .map_err(|e| format!("member {member}: cannot build an HTTP client: {e}"))?;
+        Ok(Self {
+            member: member.to_owned(),
+            client,
+        })
+    }
+
+    /// The member this client talks to.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// A request builder on the shared pool.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends `request` within the call's deadline with its `traceparent`, and reads at most
+    /// `max_body` bytes of the answer. `retry` says whether the call may be repeated.
+    pub async fn send(
+        &self,
+        ctx: &CallContext,
+        request: reqwest::RequestBuilder,
+        retry: Retry,
+        max_body: usize,
+    ) -> Result<Answer, AdapterError> {
+        let remaining = ctx.remaining();
+        if remaining.is_zero() {
+            return Err(AdapterError::new(
+                ErrorKind::Timeout,
+                ErrorSource::Broker,
+                retry,
+                "the call's deadline passed before it was sent",
+            ));
+        }
+        let mut request = request.timeout(remaining);
+        if let Some(tp) = &ctx.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        metrics::counter!("alliance_member_http_requests_total", "member" => self.member.clone())
+            .increment(1);
+        let mut response = request.send().await.map_err(|e| network_error(&e, retry))?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| network_error(&e, retry))?
+        {
+            if body.len() + chunk.len() > max_body {
+                return Err(bad_response(
+                    retry,
+                    format!("member {} answered more than {max_body} bytes", self.member),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A connector layer counting the connections a member's pool opens.
+#[derive(Debug, Clone)]
+struct CountConnections {
+    member: String,
+}
+
+impl<S> tower::Layer<S> for CountConnections {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            member: self.member.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Counted<S> {
+    inner: S,
+    member: String,
+}
+
+impl<S, R> tower::Service<R> for Counted<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        metrics::counter!("alliance_member_connections_opened_total", "member" => self.member.clone())
+            .increment(1);
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[tokio::test]
+    async fn an_expired_deadline_is_not_sent() {
+        let http = MemberHttp::new("m").unwrap();
+        let mut ctx = CallContext::new(None, "k", Duration::from_secs(1));
+        ctx.deadline = tokio::time::Instant::now();
+        let err = http
+            .send(
+                &ctx,
+                http.request(reqwest::Method::GET, "http://127.0.0.1:9/"),
+                Retry::Safe,
+                10,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert_eq!(err.origin, ErrorSource::Broker);
+    }
+
+    #[tokio::test]
+    async fn answers_are_capped_and_traceparent_is_sent() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let tp = headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                (
+                    [(reqwest::header::RETRY_AFTER, "999999")],
+                    format!("{tp}{}", "x".repeat(100)),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = MemberHttp::new("m").unwrap();
+        let mut ctx = CallContext::new(None, "k", Duration::from_secs(5));
+        ctx.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        let answer = http
+            .send(
+                &ctx,
+                http.request(reqwest::Method::GET, &url),
+                Retry::Safe,
+                4096,
+            )
+            .await
+            .unwrap();
+        assert!(answer
+            .body
+            .starts_with(b"00-0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(answer.retry_after(), Some(Duration::from_secs(3600)));
+        let err = http
+            .send(
+                &ctx,
+                http.request(reqwest::Method::GET, &url),
+                Retry::Safe,
+                64,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadResponse);
+    }
+}

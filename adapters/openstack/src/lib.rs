@@ -1,0 +1,1252 @@
+//! The broker's adapter for OpenStack member clouds.
+//!
+//! Keystone v3 (password or application credentials from the standard `OS_*` variables; the
+//! token cached until shortly before expiry and renewed once on a 401), endpoints from the
+//! service catalogue by region and interface; Nova servers (flavour, image, network,
+//! compute microversion 2.52 for server tags), Cinder v3 volumes, Swift containers.
+//!
+//! Idempotency. A Nova server carries the tag `alliance:<broker id>` and metadata with the
+//! broker id and tenant; a Cinder volume carries that metadata; every create first searches
+//! for an earlier attempt by it (Nova's `tags` filter, Cinder's `metadata` filter) and
+//! returns it, so a create repeated after a crash or a timeout never makes a second one.
+//! Swift containers are named after the broker id (`alliance-<id>`): PUT is idempotent.
+#![forbid(unsafe_code)]
+
+mod keystone;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use alliance_adapter_api::{
+    AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource,
+    MemberResourceStatus, ResourceRef, ResourceSpec, Retry,
+};
+use alliance_adapter_http::{bad_response, Answer, MemberHttp, MAX_BODY};
+use alliance_core::{ResourceType, TenantId};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use keystone::{Credentials, Keystone, Session};
+
+/// The compute microversion the adapter speaks (2.52: tags at creation and as a filter).
+pub const COMPUTE_MICROVERSION: &str = "2.52";
+/// The block-storage microversion the adapter speaks.
+pub const VOLUME_MICROVERSION: &str = "3.0";
+/// Metadata key holding the broker's resource id.
+pub const META_BROKER_ID: &str = "alliance_broker_id";
+/// Metadata key holding the owning tenant.
+pub const META_TENANT: &str = "alliance_tenant";
+/// The tag every broker server carries.
+pub const TAG_MARKER: &str = "alliance";
+
+const COMPUTE: &[&str] = &["compute"];
+const VOLUME: &[&str] = &["block-storage", "volumev3"];
+const OBJECT: &[&str] = &["object-store"];
+const IMAGE: &[&str] = &["image"];
+const NETWORK: &[&str] = &["network"];
+
+/// `adapter = { kind = "openstack", auth_url = "...", region = "...", ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStackConfig {
+    /// Keystone's v3 URL, e.g. `https://keystone.example.be/v3`.
+    pub auth_url: String,
+    /// The region whose endpoints the broker uses.
+    pub region: String,
+    /// The catalogue interface: `public` (default), `internal` or `admin`.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Prefix of the credential variables (`OS_` → `OS_USERNAME`, `OS_PASSWORD`, ...).
+    #[serde(default = "default_env_prefix")]
+    pub env_prefix: String,
+    /// The network servers are attached to; Nova's `auto` allocation when absent.
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+fn default_interface() -> String {
+    "public".into()
+}
+fn default_env_prefix() -> String {
+    "OS_".into()
+}
+
+impl OpenStackConfig {
+    /// Problems with the config, as `(key, message)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(self.auth_url.starts_with("http://") || self.auth_url.starts_with("https://")) {
+            out.push((
+                "auth_url",
+                format!("`{}` is not an http(s) URL", self.auth_url),
+            ));
+        }
+        if self.region.is_empty() {
+            out.push(("region", "must name a region of the catalogue".into()));
+        }
+        if !["public", "internal", "admin"].contains(&self.interface.as_str()) {
+            out.push((
+                "interface",
+                format!("`{}` is not public, internal or admin", self.interface),
+            ));
+        }
+        out
+    }
+}
+
+/// How broker names map to the member's, and what it offers.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    /// Broker size → flavour id.
+    pub sizes: BTreeMap<String, String>,
+    /// Broker image → image id.
+    pub images: BTreeMap<String, String>,
+    /// The services the member offers (health checks those endpoints).
+    pub services: BTreeSet<ResourceType>,
+}
+
+/// A member reached over the OpenStack APIs.
+pub struct OpenStackAdapter {
+    member: String,
+    config: OpenStackConfig,
+    keystone: Keystone,
+    mapping: Mapping,
+    http: MemberHttp,
+}
+
+impl std::fmt::Debug for OpenStackAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenStackAdapter")
+            .field("member", &self.member)
+            .field("keystone", &self.keystone)
+            .field("region", &self.config.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failed service answer, classified (the Nova, Cinder and Swift API references).
+pub(crate) fn service_error(member: &str, answer: &Answer, retry: Retry) -> AdapterError {
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    // Nova and Cinder wrap the fault: {"forbidden": {"message": ..}}, {"overLimit": {..}}.
+    let message = body
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|f| f.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect()
+        });
+    let quota = message.to_ascii_lowercase().contains("quota");
+    let (kind, retry) = match answer.status {
+        StatusCode::UNAUTHORIZED => (ErrorKind::AuthFailed, Retry::Never),
+        StatusCode::FORBIDDEN if quota => (ErrorKind::OverQuota, Retry::Never),
+        StatusCode::FORBIDDEN => (ErrorKind::AuthFailed, Retry::Never),
+        StatusCode::NOT_FOUND => (ErrorKind::NotFound, Retry::Never),
+        // Cinder's overLimit (and Nova's, before microversion 2.x rate limits left): over quota.
+        StatusCode::PAYLOAD_TOO_LARGE if quota || body.get("overLimit").is_some() => {
+            (ErrorKind::OverQuota, Retry::Never)
+        }
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+            (ErrorKind::RateLimited, retry)
+        }
+        s if s.is_server_error() => (ErrorKind::Unavailable, retry),
+        _ => (ErrorKind::Invalid, Retry::Never),
+    };
+    let mut error = AdapterError::new(
+        kind,
+        ErrorSource::Member,
+        retry,
+        format!("member {member} answered {}: {message}", answer.status),
+    );
+    error.retry_after = answer.retry_after();
+    error
+}
+
+impl OpenStackAdapter {
+    /// An adapter with explicit credentials.
+    pub fn new(
+        member: &str,
+        config: OpenStackConfig,
+        credentials: Credentials,
+        mapping: Mapping,
+    ) -> Result<Self, String> {
+        if let Some((key, problem)) = config.problems().into_iter().next() {
+            return Err(format!("member {member}: adapter.{key}: {problem}"));
+        }
+        Ok(Self {
+            member: member.to_owned(),
+            keystone: Keystone::new(&config.auth_url, credentials),
+            mapping,
+            http: MemberHttp::new(member)?,
+            config,
+        })
+    }
+
+    /// An adapter from config, with credentials from the `<env_prefix>*` variables.
+    pub fn from_config(
+        member: &str,
+        config: &OpenStackConfig,
+        mapping: Mapping,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let credentials = Credentials::from_env(&config.env_prefix, env)
+            .map_err(|e| format!("member {member}: {e}"))?;
+        Self::new(member, config.clone(), credentials, mapping)
+    }
+
+    /// The same member reached with a wrong secret.
+    pub fn with_wrong_secret(&self) -> Result<Self, String> {
+        Self::new(
+            &self.member,
+            self.config.clone(),
+            self.keystone_credentials().with_wrong_secret(),
+            self.mapping.clone(),
+        )
+    }
+
+    fn keystone_credentials(&self) -> &Credentials {
+        self.keystone.credentials()
+    }
+
+    async fn endpoint(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+    ) -> Result<(Arc<Session>, String), AdapterError> {
+        let session = self.keystone.session(&self.http, ctx).await?;
+        let url = session
+            .endpoint(types, &self.config.region, &self.config.interface)
+            .ok_or_else(|| {
+                AdapterError::new(
+                    ErrorKind::Invalid,
+                    ErrorSource::Member,
+                    Retry::Never,
+                    format!(
+                        "the catalogue of member {} offers no {} endpoint in region {} ({})",
+                        self.member, types[0], self.config.region, self.config.interface
+                    ),
+                )
+            })?;
+        Ok((session, url))
+    }
+
+    /// One call to a catalogue service; renews the token once on a 401.
+    async fn call(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Answer, AdapterError> {
+        // Reads and deletes may be repeated; creates are made safe by the search first.
+        let retry = if method == Method::POST || method == Method::PUT {
+            Retry::WithIdempotencyKey
+        } else {
+            Retry::Safe
+        };
+        for attempt in 0..2 {
+            let (session, base) = self.endpoint(ctx, types).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), &format!("{base}{path}"))
+                .header("x-auth-token", &session.token)
+                .header("accept", "application/json");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = self.http.send(ctx, request, retry, MAX_BODY).await?;
+            if answer.status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                // The token was revoked or expired early: authenticate again, once.
+                self.keystone.forget().await;
+                continue;
+            }
+            return Ok(answer);
+        }
+        Err(AdapterError::new(
+            ErrorKind::AuthFailed,
+            ErrorSource::Member,
+            Retry::Never,
+            format!("member {} refuses a fresh token", self.member),
+        ))
+    }
+
+    async fn json(&self, answer: Answer, retry: Retry) -> Result<Value, AdapterError> {
+        if !answer.status.is_success() {
+            return Err(service_error(&self.member, &answer, retry));
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            bad_response(
+                retry,
+                format!("member {} answered no JSON: {e}", self.member),
+            )
+        })
+    }
+
+    fn broker_tag(broker_id: &str) -> Result<String, AdapterError> {
+        let tag = format!("{TAG_MARKER}:{broker_id}");
+        if tag.len() > 60 || tag.contains(',') || tag.contains('/') {
+            return Err(AdapterError::new(
+                ErrorKind::Invalid,
+                ErrorSource::Broker,
+                Retry::Never,
+                format!("`{broker_id}` cannot be a Nova server tag"),
+            ));
+        }
+        Ok(tag)
+    }
+
+    // ---- Nova ----
+
+    fn compute_headers() -> [(&'static str, &'static str); 2] {
+        [
+            ("openstack-api-version", "compute 2.52"),
+            ("x-openstack-nova-api-version", COMPUTE_MICROVERSION),
+        ]
+    }
+
+    fn server_of(v: &Value) -> Option<MemberResource> {
+        let id = v.get("id")?.as_str()?;
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("BUILD");
+        let task = v.get("OS-EXT-STS:task_state").and_then(Value::as_str);
+        let status = match (status, task) {
+            ("DELETED" | "SOFT_DELETED", _) => return None,
+            (_, Some("deleting")) => MemberResourceStatus::Deleting,
+            ("BUILD", _) => MemberResourceStatus::Provisioning,
+            ("ERROR", _) => MemberResourceStatus::Error,
+            _ => MemberResourceStatus::Active,
+        };
+        let meta = v.get("metadata");
+        let text = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+        Some(MemberResource {
+            resource_type: ResourceType::Instance,
+            member_resource_id: id.to_owned(),
+            broker_id: text(META_BROKER_ID).map(str::to_owned),
+            tenant: text(META_TENANT).and_then(|t| TenantId::parse(t).ok()),
+            status,
+            detail: v
+                .get("fault")
+                .and_then(|f| f.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    async fn servers(
+        &self,
+        ctx: &CallContext,
+        tags: &str,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("tags", tags)
+            .finish();
+        let answer = self
+            .call(
+                ctx,
+                COMPUTE,
+                Method::GET,
+                &format!("/servers/detail?{query}"),
+                &Self::compute_headers(),
+                None,
+            )
+            .await?;
+        let body = self.json(answer, Retry::Safe).await?;
+        Ok(body
+            .get("servers")
+            .and_then(Value::as_array)
+            .map(|s| s.iter().filter_map(Self::server_of).collect())
+            .unwrap_or_default())
+    }
+
+    async fn find_server(
+        &self,
+        ctx: &CallContext,
+        broker_id: &str,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let tag = Self::broker_tag(broker_id)?;
+        Ok(self
+            .servers(ctx, &tag)
+            .await?
+            .into_iter()
+            .find(|s| s.broker_id.as_deref() == Some(broker_id)))
+    }
+
+    async fn get_server(
+        &self,
+        ctx: &CallContext,
+        r: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let Some(id) = &r.member_resource_id else {
+            return self.find_server(ctx, &r.broker_id).await;
+        };
+        let answer = self
+            .call(
+                ctx,
+                COMPUTE,
+                Method::GET,
+                &format!("/servers/{}", path_segment(id)?),
+                &Self::compute_headers(),
+                None,
+            )
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = self.json(answer, Retry::Safe).await?;
+        Ok(body.get("server").and_then(Self::server_of))
+    }
+
+    async fn create_server(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        if let Some(earlier) = self.find_server(ctx, &spec.broker_id).await? {
+            return Ok(earlier);
+        }
+        let flavour = map_name(
+            &self.mapping.sizes,
+            spec.size.as_ref().map(|s| s.as_str()),
+            "size",
+        )?;
+        let image = map_name(
+            &self.mapping.images,
+            spec.image.as_ref().map(|i| i.as_str()),
+            "image",
+        )?;
+        let networks = match &self.config.network {
+            Some(id) => json!([{ "uuid": id }]),
+            None => json!("auto"),
+        };
+        let body = json!({ "server": {
+            "name": spec.name,
+            "imageRef": image,
+            "flavorRef": flavour,
+            "networks": networks,
+            "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
+            "tags": [TAG_MARKER, Self::broker_tag(&spec.broker_id)?],
+        } });
+        let answer = self
+            .call(
+                ctx,
+                COMPUTE,
+                Method::POST,
+                "/servers",
+                &Self::compute_headers(),
+                Some(&body),
+            )
+            .await?;
+        let created = self.json(answer, Retry::WithIdempotencyKey).await?;
+        let id = created
+            .get("server")
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_response(Retry::WithIdempotencyKey, "Nova answered no server id"))?;
+        Ok(MemberResource {
+            resource_type: ResourceType::Instance,
+            member_resource_id: id.to_owned(),
+            broker_id: Some(spec.broker_id.clone()),
+            tenant: Some(spec.tenant.clone()),
+            status: MemberResourceStatus::Provisioning,
+            detail: None,
+        })
+    }
+
+    async fn delete_server(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
+        let Some(found) = self.get_server(ctx, r).await? else {
+            return Ok(());
+        };
+        let path = format!("/servers/{}", path_segment(&found.member_resource_id)?);
+        let answer = self
+            .call(
+                ctx,
+                COMPUTE,
+                Method::DELETE,
+                &path,
+                &Self::compute_headers(),
+                None,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
+    }
+
+    // ---- Cinder ----
+
+    fn volume_headers() -> [(&'static str, &'static str); 1] {
+        [("openstack-api-version", "volume 3.0")]
+    }
+
+    fn volume_of(v: &Value) -> Option<MemberResource> {
+        let id = v.get("id")?.as_str()?;
+        let status = match v
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("creating")
+        {
+            "creating" | "downloading" => MemberResourceStatus::Provisioning,
+            "deleting" => MemberResourceStatus::Deleting,
+            "error" | "error_deleting" | "error_restoring" | "error_extending" => {
+                MemberResourceStatus::Error
+            }
+            "deleted" => return None,
+            _ => MemberResourceStatus::Active,
+        };
+        let meta = v.get("metadata");
+        let text = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+        Some(MemberResource {
+            resource_type: ResourceType::Volume,
+            member_resource_id: id.to_owned(),
+            broker_id: text(META_BROKER_ID).map(str::to_owned),
+            tenant: text(META_TENANT).and_then(|t| TenantId::parse(t).ok()),
+            status,
+            detail: None,
+        })
+    }
+
+    async fn volumes(
+        &self,
+        ctx: &CallContext,
+        metadata: &Value,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("metadata", &metadata.to_string())
+            .finish();
+        let answer = self
+            .call(
+                ctx,
+                VOLUME,
+                Method::GET,
+                &format!("/volumes/detail?{query}"),
+                &Self::volume_headers(),
+                None,
+            )
+            .await?;
+        let body = self.json(answer, Retry::Safe).await?;
+        Ok(body
+            .get("volumes")
+            .and_then(Value::as_array)
+            .map(|s| s.iter().filter_map(Self::volume_of).collect())
+            .unwrap_or_default())
+    }
+
+    async fn find_volume(
+        &self,
+        ctx: &CallContext,
+        broker_id: &str,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        Ok(self
+            .volumes(ctx, &json!({ META_BROKER_ID: broker_id }))
+            .await?
+            .into_iter()
+            .find(|v| v.broker_id.as_deref() == Some(broker_id)))
+    }
+
+    async fn get_volume(
+        &self,
+        ctx: &CallContext,
+        r: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let Some(id) = &r.member_resource_id else {
+            return self.find_volume(ctx, &r.broker_id).await;
+        };
+        let answer = self
+            .call(
+                ctx,
+                VOLUME,
+                Method::GET,
+                &format!("/volumes/{}", path_segment(id)?),
+                &Self::volume_headers(),
+                None,
+            )
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = self.json(answer, Retry::Safe).await?;
+        Ok(body.get("volume").and_then(Self::volume_of))
+    }
+
+    async fn create_volume(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        if let Some(earlier) = self.find_volume(ctx, &spec.broker_id).await? {
+            return Ok(earlier);
+        }
+        let size = spec.size_gb.ok_or_else(|| {
+            AdapterError::new(
+                ErrorKind::Invalid,
+                ErrorSource::Broker,
+                Retry::Never,
+                "a volume needs size_gb",
+            )
+        })?;
+        let body = json!({ "volume": {
+            "size": size,
+            "name": spec.name,
+            "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
+        } });
+        let answer = self
+            .call(
+                ctx,
+                VOLUME,
+                Method::POST,
+                "/volumes",
+                &Self::volume_headers(),
+                Some(&body),
+            )
+            .await?;
+        let created = self.json(answer, Retry::WithIdempotencyKey).await?;
+        created
+            .get("volume")
+            .and_then(Self::volume_of)
+            .ok_or_else(|| bad_response(Retry::WithIdempotencyKey, "Cinder answered no volume"))
+    }
+
+    async fn delete_volume(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
+        let Some(found) = self.get_volume(ctx, r).await? else {
+            return Ok(());
+        };
+        if found.status == MemberResourceStatus::Deleting {
+            return Ok(());
+        }
+        let path = format!("/volumes/{}", path_segment(&found.member_resource_id)?);
+        let answer = self
+            .call(
+                ctx,
+                VOLUME,
+                Method::DELETE,
+                &path,
+                &Self::volume_headers(),
+                None,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
+    }
+
+    // ---- Swift ----
+
+    fn container_name(broker_id: &str) -> Result<String, AdapterError> {
+        let name = format!("alliance-{broker_id}");
+        if name.len() > 256 || broker_id.is_empty() || broker_id.contains('/') {
+            return Err(AdapterError::new(
+                ErrorKind::Invalid,
+                ErrorSource::Broker,
+                Retry::Never,
+                format!("`{broker_id}` cannot name a Swift container"),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn container_of(name: &str, answer: &Answer) -> MemberResource {
+        MemberResource {
+            resource_type: ResourceType::Bucket,
+            member_resource_id: name.to_owned(),
+            broker_id: answer
+                .header("x-container-meta-alliance-broker-id")
+                .map(str::to_owned),
+            tenant: answer
+                .header("x-container-meta-alliance-tenant")
+                .and_then(|t| TenantId::parse(t).ok()),
+            status: MemberResourceStatus::Active,
+            detail: None,
+        }
+    }
+
+    async fn head_container(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let answer = self
+            .call(
+                ctx,
+                OBJECT,
+                Method::HEAD,
+                &format!("/{}", path_segment(name)?),
+                &[],
+                None,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() => Ok(Some(Self::container_of(name, &answer))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
+    }
+
+    async fn get_container(
+        &self,
+        ctx: &CallContext,
+        r: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let name = match &r.member_resource_id {
+            Some(n) => n.clone(),
+            None => Self::container_name(&r.broker_id)?,
+        };
+        self.head_container(ctx, &name).await
+    }
+
+    async fn create_container(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        let name = Self::container_name(&spec.broker_id)?;
+        let headers = [
+            (
+                "x-container-meta-alliance-broker-id",
+                spec.broker_id.as_str(),
+            ),
+            ("x-container-meta-alliance-tenant", spec.tenant.as_str()),
+        ];
+        let answer = self
+            .call(
+                ctx,
+                OBJECT,
+                Method::PUT,
+                &format!("/{}", path_segment(&name)?),
+                &headers,
+                None,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(service_error(
+                &self.member,
+                &answer,
+                Retry::WithIdempotencyKey,
+            ));
+        }
+        Ok(MemberResource {
+            resource_type: ResourceType::Bucket,
+            member_resource_id: name,
+            broker_id: Some(spec.broker_id.clone()),
+            tenant: Some(spec.tenant.clone()),
+            status: MemberResourceStatus::Active,
+            detail: None,
+        })
+    }
+
+    async fn delete_container(
+        &self,
+        ctx: &CallContext,
+        r: &ResourceRef,
+    ) -> Result<(), AdapterError> {
+        let name = match &r.member_resource_id {
+            Some(n) => n.clone(),
+            None => Self::container_name(&r.broker_id)?,
+        };
+        let answer = self
+            .call(
+                ctx,
+                OBJECT,
+                Method::DELETE,
+                &format!("/{}", path_segment(&name)?),
+                &[],
+                None,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            // 409: the tenant's objects are still there; the broker never empties a bucket.
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
+    }
+
+    async fn list_containers(
+        &self,
+        ctx: &CallContext,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        let answer = self
+            .call(
+                ctx,
+                OBJECT,
+                Method::GET,
+                "?format=json&prefix=alliance-",
+                &[],
+                None,
+            )
+            .await?;
+        let body = if answer.status == StatusCode::NO_CONTENT {
+            json!([])
+        } else {
+            self.json(answer, Retry::Safe).await?
+        };
+        let names: Vec<String> = body
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(c) = self.head_container(ctx, &name).await? {
+                if c.broker_id.is_some() && tenant.is_none_or(|t| c.tenant.as_ref() == Some(t)) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- discovery ----
+
+    async fn first_id(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+        path: &str,
+        list: &str,
+        pick: fn(&[Value]) -> Option<&Value>,
+    ) -> Result<Option<String>, AdapterError> {
+        let answer = self.call(ctx, types, Method::GET, path, &[], None).await?;
+        let body = self.json(answer, Retry::Safe).await?;
+        let items = body
+            .get(list)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(pick(&items)
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+}
+
+fn smallest(items: &[Value]) -> Option<&Value> {
+    items.iter().min_by_key(|f| {
+        (
+            f.get("ram").and_then(Value::as_u64).unwrap_or(u64::MAX),
+            f.get("id").and_then(Value::as_str).unwrap_or("").to_owned(),
+        )
+    })
+}
+
+fn first(items: &[Value]) -> Option<&Value> {
+    items.first()
+}
+
+fn internal(items: &[Value]) -> Option<&Value> {
+    items
+        .iter()
+        .find(|n| n.get("router:external").and_then(Value::as_bool) != Some(true))
+}
+
+/// A member id used in a URL path: refused when it could escape its segment.
+fn path_segment(id: &str) -> Result<&str, AdapterError> {
+    if id.is_empty()
+        || id.contains('/')
+        || id.contains('?')
+        || id.contains('#')
+        || id == "."
+        || id == ".."
+    {
+        return Err(bad_response(
+            Retry::Never,
+            format!("`{id}` is not a resource id"),
+        ));
+    }
+    Ok(id)
+}
+
+fn map_name(
+    map: &BTreeMap<String, String>,
+    name: Option<&str>,
+    what: &str,
+) -> Result<String, AdapterError> {
+    let name = name.ok_or_else(|| {
+        AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Broker,
+            Retry::Never,
+            format!("an instance needs a {what}"),
+        )
+    })?;
+    map.get(name).cloned().ok_or_else(|| {
+        AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Broker,
+            Retry::Never,
+            format!("the member maps no {what} `{name}` (member config `{what}s`)"),
+        )
+    })
+}
+
+#[async_trait::async_trait]
+impl MemberAdapter for OpenStackAdapter {
+    fn kind(&self) -> &'static str {
+        "openstack"
+    }
+
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        spec: &ResourceSpec,
+    ) -> Result<MemberResource, AdapterError> {
+        ctx.check_deadline()?;
+        match spec.resource_type {
+            ResourceType::Instance => self.create_server(ctx, spec).await,
+            ResourceType::Volume => self.create_volume(ctx, spec).await,
+            ResourceType::Bucket => self.create_container(ctx, spec).await,
+        }
+    }
+
+    async fn get(
+        &self,
+        ctx: &CallContext,
+        resource: &ResourceRef,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        ctx.check_deadline()?;
+        match resource.resource_type {
+            ResourceType::Instance => self.get_server(ctx, resource).await,
+            ResourceType::Volume => self.get_volume(ctx, resource).await,
+            ResourceType::Bucket => self.get_container(ctx, resource).await,
+        }
+    }
+
+    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
+        ctx.check_deadline()?;
+        match resource.resource_type {
+            ResourceType::Instance => self.delete_server(ctx, resource).await,
+            ResourceType::Volume => self.delete_volume(ctx, resource).await,
+            ResourceType::Bucket => self.delete_container(ctx, resource).await,
+        }
+    }
+
+    async fn list(
+        &self,
+        ctx: &CallContext,
+        resource_type: ResourceType,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
+        ctx.check_deadline()?;
+        match resource_type {
+            ResourceType::Instance => Ok(self
+                .servers(ctx, TAG_MARKER)
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.broker_id.is_some() && tenant.is_none_or(|t| s.tenant.as_ref() == Some(t))
+                })
+                .collect()),
+            ResourceType::Volume => {
+                let filter = match tenant {
+                    Some(t) => json!({ META_TENANT: t.as_str() }),
+                    None => json!({}),
+                };
+                Ok(self
+                    .volumes(ctx, &filter)
+                    .await?
+                    .into_iter()
+                    .filter(|v| {
+                        v.broker_id.is_some() && tenant.is_none_or(|t| v.tenant.as_ref() == Some(t))
+                    })
+                    .collect())
+            }
+            ResourceType::Bucket => self.list_containers(ctx, tenant).await,
+        }
+    }
+
+    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        ctx.check_deadline()?;
+        // Authenticating proves Keystone and the credentials; each offered service must be
+        // in the catalogue for the configured region and interface.
+        for service in &self.mapping.services {
+            let types = match service {
+                ResourceType::Instance => COMPUTE,
+                ResourceType::Volume => VOLUME,
+                ResourceType::Bucket => OBJECT,
+            };
+            self.endpoint(ctx, types).await?;
+        }
+        self.keystone.session(&self.http, ctx).await.map(|_| ())
+    }
+}
+
+/// Discovery choices the caller makes itself.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The flavour id.
+    pub flavour: Option<String>,
+    /// The image id.
+    pub image: Option<String>,
+    /// The network id.
+    pub network: Option<String>,
+}
+
+/// What `discover` found.
+#[derive(Debug)]
+pub struct Discovered {
+    /// The adapter, mapping `small` → the flavour and `default` → the image.
+    pub adapter: OpenStackAdapter,
+    /// The same member with a wrong secret.
+    pub bad_credentials: OpenStackAdapter,
+    /// The services to check.
+    pub services: BTreeSet<ResourceType>,
+    /// The services left out, and why.
+    pub not_offered: BTreeMap<ResourceType, String>,
+    /// Keystone's URL.
+    pub auth_url: String,
+    /// The region used.
+    pub region: String,
+}
+
+/// Finds out, from Keystone's catalogue and the services themselves, what the conformance
+/// suite needs: the region (when not given, the catalogue's first), the services offered,
+/// the smallest flavour, an active image and a network.
+pub async fn discover(
+    auth_url: Option<&str>,
+    region: Option<&str>,
+    env_prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: Overrides,
+) -> Result<Discovered, String> {
+    let auth_url = auth_url
+        .map(str::to_owned)
+        .or_else(|| env(&format!("{env_prefix}AUTH_URL")))
+        .ok_or_else(|| {
+            format!("no Keystone URL: pass --member-endpoint or set {env_prefix}AUTH_URL")
+        })?;
+    let credentials = Credentials::from_env(env_prefix, env)?;
+    let http = MemberHttp::new("candidate")?;
+    let keystone = Keystone::new(&auth_url, credentials.clone());
+    let ctx = CallContext::new(
+        None,
+        "conformance-discovery",
+        std::time::Duration::from_secs(30),
+    );
+    let session = keystone
+        .session(&http, &ctx)
+        .await
+        .map_err(|e| format!("cannot authenticate with Keystone at {auth_url}: {e}"))?;
+    let interface = env(&format!("{env_prefix}INTERFACE")).unwrap_or_else(default_interface);
+    let region = match region
+        .map(str::to_owned)
+        .or_else(|| env(&format!("{env_prefix}REGION_NAME")))
+    {
+        Some(r) => r,
+        None => session
+            .regions(&interface)
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the catalogue offers no endpoint on the public interface".to_owned())?,
+    };
+    let mut config = OpenStackConfig {
+        auth_url: auth_url.clone(),
+        region: region.clone(),
+        interface: interface.clone(),
+        env_prefix: env_prefix.to_owned(),
+        network: overrides.network.clone(),
+    };
+    let mut services = BTreeSet::new();
+    let mut not_offered = BTreeMap::new();
+    let absent = |what: &str| {
+        format!("the catalogue offers no {what} endpoint in region {region} ({interface})")
+    };
+    for (service, types, what) in [
+        (ResourceType::Instance, COMPUTE, "compute"),
+        (ResourceType::Volume, VOLUME, "block-storage"),
+        (ResourceType::Bucket, OBJECT, "object-store"),
+    ] {
+        if session.endpoint(types, &region, &interface).is_some() {
+            services.insert(service);
+        } else {
+            not_offered.insert(service, absent(what));
+        }
+    }
+    let probe = OpenStackAdapter::new(
+        "candidate",
+        config.clone(),
+        credentials.clone(),
+        Mapping::default(),
+    )?;
+    let mut mapping = Mapping {
+        services: services.clone(),
+        ..Mapping::default()
+    };
+    if services.contains(&ResourceType::Instance) {
+        let flavour = match overrides.flavour {
+            Some(f) => Some(f),
+            None => probe
+                .first_id(&ctx, COMPUTE, "/flavors/detail", "flavors", smallest)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let image = match overrides.image {
+            Some(i) => Some(i),
+            None if session.endpoint(IMAGE, &region, &interface).is_some() => probe
+                .first_id(
+                    &ctx,
+                    IMAGE,
+                    "/v2/images?status=active&sort=name:asc",
+                    "images",
+                    first,
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            None => None,
+        };
+        if config.network.is_none() && session.endpoint(NETWORK, &region, &interface).is_some() {
+            config.network = probe
+                .first_id(&ctx, NETWORK, "/v2.0/networks", "networks", internal)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        match (flavour, image) {
+            (Some(f), Some(i)) => {
+                mapping.sizes.insert("small".into(), f);
+                mapping.images.insert("default".into(), i);
+            }
+            _ => {
+                services.remove(&ResourceType::Instance);
+                mapping.services.remove(&ResourceType::Instance);
+                not_offered.insert(
+                    ResourceType::Instance,
+                    "no flavour or image found (pass --size and --image)".into(),
+                );
+            }
+        }
+    }
+    let adapter = OpenStackAdapter::new(
+        "candidate",
+        config.clone(),
+        credentials.clone(),
+        mapping.clone(),
+    )?;
+    let bad_credentials = OpenStackAdapter::new(
+        "candidate",
+        config,
+        credentials.with_wrong_secret(),
+        mapping,
+    )?;
+    Ok(Discovered {
+        adapter,
+        bad_credentials,
+        services,
+        not_offered,
+        auth_url,
+        region,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(r) = retry_after {
+            headers.insert(reqwest::header::RETRY_AFTER, r.parse().unwrap());
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn nova_and_cinder_faults_map_to_the_brokers_kinds() {
+        let e = service_error(
+            "m",
+            &answer(
+                403,
+                r#"{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"}}"#,
+                None,
+            ),
+            Retry::WithIdempotencyKey,
+        );
+        assert_eq!((e.kind, e.retry), (ErrorKind::OverQuota, Retry::Never));
+        let e = service_error(
+            "m",
+            &answer(
+                403,
+                r#"{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:servers:create"}}"#,
+                None,
+            ),
+            Retry::Safe,
+        );
+        assert_eq!(e.kind, ErrorKind::AuthFailed);
+        let e = service_error(
+            "m",
+            &answer(
+                413,
+                r#"{"overLimit": {"code": 413, "message": "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed gigabytes quota.", "retryAfter": "30"}}"#,
+                Some("30"),
+            ),
+            Retry::WithIdempotencyKey,
+        );
+        assert_eq!(
+            (e.kind, e.retry_after),
+            (
+                ErrorKind::OverQuota,
+                Some(std::time::Duration::from_secs(30))
+            )
+        );
+        let e = service_error("m", &answer(429, "", Some("5")), Retry::Safe);
+        assert_eq!((e.kind, e.retry), (ErrorKind::RateLimited, Retry::Safe));
+        let e = service_error("m", &answer(503, "<html>", None), Retry::Safe);
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        let e = service_error(
+            "m",
+            &answer(
+                400,
+                r#"{"badRequest": {"message": "Invalid flavorRef"}}"#,
+                None,
+            ),
+            Retry::Safe,
+        );
+        assert_eq!(
+            (e.kind, e.message.contains("Invalid flavorRef")),
+            (ErrorKind::Invalid, true)
+        );
+    }
+
+    #[test]
+    fn servers_and_volumes_are_read_from_their_documents() {
+        let s = OpenStackAdapter::server_of(&json!({"id": "s1", "status": "BUILD", "metadata": {"alliance_broker_id": "ins-1", "alliance_tenant": "acme"}})).unwrap();
+        assert_eq!(
+            (s.status, s.broker_id.as_deref()),
+            (MemberResourceStatus::Provisioning, Some("ins-1"))
+        );
+        let s = OpenStackAdapter::server_of(
+            &json!({"id": "s1", "status": "ERROR", "fault": {"message": "No valid host"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.status, s.detail.as_deref()),
+            (MemberResourceStatus::Error, Some("No valid host"))
+        );
+        let s = OpenStackAdapter::server_of(
+            &json!({"id": "s1", "status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}),
+        )
+        .unwrap();
+        assert_eq!(s.status, MemberResourceStatus::Deleting);
+        assert!(OpenStackAdapter::server_of(&json!({"id": "s1", "status": "DELETED"})).is_none());
+        let v = OpenStackAdapter::volume_of(&json!({"id": "v1", "status": "available"})).unwrap();
+        assert_eq!(v.status, MemberResourceStatus::Active);
+        assert!(path_segment("../x").is_err());
+        assert!(OpenStackAdapter::broker_tag(&"x".repeat(60)).is_err());
+    }
+}
