@@ -215,6 +215,24 @@ impl Broker {
         );
     }
 
+    /// Waits for the process to exit on its own (e.g. at a failpoint).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Its stderr so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -691,4 +709,118 @@ pub async fn demo_federation(
     options.config = federation_config(&members.iter().collect::<Vec<_>>(), Some("MEMBER_TOKEN"));
     options.env.push(("MEMBER_TOKEN".into(), token.into()));
     (members, options)
+}
+
+/// A moto server (EC2 + S3, SigV4 checked) of one test, and its boto3 oracle
+/// (tests/peers/moto-peer.py, run by the moto virtualenv's python that `scripts/test`
+/// installs and names in `ALLIANCE_TEST_MOTO_PYTHON`).
+pub struct Moto {
+    child: Child,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The IAM access key id the server checks signatures against.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
+}
+
+impl Moto {
+    /// Starts moto on a free port with an IAM user whose key every request must be
+    /// signed with.
+    pub fn start() -> Moto {
+        use std::io::BufRead as _;
+        let python = std::env::var("ALLIANCE_TEST_MOTO_PYTHON").unwrap_or_else(|_| {
+            panic!("ALLIANCE_TEST_MOTO_PYTHON is not set: run scripts/test, which installs moto (scripts/peers install)")
+        });
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/moto-peer.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto with {python}: {e}"));
+        let mut answers = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        answers.read_line(&mut line).unwrap();
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("moto did not start ({e}): {line:?}"));
+        Moto {
+            child,
+            answers,
+            endpoint: ready["endpoint"].as_str().unwrap().to_owned(),
+            access_key_id: ready["access_key_id"].as_str().unwrap().to_owned(),
+            secret_access_key: ready["secret_access_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Asks the boto3 oracle: `instances ID`, `volumes ID` or `bucket NAME`.
+    pub fn ask(&mut self, question: &str) -> Value {
+        use std::io::{BufRead as _, Write as _};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{question}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.answers.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("moto oracle: {e}: {line:?}"))
+    }
+
+    /// The environment a broker needs to sign for this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                self.secret_access_key.clone(),
+            ),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A variable set by `scripts/peers start-openstack` (through `scripts/test`).
+pub fn openstack_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test, which starts Keystone, Swift and the Nova/Cinder fake (scripts/peers start-openstack)")
+    })
+}
+
+/// The OpenStack peers' variables (every `ALLIANCE_TEST_OS*` one), for a child process.
+pub fn openstack_vars() -> Vec<(String, String)> {
+    openstack_env("ALLIANCE_TEST_OS_AUTH_URL");
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("ALLIANCE_TEST_OS"))
+        .collect()
+}
+
+/// A Keystone token of the broker's user on its project, for checking the member
+/// independently of the adapter.
+pub async fn openstack_token() -> String {
+    let body = serde_json::json!({ "auth": {
+        "identity": { "methods": ["password"], "password": { "user": {
+            "name": openstack_env("ALLIANCE_TEST_OS_USERNAME"), "domain": { "name": "Default" },
+            "password": openstack_env("ALLIANCE_TEST_OS_PASSWORD") } } },
+        "scope": { "project": { "name": openstack_env("ALLIANCE_TEST_OS_PROJECT_NAME"), "domain": { "name": "Default" } } } } });
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/auth/tokens",
+            openstack_env("ALLIANCE_TEST_OS_AUTH_URL")
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    answer.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }

@@ -1,0 +1,490 @@
+//! The real adapters against real peers: `ec2` against moto (SigV4 checked) and Swift's
+//! s3api, `openstack` against real Keystone and Swift plus the project's Nova/Cinder fake
+//! registered in Keystone's catalogue. Conformance from the CLI with discovery; a tenant's
+//! resources in France (ec2) and Belgium (openstack) created, checked at the member by an
+//! independent client (boto3; plain HTTP with a Keystone token) and deleted; and a broker
+//! killed between a member's answer and its commit never leaves a duplicate.
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use std::time::Duration;
+
+use alliance_e2e::{
+    bin, openstack_env, openstack_token, openstack_vars, Broker, Moto, Options, DEMO_CONFIG,
+    FAST_OPERATIONS,
+};
+use serde_json::{json, Value};
+
+/// Fake image and network ids (tests/peers/openstack_fake.py).
+const OS_IMAGE: &str = "5b1c6a4e-0000-4000-8000-000000000001";
+const OS_NETWORK: &str = "9f0e7d6c-0000-4000-8000-000000000002";
+
+fn conformance(args: &[&str], env: &[(String, String)]) -> (i32, Value, String) {
+    let out = std::process::Command::new(bin())
+        .arg("conformance")
+        .args(args)
+        .args(["--format", "json", "--settle-timeout", "30"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn outcomes(report: &Value, service: &str) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["service"] == service)
+        .map(|c| c["outcome"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ec2_conformance_passes_against_moto_with_signatures_checked() {
+    let moto = Moto::start();
+    let (code, report, stderr) = conformance(
+        &[
+            "--adapter",
+            "ec2",
+            "--member-endpoint",
+            &moto.endpoint,
+            "--region",
+            "eu-west-3",
+        ],
+        &moto.env(),
+    );
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert_eq!(
+        (
+            report["passed"].as_u64(),
+            report["failed"].as_u64(),
+            report["skipped"].as_u64()
+        ),
+        (Some(27), Some(0), Some(0)),
+        "{report:#}"
+    );
+
+    // moto checks SigV4: the same run with a wrong secret cannot even discover the member.
+    let mut wrong = moto.env();
+    wrong[1].1 = "not-the-secret".into();
+    let out = std::process::Command::new(bin())
+        .args([
+            "conformance",
+            "--adapter",
+            "ec2",
+            "--member-endpoint",
+            &moto.endpoint,
+        ])
+        .envs(wrong.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refuses the credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("not-the-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ec2_bucket_path_conforms_against_swift_s3api() {
+    let env = vec![
+        (
+            "AWS_ACCESS_KEY_ID".to_owned(),
+            openstack_env("ALLIANCE_TEST_SWIFT_S3_ACCESS_KEY"),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_owned(),
+            openstack_env("ALLIANCE_TEST_SWIFT_S3_SECRET"),
+        ),
+    ];
+    let endpoint = openstack_env("ALLIANCE_TEST_SWIFT_S3");
+    let (code, report, stderr) = conformance(
+        &[
+            "--adapter",
+            "ec2",
+            "--member-endpoint",
+            &endpoint,
+            "--region",
+            "eu-west-3",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert!(
+        outcomes(&report, "bucket").iter().all(|o| o == "passed"),
+        "{report:#}"
+    );
+    assert_eq!(outcomes(&report, "bucket").len(), 8);
+    // Swift offers no EC2 API: the suite says so instead of failing.
+    for service in ["instance", "volume"] {
+        assert_eq!(outcomes(&report, service), ["skipped"], "{report:#}");
+    }
+    assert!(
+        report.to_string().contains("the EC2 API does not answer"),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openstack_conformance_passes_with_password_and_application_credentials() {
+    let env = openstack_vars();
+    // Password credentials; the region from OS_REGION_NAME, the rest discovered.
+    let (code, report, stderr) = conformance(
+        &[
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OS_",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(27), Some(0)),
+        "{report:#}"
+    );
+    // An application credential (no region variable: given on the command line).
+    let (code, report, stderr) = conformance(
+        &[
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OSAPP_",
+            "--region",
+            "be-bru-1",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert_eq!(report["failed"].as_u64(), Some(0), "{report:#}");
+    // The endpoints of the decoy region point at a closed port: they are used only when
+    // that region is asked for, and then discovery fails loudly (exit 2, naming the URL).
+    let out = std::process::Command::new(bin())
+        .args([
+            "conformance",
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OS_",
+            "--region",
+            "de-fra-1",
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:9/"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The demo federation with numergy-fr as an ec2 member on `moto` and belgacom-be as an
+/// openstack member on the OpenStack peers.
+fn real_federation(moto: &Moto, image: &str) -> Options {
+    let ec2 = format!(
+        "adapter = {{ kind = \"ec2\", endpoint = \"{}\", region = \"eu-west-3\" }}\nsizes = {{ small = \"t3.micro\", medium = \"t3.small\", large = \"m5.large\" }}\nimages = {{ \"debian-12\" = \"{image}\" }}",
+        moto.endpoint
+    );
+    let openstack = format!(
+        "adapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"be-bru-1\", env_prefix = \"ALLIANCE_TEST_OS_\", network = \"{OS_NETWORK}\" }}\nsizes = {{ small = \"1\", medium = \"2\", large = \"3\" }}\nimages = {{ \"debian-12\" = \"{OS_IMAGE}\" }}",
+        openstack_env("ALLIANCE_TEST_OS_AUTH_URL")
+    );
+    let mut config = DEMO_CONFIG.to_owned();
+    for (sizes, replacement) in [
+        ("sizes = { small = \"n2.small\", medium = \"n2.medium\", large = \"n2.large\" }\nimages = { \"debian-12\" = \"img-numergy-deb12\", \"ubuntu-24.04\" = \"img-numergy-ubu2404\" }", ec2),
+        ("sizes = { small = \"bc.s1\", medium = \"bc.m1\", large = \"bc.l1\" }\nimages = { \"debian-12\" = \"bc-debian-12\", \"ubuntu-24.04\" = \"bc-ubuntu-2404\" }", openstack),
+    ] {
+        let block = format!("adapter = {{ kind = \"sim\", delay_ms = 300 }}\n{sizes}");
+        assert!(config.contains(&block), "the demo config changed: {block}");
+        config = config.replacen(&block, &replacement, 1);
+    }
+    let mut options = Options::demo();
+    options.config = format!("{config}{FAST_OPERATIONS}");
+    options.env = moto.env();
+    options.env.extend(openstack_vars());
+    options
+}
+
+async fn openstack_get(path: &str) -> (u16, Value) {
+    let token = openstack_token().await;
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "{}{path}",
+            openstack_env("ALLIANCE_TEST_OPENSTACK_FAKE")
+        ))
+        .header("x-auth-token", token)
+        .header("openstack-api-version", "compute 2.52")
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+async fn servers_tagged(broker_id: &str) -> Vec<Value> {
+    let (status, body) = openstack_get(&format!(
+        "/compute/v2.1/servers/detail?tags=alliance:{broker_id}"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["servers"].as_array().unwrap().clone()
+}
+
+async fn volumes_of(broker_id: &str) -> Vec<Value> {
+    let project = openstack_env("ALLIANCE_TEST_OS_PROJECT_ID");
+    let filter = json!({ "alliance_broker_id": broker_id }).to_string();
+    let query = url_encode(&filter);
+    let (status, body) = openstack_get(&format!(
+        "/volume/v3/{project}/volumes/detail?metadata={query}"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["volumes"].as_array().unwrap().clone()
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn swift_container(name: &str) -> (u16, reqwest::header::HeaderMap) {
+    let token = openstack_token().await;
+    let project = openstack_env("ALLIANCE_TEST_OS_PROJECT_ID");
+    let answer = reqwest::Client::new()
+        .head(format!(
+            "{}/v1/AUTH_{project}/{name}",
+            openstack_env("ALLIANCE_TEST_SWIFT")
+        ))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.headers().clone())
+}
+
+async fn delete_and_wait(client: &alliance_e2e::Client, collection: &str, id: &str) {
+    let answer = client.delete(&format!("{collection}/{id}")).await;
+    assert_eq!(
+        answer.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    let done = client
+        .wait_operation(answer.json()["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_provisions_on_ec2_in_france_and_openstack_in_belgium() {
+    let mut moto = Moto::start();
+    let image = moto.ask("image").as_str().unwrap().to_owned();
+    let broker = Broker::start(real_federation(&moto, &image)).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+
+    let mut created = Vec::new();
+    for country in ["FR", "BE"] {
+        let instance = acme
+            .create_and_wait("/v1/instances", &json!({ "name": format!("web-{country}"), "jurisdiction": country, "size": "small", "image": "debian-12" }))
+            .await;
+        let volume = acme
+            .create_and_wait("/v1/volumes", &json!({ "name": format!("data-{country}"), "jurisdiction": country, "size_gb": 10 }))
+            .await;
+        let bucket = acme
+            .create_and_wait(
+                "/v1/buckets",
+                &json!({ "name": format!("logs-{country}"), "jurisdiction": country }),
+            )
+            .await;
+        for r in [&instance, &volume, &bucket] {
+            assert_eq!(r["status"], "active", "{r}");
+            let member = if country == "FR" {
+                "numergy-fr"
+            } else {
+                "belgacom-be"
+            };
+            assert_eq!(r["member"], member, "{r}");
+        }
+        created.push((country, instance, volume, bucket));
+    }
+
+    // France: in moto, with the broker's tags, seen through boto3.
+    let (_, instance, volume, bucket) = &created[0];
+    let id = instance["id"].as_str().unwrap();
+    let found = moto.ask(&format!("instances {id}"));
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["state"], "running");
+    assert_eq!(found[0]["tags"]["alliance:tenant"], "acme");
+    assert_eq!(found[0]["tags"]["alliance:broker-id"], id);
+    let found = moto.ask(&format!("volumes {}", volume["id"].as_str().unwrap()));
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["tags"]["alliance:tenant"], "acme");
+    let bucket_name = format!("alliance-{}", bucket["id"].as_str().unwrap());
+    let found = moto.ask(&format!("bucket {bucket_name}"));
+    assert_eq!(found["exists"], true, "{found}");
+    assert_eq!(found["tags"]["alliance:broker-id"], bucket["id"]);
+
+    // Belgium: in the Nova/Cinder fake behind real Keystone, and in real Swift.
+    let (_, instance, volume, bucket) = &created[1];
+    let servers = servers_tagged(instance["id"].as_str().unwrap()).await;
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0]["status"], "ACTIVE");
+    assert_eq!(servers[0]["metadata"]["alliance_tenant"], "acme");
+    let volumes = volumes_of(volume["id"].as_str().unwrap()).await;
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert_eq!(volumes[0]["size"], 10);
+    let container = format!("alliance-{}", bucket["id"].as_str().unwrap());
+    let (status, headers) = swift_container(&container).await;
+    assert_eq!(status, 204);
+    assert_eq!(headers["x-container-meta-alliance-tenant"], "acme");
+    assert_eq!(
+        headers["x-container-meta-alliance-broker-id"],
+        bucket["id"].as_str().unwrap()
+    );
+
+    // One pooled client per member, its connections counted. moto's development server
+    // closes every connection (HTTP/1.0), so only the OpenStack member can show reuse.
+    let metrics = String::from_utf8(broker.anonymous().get("/metrics").await.bytes).unwrap();
+    for (member, reused) in [("numergy-fr", false), ("belgacom-be", true)] {
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name) && l.contains(&format!("member=\"{member}\"")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} for {member} missing:\n{metrics}"))
+        };
+        let requests = value("alliance_member_http_requests_total");
+        let connections = value("alliance_member_connections_opened_total");
+        assert!(
+            requests >= 6.0 && connections >= 1.0 && connections <= requests,
+            "{member}: {connections} connections for {requests} requests"
+        );
+        if reused {
+            assert!(
+                connections * 2.0 <= requests,
+                "{member}: {connections} connections for {requests} requests"
+            );
+        }
+    }
+
+    // Deleting through the broker removes them at the members.
+    for (_, instance, volume, bucket) in &created {
+        delete_and_wait(&acme, "/v1/instances", instance["id"].as_str().unwrap()).await;
+        delete_and_wait(&acme, "/v1/volumes", volume["id"].as_str().unwrap()).await;
+        delete_and_wait(&acme, "/v1/buckets", bucket["id"].as_str().unwrap()).await;
+    }
+    let (_, instance, volume, _) = &created[0];
+    let found = moto.ask(&format!("instances {}", instance["id"].as_str().unwrap()));
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["state"] == "terminated"),
+        "{found}"
+    );
+    assert_eq!(
+        moto.ask(&format!("volumes {}", volume["id"].as_str().unwrap())),
+        json!([])
+    );
+    assert_eq!(moto.ask(&format!("bucket {bucket_name}"))["exists"], false);
+    let (_, instance, volume, _) = &created[1];
+    assert!(servers_tagged(instance["id"].as_str().unwrap())
+        .await
+        .is_empty());
+    assert!(volumes_of(volume["id"].as_str().unwrap()).await.is_empty());
+    assert_eq!(swift_container(&container).await.0, 404);
+}
+
+/// Creates an instance in `country` on a broker armed to abort between the member's
+/// answer and its commit; restarts it unarmed; returns the finished resource's id.
+async fn crash_after_member_answer(mut options: Options, country: &str) -> (Broker, String) {
+    options
+        .env
+        .push(("ALLIANCE_FAILPOINT".into(), "after-member-create".into()));
+    let mut armed = Broker::start(options.clone()).await;
+    let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
+    let answer = acme
+        .send(
+            reqwest::Method::POST,
+            "/v1/instances",
+            Some(&json!({ "name": "survivor", "jurisdiction": country, "size": "small", "image": "debian-12" })),
+            &[("idempotency-key", "crash-once")],
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    let accepted = answer.json();
+    // The member answers, then the broker dies before committing.
+    let status = armed.wait_exit(Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "the broker should have been killed at the failpoint"
+    );
+    assert!(
+        armed
+            .log_text()
+            .contains("failpoint after-member-create reached"),
+        "{}",
+        armed.log_text()
+    );
+    let mut unarmed = armed.options.clone();
+    unarmed.env.retain(|(k, _)| k != "ALLIANCE_FAILPOINT");
+    unarmed.data_dir = Some(armed.data_dir.clone());
+    let restarted = Broker::start(unarmed).await;
+    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
+    let done = acme.wait_operation(accepted["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    (
+        restarted,
+        accepted["resource_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_killed_between_ec2s_answer_and_its_commit_never_duplicates() {
+    let mut moto = Moto::start();
+    let image = moto.ask("image").as_str().unwrap().to_owned();
+    let (_broker, id) = crash_after_member_answer(real_federation(&moto, &image), "FR").await;
+    // moto does not deduplicate ClientToken: only the tag search before the retry prevents
+    // a second instance.
+    let found = moto.ask(&format!("instances {id}"));
+    assert_eq!(
+        found.as_array().unwrap().len(),
+        1,
+        "duplicate instances at the member: {found}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_killed_between_novas_answer_and_its_commit_never_duplicates() {
+    let moto = Moto::start();
+    let (_broker, id) = crash_after_member_answer(real_federation(&moto, "ami-unused"), "BE").await;
+    let servers = servers_tagged(&id).await;
+    assert_eq!(
+        servers.len(),
+        1,
+        "duplicate servers at the member: {servers:?}"
+    );
+}

@@ -1,0 +1,295 @@
+"""A project-owned fake of the OpenStack APIs that cannot run on a test machine: Nova
+(compute v2.1), Cinder (block-storage v3), and the read-only parts of Glance (images v2) and
+Neutron (networks v2.0) that discovery needs.
+
+It answers as the OpenStack API references document: status codes, bodies, microversion
+headers (`OpenStack-API-Version`, `X-OpenStack-Nova-API-Version`, `Vary`), 406 for an
+unsupported microversion, servers BUILD -> ACTIVE (or ERROR for the image named
+`error-image`), deletes that pass through `task_state: deleting`, Nova's quota refusal (403
+`forbidden`, "Quota exceeded for instances") and Cinder's (413 `overLimit` with
+`Retry-After`). Tokens are validated against the real Keystone by keystonemiddleware's
+auth_token, exactly as a real Nova does; state is kept per project.
+
+Served by gunicorn (one process, threads) from `scripts/peers start-openstack`.
+Knobs (environment): ALLIANCE_FAKE_KEYSTONE, ALLIANCE_FAKE_ADMIN_PASSWORD,
+ALLIANCE_FAKE_BUILD_SECONDS (default 0.5), ALLIANCE_FAKE_MAX_INSTANCES (default 25),
+ALLIANCE_FAKE_MAX_GIGABYTES (default 200).
+"""
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from urllib.parse import parse_qs
+
+from keystonemiddleware import auth_token
+
+BUILD_SECONDS = float(os.environ.get("ALLIANCE_FAKE_BUILD_SECONDS", "0.5"))
+DELETE_SECONDS = 0.3
+MAX_INSTANCES = int(os.environ.get("ALLIANCE_FAKE_MAX_INSTANCES", "25"))
+MAX_GIGABYTES = int(os.environ.get("ALLIANCE_FAKE_MAX_GIGABYTES", "200"))
+NOVA_MIN, NOVA_MAX = (2, 1), (2, 96)
+CINDER_MIN, CINDER_MAX = (3, 0), (3, 71)
+
+FLAVORS = [
+    {"id": "1", "name": "m1.tiny", "ram": 512, "vcpus": 1, "disk": 1},
+    {"id": "2", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20},
+    {"id": "3", "name": "m1.medium", "ram": 4096, "vcpus": 2, "disk": 40},
+]
+IMAGES = [
+    {"id": "5b1c6a4e-0000-4000-8000-000000000001", "name": "debian-12", "status": "active"},
+    {"id": "5b1c6a4e-0000-4000-8000-000000000002", "name": "error-image", "status": "active"},
+]
+NETWORKS = [
+    {"id": "9f0e7d6c-0000-4000-8000-000000000001", "name": "public", "router:external": True, "status": "ACTIVE"},
+    {"id": "9f0e7d6c-0000-4000-8000-000000000002", "name": "private", "router:external": False, "status": "ACTIVE"},
+]
+
+LOCK = threading.Lock()
+SERVERS = {}  # project -> id -> server
+VOLUMES = {}  # project -> id -> volume
+
+
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def response(start, status, body=None, headers=()):
+    reasons = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+               404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 413: "Request Entity Too Large"}
+    payload = b"" if body is None else json.dumps(body).encode()
+    hdrs = list(headers)
+    if body is not None:
+        hdrs.append(("Content-Type", "application/json"))
+    hdrs.append(("Content-Length", str(len(payload))))
+    start(f"{status} {reasons.get(status, 'Status')}", hdrs)
+    return [payload]
+
+
+def fault(start, status, kind, message, headers=()):
+    return response(start, status, {kind: {"code": status, "message": message}}, headers)
+
+
+def microversion(environ, service, legacy, lo, hi):
+    """The requested microversion: (version, error). `latest` means the maximum."""
+    raw = None
+    header = environ.get("HTTP_OPENSTACK_API_VERSION", "")
+    for part in header.split(","):
+        words = part.strip().split()
+        if len(words) == 2 and words[0] == service:
+            raw = words[1]
+    if raw is None and legacy:
+        raw = environ.get(legacy)
+    if raw is None:
+        return lo, None
+    if raw == "latest":
+        return hi, None
+    m = re.fullmatch(r"(\d+)\.(\d+)", raw)
+    if not m:
+        return None, f"Invalid microversion {raw!r}"
+    v = (int(m.group(1)), int(m.group(2)))
+    if v < lo or v > hi:
+        return None, f"Version {raw} is not supported by the API. Minimum is {lo[0]}.{lo[1]} and maximum is {hi[0]}.{hi[1]}."
+    return v, None
+
+
+def version_headers(service, v, legacy_name=None):
+    text = f"{v[0]}.{v[1]}"
+    hdrs = [("OpenStack-API-Version", f"{service} {text}"), ("Vary", "OpenStack-API-Version")]
+    if legacy_name:
+        hdrs.append((legacy_name, text))
+        hdrs[1] = ("Vary", f"OpenStack-API-Version, {legacy_name}")
+    return hdrs
+
+
+def read_json(environ):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return json.loads(environ["wsgi.input"].read(length) or b"null")
+    except (ValueError, json.JSONDecodeError):
+        return None
+
+
+def settle_server(s):
+    t = time.time() - s["_created"]
+    if s["status"] == "BUILD" and t >= BUILD_SECONDS:
+        if s["image"]["id"] == IMAGES[1]["id"]:
+            s["status"] = "ERROR"
+            s["fault"] = {"code": 500, "message": "No valid host was found. There are not enough hosts available.",
+                          "created": now_iso()}
+        else:
+            s["status"] = "ACTIVE"
+            s["OS-EXT-STS:vm_state"] = "active"
+    s["OS-EXT-STS:task_state"] = "deleting" if s.get("_deleted_at") else None
+
+
+def public(s):
+    return {k: v for k, v in s.items() if not k.startswith("_")}
+
+
+def nova(environ, start, project, path, method):
+    v, err = microversion(environ, "compute", "HTTP_X_OPENSTACK_NOVA_API_VERSION", NOVA_MIN, NOVA_MAX)
+    if err:
+        return fault(start, 406, "computeFault", err)
+    vh = version_headers("compute", v, "X-OpenStack-Nova-API-Version")
+    with LOCK:
+        servers = SERVERS.setdefault(project, {})
+        for sid in [k for k, s in servers.items() if s.get("_deleted_at") and time.time() - s["_deleted_at"] > DELETE_SECONDS]:
+            del servers[sid]
+        for s in servers.values():
+            settle_server(s)
+        if path in ("/flavors", "/flavors/detail") and method == "GET":
+            detail = path.endswith("detail")
+            return response(start, 200, {"flavors": [f if detail else {"id": f["id"], "name": f["name"]} for f in FLAVORS]}, vh)
+        if path == "/servers" and method == "POST":
+            body = read_json(environ)
+            server = (body or {}).get("server") if isinstance(body, dict) else None
+            if not isinstance(server, dict) or not server.get("name") or not server.get("flavorRef"):
+                return fault(start, 400, "badRequest", "Invalid input for field/attribute server.", vh)
+            if "tags" in server and v < (2, 52):
+                return fault(start, 400, "badRequest", "Additional properties are not allowed ('tags' was unexpected)", vh)
+            if v >= (2, 37) and "networks" not in server:
+                return fault(start, 400, "badRequest", "Invalid input for field/attribute server. 'networks' is a required property", vh)
+            flavor = next((f for f in FLAVORS if f["id"] == str(server["flavorRef"])), None)
+            if flavor is None:
+                return fault(start, 400, "badRequest", f"Flavor {server['flavorRef']} could not be found.", vh)
+            image = next((i for i in IMAGES if i["id"] == server.get("imageRef")), None)
+            if image is None:
+                return fault(start, 400, "badRequest", f"Image {server.get('imageRef')} could not be found.", vh)
+            tags = server.get("tags") or []
+            if any(len(t) > 60 or "," in t or "/" in t for t in tags):
+                return fault(start, 400, "badRequest", "Invalid input for field/attribute tags.", vh)
+            live = [s for s in servers.values() if not s.get("_deleted_at")]
+            if len(live) >= MAX_INSTANCES:
+                return fault(start, 403, "forbidden",
+                             f"Quota exceeded for instances: Requested 1, but already used {len(live)} of {MAX_INSTANCES} instances", vh)
+            sid = str(uuid.uuid4())
+            servers[sid] = {
+                "id": sid, "name": server["name"], "status": "BUILD", "tenant_id": project,
+                "user_id": environ.get("HTTP_X_USER_ID"), "metadata": dict(server.get("metadata") or {}),
+                "tags": list(tags), "flavor": {"id": flavor["id"]}, "image": {"id": image["id"]},
+                "created": now_iso(), "updated": now_iso(), "OS-EXT-STS:vm_state": "building",
+                "OS-EXT-STS:task_state": "scheduling", "links": [{"rel": "self", "href": f"/servers/{sid}"}],
+                "_created": time.time(),
+            }
+            return response(start, 202, {"server": {
+                "id": sid, "links": servers[sid]["links"], "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": "default"}], "adminPass": uuid.uuid4().hex[:12]}},
+                vh + [("Location", f"/servers/{sid}")])
+        if path in ("/servers", "/servers/detail") and method == "GET":
+            q = parse_qs(environ.get("QUERY_STRING", ""))
+            wanted = [t for t in ",".join(q.get("tags", [])).split(",") if t]
+            found = [s for s in servers.values() if all(t in s["tags"] for t in wanted)]
+            if path.endswith("detail"):
+                return response(start, 200, {"servers": [public(s) for s in found]}, vh)
+            return response(start, 200, {"servers": [{"id": s["id"], "name": s["name"], "links": s["links"]} for s in found]}, vh)
+        m = re.fullmatch(r"/servers/([^/]+)", path)
+        if m:
+            s = servers.get(m.group(1))
+            if s is None:
+                return fault(start, 404, "itemNotFound", f"Instance {m.group(1)} could not be found.", vh)
+            if method == "GET":
+                return response(start, 200, {"server": public(s)}, vh)
+            if method == "DELETE":
+                s.setdefault("_deleted_at", time.time())
+                return response(start, 204, None, vh)
+            return fault(start, 405, "computeFault", "Method not allowed", vh)
+    return fault(start, 404, "itemNotFound", "The resource could not be found.", vh)
+
+
+def cinder(environ, start, project, path, method):
+    v, err = microversion(environ, "volume", None, CINDER_MIN, CINDER_MAX)
+    if err:
+        return fault(start, 406, "computeFault", err)
+    vh = version_headers("volume", v)
+    m = re.fullmatch(r"/([^/]+)(/.*)", path)
+    if not m or m.group(1) != project:
+        return fault(start, 404, "itemNotFound", "The resource could not be found.", vh)
+    path = m.group(2)
+    with LOCK:
+        volumes = VOLUMES.setdefault(project, {})
+        for vid in [k for k, x in volumes.items() if x["status"] == "deleting" and time.time() - x["_deleted_at"] > DELETE_SECONDS]:
+            del volumes[vid]
+        for x in volumes.values():
+            if x["status"] == "creating" and time.time() - x["_created"] >= BUILD_SECONDS:
+                x["status"] = "available"
+        if path == "/volumes" and method == "POST":
+            body = read_json(environ)
+            vol = (body or {}).get("volume") if isinstance(body, dict) else None
+            if not isinstance(vol, dict) or not isinstance(vol.get("size"), int) or vol["size"] < 1:
+                return fault(start, 400, "badRequest", "Invalid input for field/attribute size.", vh)
+            used = sum(x["size"] for x in volumes.values() if x["status"] != "deleting")
+            if used + vol["size"] > MAX_GIGABYTES:
+                return fault(start, 413, "overLimit",
+                             f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed gigabytes quota. "
+                             f"Requested {vol['size']}G, quota is {MAX_GIGABYTES}G and {used}G has been consumed.",
+                             vh + [("Retry-After", "30")])
+            vid = str(uuid.uuid4())
+            volumes[vid] = {
+                "id": vid, "name": vol.get("name"), "size": vol["size"], "status": "creating",
+                "metadata": dict(vol.get("metadata") or {}), "availability_zone": "nova", "bootable": "false",
+                "created_at": now_iso(), "volume_type": "__DEFAULT__", "attachments": [],
+                "links": [{"rel": "self", "href": f"/volumes/{vid}"}], "_created": time.time(),
+            }
+            return response(start, 202, {"volume": public(volumes[vid])}, vh)
+        if path in ("/volumes", "/volumes/detail") and method == "GET":
+            q = parse_qs(environ.get("QUERY_STRING", ""))
+            wanted = {}
+            if "metadata" in q:
+                try:
+                    wanted = json.loads(q["metadata"][0])
+                except json.JSONDecodeError:
+                    return fault(start, 400, "badRequest", "Invalid metadata filter.", vh)
+            found = [x for x in volumes.values() if all(x["metadata"].get(k) == val for k, val in wanted.items())]
+            return response(start, 200, {"volumes": [public(x) for x in found]}, vh)
+        m = re.fullmatch(r"/volumes/([^/]+)", path)
+        if m:
+            x = volumes.get(m.group(1))
+            if x is None:
+                return fault(start, 404, "itemNotFound", f"Volume {m.group(1)} could not be found.", vh)
+            if method == "GET":
+                return response(start, 200, {"volume": public(x)}, vh)
+            if method == "DELETE":
+                if x["status"] not in ("available", "error", "deleting"):
+                    return fault(start, 400, "badRequest", "Invalid volume: Volume status must be available or error.", vh)
+                x["status"] = "deleting"
+                x.setdefault("_deleted_at", time.time())
+                return response(start, 202, None, vh)
+    return fault(start, 404, "itemNotFound", "The resource could not be found.", vh)
+
+
+def api(environ, start):
+    # keystonemiddleware has validated the token: these headers are its verdict.
+    if environ.get("HTTP_X_IDENTITY_STATUS") != "Confirmed":
+        return response(start, 401, {"error": {"code": 401, "message": "The request you have made requires authentication."}},
+                        [("WWW-Authenticate", "Keystone uri='%s'" % os.environ.get("ALLIANCE_FAKE_KEYSTONE", ""))])
+    project = environ.get("HTTP_X_PROJECT_ID")
+    path, method = environ.get("PATH_INFO", "/"), environ["REQUEST_METHOD"]
+    if path.startswith("/compute/v2.1"):
+        return nova(environ, start, project, path[len("/compute/v2.1"):] or "/", method)
+    if path.startswith("/volume/v3"):
+        return cinder(environ, start, project, path[len("/volume/v3"):] or "/", method)
+    if path == "/image/v2/images" and method == "GET":
+        return response(start, 200, {"images": IMAGES})
+    if path == "/network/v2.0/networks" and method == "GET":
+        return response(start, 200, {"networks": NETWORKS})
+    return fault(start, 404, "itemNotFound", "The resource could not be found.")
+
+
+_authenticated = None
+
+
+def application(environ, start):
+    global _authenticated
+    if environ.get("PATH_INFO") == "/":
+        return response(start, 200, {"fake": "nova+cinder+glance+neutron"})
+    if _authenticated is None:
+        keystone = os.environ["ALLIANCE_FAKE_KEYSTONE"]
+        _authenticated = auth_token.AuthProtocol(api, {
+            "www_authenticate_uri": keystone, "auth_url": keystone, "auth_type": "password",
+            "username": "admin", "password": os.environ["ALLIANCE_FAKE_ADMIN_PASSWORD"],
+            "project_name": "admin", "user_domain_id": "default", "project_domain_id": "default",
+            "delay_auth_decision": True, "log_name": "openstack-fake",
+        })
+    return _authenticated(environ, start)
