@@ -1250,3 +1250,82 @@ mod tests {
         assert!(OpenStackAdapter::broker_tag(&"x".repeat(60)).is_err());
     }
 }
+
+#[cfg(test)]
+mod token_tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A Keystone double that counts authentications and a compute service that refuses
+    /// the first token (as after a revocation), to check renewal and caching.
+    async fn keystone_double() -> (String, Arc<AtomicUsize>) {
+        use axum::http::{HeaderMap, StatusCode as S};
+        let issued = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (count, catalog_url) = (issued.clone(), base.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v3/auth/tokens",
+                axum::routing::post(move || {
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    let body = json!({ "token": {
+                        "expires_at": "2999-01-01T00:00:00.000000Z",
+                        "project": { "id": "p1" },
+                        "catalog": [{ "type": "compute", "endpoints": [
+                            { "interface": "public", "region_id": "r1", "url": format!("{catalog_url}/compute") }] }] } });
+                    async move { (S::CREATED, [("x-subject-token", format!("tok-{n}"))], axum::Json(body)) }
+                }),
+            )
+            .route(
+                "/compute/servers/detail",
+                axum::routing::get(|headers: HeaderMap| async move {
+                    if headers.get("x-auth-token").and_then(|v| v.to_str().ok()) == Some("tok-1") {
+                        (S::UNAUTHORIZED, axum::Json(json!({})))
+                    } else {
+                        (S::OK, axum::Json(json!({ "servers": [] })))
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, issued)
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_renewed_once_and_the_new_one_is_cached() {
+        let (base, issued) = keystone_double().await;
+        let config = OpenStackConfig {
+            auth_url: format!("{base}/v3"),
+            region: "r1".into(),
+            interface: "public".into(),
+            env_prefix: "OS_".into(),
+            network: None,
+        };
+        let credentials = Credentials::ApplicationCredential {
+            id: "i".into(),
+            secret: "s".into(),
+        };
+        let adapter = OpenStackAdapter::new("m", config, credentials, Mapping::default()).unwrap();
+        let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
+        assert!(adapter
+            .list(&ctx, ResourceType::Instance, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "the refused token is renewed once"
+        );
+        adapter
+            .list(&ctx, ResourceType::Instance, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "the renewed token is cached"
+        );
+    }
+}

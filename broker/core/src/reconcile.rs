@@ -57,21 +57,37 @@ const MAX_FIELD: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FocusRow {
     /// Resource.
-    pub resource_id: String,
+    pub resource_id: Text,
     /// SKU.
-    pub sku: String,
+    pub sku: Text,
     /// Charge period start, ms.
     pub charge_start: i64,
     /// Region (jurisdiction).
-    pub region: String,
+    pub region: Text,
     /// Currency.
-    pub currency: String,
+    pub currency: Text,
     /// Billed cost.
     pub cost: Decimal,
     /// Pricing quantity.
     pub quantity: Decimal,
     /// Tenant (SubAccountId).
-    pub tenant: String,
+    pub tenant: Text,
+}
+
+/// Shared text: rows of one file repeat their resource, SKU, region, currency and tenant,
+/// so each value is allocated once per run of equal values, not once per row.
+pub type Text = std::sync::Arc<str>;
+
+/// Returns the cached value when `value` equals it, else a new one (and caches it).
+fn intern(slot: &mut Option<Text>, value: &str) -> Text {
+    match slot {
+        Some(last) if **last == *value => last.clone(),
+        _ => {
+            let text: Text = Text::from(value);
+            *slot = Some(text.clone());
+            text
+        }
+    }
 }
 
 /// Streams the rows of a FOCUS CSV, checking the header, each value, and that one file
@@ -82,7 +98,9 @@ pub struct FocusReader<R: Read> {
     record: csv::StringRecord,
     index: BTreeMap<&'static str, usize>,
     row: u64,
-    currency: Option<String>,
+    currency: Option<Text>,
+    /// The last resource id, SKU, region and tenant, shared by the next equal value.
+    last: [Option<Text>; 4],
 }
 
 impl<R: Read> FocusReader<R> {
@@ -111,6 +129,7 @@ impl<R: Read> FocusReader<R> {
             index,
             row: 0,
             currency: None,
+            last: Default::default(),
         })
     }
 
@@ -139,7 +158,7 @@ impl<R: Read> FocusReader<R> {
                 message: format!("`{}` is not a decimal number", truncate(raw)),
             })
         };
-        let required = |name: &str| -> Result<String, FocusError> {
+        let required = |name: &str| -> Result<&str, FocusError> {
             let raw = field(name)?;
             if raw.trim().is_empty() {
                 Err(FocusError {
@@ -148,13 +167,13 @@ impl<R: Read> FocusReader<R> {
                     message: "must not be empty".into(),
                 })
             } else {
-                Ok(raw.to_owned())
+                Ok(raw)
             }
         };
         let currency = field("BillingCurrency")?;
         // One currency per file: only a row that differs from the first is looked up.
         let currency = match &self.currency {
-            Some(first) if first == currency => first.clone(),
+            Some(first) if **first == *currency => first.clone(),
             _ if !is_currency(currency) => {
                 return Err(FocusError {
                     row,
@@ -172,8 +191,9 @@ impl<R: Read> FocusReader<R> {
                 });
             }
             None => {
-                self.currency = Some(currency.to_owned());
-                currency.to_owned()
+                let text = Text::from(currency);
+                self.currency = Some(text.clone());
+                text
             }
         };
         let start = field("ChargePeriodStart")?;
@@ -198,15 +218,19 @@ impl<R: Read> FocusReader<R> {
                 message: "ends before it starts".into(),
             });
         }
+        let (resource_id, sku) = (required("ResourceId")?, required("SkuId")?);
+        let (region, tenant) = (field("RegionId")?, field("SubAccountId")?);
+        let (cost, quantity) = (decimal("BilledCost")?, decimal("PricingQuantity")?);
+        let [last_resource, last_sku, last_region, last_tenant] = &mut self.last;
         Ok(FocusRow {
-            resource_id: required("ResourceId")?,
-            sku: required("SkuId")?,
+            resource_id: intern(last_resource, resource_id),
+            sku: intern(last_sku, sku),
             charge_start,
-            region: field("RegionId")?.to_owned(),
+            region: intern(last_region, region),
             currency,
-            cost: decimal("BilledCost")?,
-            quantity: decimal("PricingQuantity")?,
-            tenant: field("SubAccountId")?.to_owned(),
+            cost,
+            quantity,
+            tenant: intern(last_tenant, tenant),
         })
     }
 }
@@ -324,15 +348,15 @@ pub struct Outcome {
     pub discrepancies: Vec<Discrepancy>,
 }
 
-type Key = (String, String, i64);
+type Key = (Text, Text, i64);
 
 #[derive(Debug, Clone)]
 struct Compact {
-    region: String,
-    currency: String,
+    region: Text,
+    currency: Text,
     cost: Decimal,
     quantity: Decimal,
-    tenant: String,
+    tenant: Text,
 }
 
 /// Classifies matched, missing and unexpected rows and keeps the totals; shared by the
@@ -342,8 +366,8 @@ struct Classifier<'a> {
     allowed: &'a HashMap<String, BTreeSet<String>>,
     discrepancies: Vec<Discrepancy>,
     totals: Total,
-    by_tenant: BTreeMap<String, Total>,
-    currency: Option<String>,
+    by_tenant: BTreeMap<Text, Total>,
+    currency: Option<Text>,
     ledger_rows: u64,
     statement_rows: u64,
 }
@@ -372,8 +396,8 @@ impl<'a> Classifier<'a> {
     ) {
         self.discrepancies.push(Discrepancy {
             class: class.to_owned(),
-            resource_id: key.0.clone(),
-            sku: key.1.clone(),
+            resource_id: key.0.to_string(),
+            sku: key.1.to_string(),
             charge_period_start: crate::billing::iso(key.2),
             expected_cost: e.map(|e| e.cost),
             stated_cost: s.map(|s| s.cost),
@@ -457,8 +481,8 @@ impl<'a> Classifier<'a> {
         );
         if self
             .allowed
-            .get(&s.tenant)
-            .is_some_and(|set| !set.contains(&s.region))
+            .get(&*s.tenant)
+            .is_some_and(|set| !set.contains(&*s.region))
         {
             self.push(
                 "out_of_jurisdiction",
@@ -485,11 +509,15 @@ impl<'a> Classifier<'a> {
             } else {
                 "discrepancies".into()
             },
-            currency: self.currency,
+            currency: self.currency.map(|c| c.to_string()),
             ledger_rows: self.ledger_rows,
             statement_rows: self.statement_rows,
             totals: self.totals,
-            totals_by_tenant: self.by_tenant,
+            totals_by_tenant: self
+                .by_tenant
+                .into_iter()
+                .map(|(tenant, total)| (tenant.to_string(), total))
+                .collect(),
             discrepancies: self.discrepancies,
         }
     }
@@ -506,8 +534,8 @@ fn compact(row: FocusRow) -> Compact {
 }
 
 /// Reconciles; `aliases` maps member ids to broker ids; `allowed` maps tenants to the
-/// jurisdictions they allow (when known). The statement is held in memory (a hash join),
-/// the ledger streamed; see [`reconcile_sorted`] for bounded memory.
+/// jurisdictions they allow (when known). Both files are held in memory (a hash join, for
+/// unsorted files and member ids); see [`reconcile_sorted`] for bounded memory.
 pub fn reconcile(
     ledger: impl Iterator<Item = Result<FocusRow, FocusError>>,
     statement: impl Iterator<Item = Result<FocusRow, FocusError>>,
@@ -521,8 +549,8 @@ pub fn reconcile(
         let row = row.map_err(|e| ("statement", e))?;
         classifier.statement_rows += 1;
         let id = aliases
-            .get(&row.resource_id)
-            .cloned()
+            .get(&*row.resource_id)
+            .map(|alias| Text::from(alias.as_str()))
             .unwrap_or_else(|| row.resource_id.clone());
         let key = (id, row.sku.clone(), row.charge_start);
         match stated.get_mut(&key) {
@@ -535,15 +563,34 @@ pub fn reconcile(
             }
         }
     }
+    // Ledger rows of one key are summed too, as the merge join sums them, so that both
+    // joins give the same report for any pair of files.
+    let mut expected: HashMap<Key, FocusRow> = HashMap::new();
+    let mut ledger_rows = 0;
     for row in ledger {
         let row = row.map_err(|e| ("ledger", e))?;
-        classifier.ledger_row(&row);
+        ledger_rows += 1;
         let key: Key = (row.resource_id.clone(), row.sku.clone(), row.charge_start);
+        match expected.get_mut(&key) {
+            Some(entry) => {
+                entry.cost += row.cost;
+                entry.quantity += row.quantity;
+            }
+            None => {
+                expected.insert(key, row);
+            }
+        }
+    }
+    let mut expected: Vec<(Key, FocusRow)> = expected.into_iter().collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, row) in expected {
+        classifier.ledger_row(&row);
         match stated.remove(&key) {
             None => classifier.missing(&key, &row),
             Some(s) => classifier.matched(&key, &row, &s),
         }
     }
+    classifier.ledger_rows = ledger_rows;
     let mut leftovers: Vec<(Key, Compact)> = stated.into_iter().collect();
     leftovers.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, s) in leftovers {

@@ -9,6 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use alliance_core::billing::Period;
 use alliance_core::reconcile::{
@@ -77,9 +79,55 @@ fn run_files<L: std::io::Read, S: std::io::Read>(
     })
 }
 
-/// Parses a FOCUS file on its own thread, handing rows over in batches.
+/// Rows parsed so far in each file, shown on a terminal while a large reconciliation runs.
+struct Progress {
+    rows: Arc<[AtomicU64; 2]>,
+    done: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Counts rows; when `show`, prints them to stderr twice a second (one line, rewritten).
+    fn start(show: bool) -> Self {
+        let rows: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = show.then(|| {
+            let (rows, done) = (rows.clone(), done.clone());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    let (l, s) = (
+                        rows[0].load(Ordering::Relaxed),
+                        rows[1].load(Ordering::Relaxed),
+                    );
+                    let per_second = (l + s) / started.elapsed().as_secs().max(1);
+                    eprint!("\r  ledger {l} rows, statement {s} rows ({per_second} rows/s)   ");
+                }
+                eprintln!();
+            })
+        });
+        Self { rows, done, ticker }
+    }
+
+    fn counters(&self) -> Arc<[AtomicU64; 2]> {
+        self.rows.clone()
+    }
+
+    fn stop(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Parses a FOCUS file on its own thread, handing rows over in batches and counting them
+/// in `rows[which]`.
 fn in_background<R: std::io::Read + Send + 'static>(
     reader: FocusReader<R>,
+    rows: Arc<[AtomicU64; 2]>,
+    which: usize,
 ) -> impl Iterator<Item = Result<alliance_core::reconcile::FocusRow, alliance_core::reconcile::FocusError>>
 {
     const BATCH: usize = 4096;
@@ -90,6 +138,9 @@ fn in_background<R: std::io::Read + Send + 'static>(
             let failed = row.is_err();
             batch.push(row);
             let full = batch.len() == BATCH || failed;
+            if full {
+                rows[which].fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
             // Stop when the reader gave up (the receiver was dropped) or after an error.
             if full
                 && (tx
@@ -100,6 +151,7 @@ fn in_background<R: std::io::Read + Send + 'static>(
                 return;
             }
         }
+        rows[which].fetch_add(batch.len() as u64, Ordering::Relaxed);
         let _ = tx.send(batch);
     });
     rx.into_iter().flatten()
@@ -134,8 +186,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 FocusReader::new(open(ledger)?).map_err(|e| anyhow::anyhow!("{}: {e}", names.0))?;
             let s = FocusReader::new(open(statement)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", names.1))?;
-            // The statement is parsed on the second core while this one parses the ledger.
-            match reconcile_sorted(l, in_background(s), tolerance, &HashMap::new()) {
+            // Each file is parsed on its own thread (one per core); this one only merges.
+            let progress = Progress::start(std::io::stderr().is_terminal());
+            let merged = reconcile_sorted(
+                in_background(l, progress.counters(), 0),
+                in_background(s, progress.counters(), 1),
+                tolerance,
+                &HashMap::new(),
+            );
+            progress.stop();
+            match merged {
                 Ok(outcome) => outcome,
                 Err(MergeError::Bad(which, e)) => {
                     anyhow::bail!(

@@ -243,3 +243,45 @@ fn the_merge_join_agrees_with_the_hash_join() {
         "{err:?}"
     );
 }
+
+#[test]
+fn both_joins_sum_a_ledger_key_given_twice() {
+    let text = String::from_utf8(ledger_csv()).expect("utf8");
+    let lines: Vec<&str> = text.lines().collect();
+    // The ledger gives its first row twice; the statement gives it once, doubled.
+    let mut ledger: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    ledger.insert(2, lines[1].to_owned());
+    let ledger = ledger.join("\n");
+    let mut statement: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    statement[1] = statement[1].replacen("0.1,0.1,0.1,0.1", "0.2,0.2,0.2,0.2", 1);
+    let statement = statement.join("\n");
+    let allowed = HashMap::new();
+    let hashed = reconcile(
+        FocusReader::new(ledger.as_bytes()).expect("l"),
+        FocusReader::new(statement.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &HashMap::new(),
+        &allowed,
+    )
+    .expect("hash");
+    let merged = reconcile_sorted(
+        FocusReader::new(ledger.as_bytes()).expect("l"),
+        FocusReader::new(statement.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &allowed,
+    )
+    .expect("merge");
+    assert_eq!(hashed, merged);
+    assert_eq!(
+        hashed.ledger_rows,
+        u64::try_from(lines.len()).expect("rows")
+    );
+    assert!(
+        hashed
+            .discrepancies
+            .iter()
+            .all(|d| d.class != "missing_at_member"),
+        "{:?}",
+        hashed.discrepancies
+    );
+}
