@@ -14,8 +14,10 @@ use alliance_e2e::{
 };
 use serde_json::{json, Value};
 
-/// Fake image and network ids (tests/peers/openstack_fake.py).
+/// Fake image and network ids (tests/peers/openstack_fake.py); servers of the second
+/// image end in ERROR ("No valid host was found").
 const OS_IMAGE: &str = "5b1c6a4e-0000-4000-8000-000000000001";
+const OS_ERROR_IMAGE: &str = "5b1c6a4e-0000-4000-8000-000000000002";
 const OS_NETWORK: &str = "9f0e7d6c-0000-4000-8000-000000000002";
 
 fn conformance(args: &[&str], env: &[(String, String)]) -> (i32, Value, String) {
@@ -194,7 +196,7 @@ fn real_federation(moto: &Moto, image: &str) -> Options {
         moto.endpoint
     );
     let openstack = format!(
-        "adapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"be-bru-1\", env_prefix = \"ALLIANCE_TEST_OS_\", network = \"{OS_NETWORK}\" }}\nsizes = {{ small = \"1\", medium = \"2\", large = \"3\" }}\nimages = {{ \"debian-12\" = \"{OS_IMAGE}\" }}",
+        "adapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"be-bru-1\", env_prefix = \"ALLIANCE_TEST_OS_\", network = \"{OS_NETWORK}\" }}\nsizes = {{ small = \"1\", medium = \"2\", large = \"3\" }}\nimages = {{ \"debian-12\" = \"{OS_IMAGE}\", \"ubuntu-24.04\" = \"{OS_ERROR_IMAGE}\" }}",
         openstack_env("ALLIANCE_TEST_OS_AUTH_URL")
     );
     let mut config = DEMO_CONFIG.to_owned();
@@ -487,4 +489,62 @@ async fn a_broker_killed_between_novas_answer_and_its_commit_never_duplicates() 
         1,
         "duplicate servers at the member: {servers:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openstack_refusals_reach_the_tenant_as_problems() {
+    let moto = Moto::start();
+    let broker = Broker::start(real_federation(&moto, "ami-unused")).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let submit = |collection: &'static str, body: Value| {
+        let acme = &acme;
+        async move {
+            let answer = acme.post(collection, &body).await;
+            assert_eq!(
+                answer.status,
+                202,
+                "{}",
+                String::from_utf8_lossy(&answer.bytes)
+            );
+            let op = answer.json();
+            (
+                acme.wait_operation(op["id"].as_str().unwrap()).await,
+                op["resource_id"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // Cinder refuses a volume beyond the project's gigabytes quota (413 overLimit).
+    let (done, _) = submit(
+        "/v1/volumes",
+        json!({ "name": "huge", "jurisdiction": "BE", "size_gb": 5000 }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "member.over_quota", "{done}");
+    assert!(
+        done["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("VolumeSizeExceedsAvailableQuota"),
+        "{done}"
+    );
+    // Nova builds the server, then it ends in ERROR: the operation fails with Nova's fault.
+    let (done, id) = submit(
+        "/v1/instances",
+        json!({ "name": "doomed", "jurisdiction": "BE", "size": "small", "image": "ubuntu-24.04" }),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "member.resource_failed", "{done}");
+    assert!(
+        done["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No valid host"),
+        "{done}"
+    );
+    // The failed resource is deletable, and deleting it removes the ERROR server.
+    assert_eq!(servers_tagged(&id).await.len(), 1);
+    delete_and_wait(&acme, "/v1/instances", &id).await;
+    assert!(servers_tagged(&id).await.is_empty());
 }
