@@ -354,3 +354,85 @@ async fn evaluate_agrees_with_create() {
         }
     }
 }
+
+/// SPEC: `Idempotency-Key` on every POST that creates, not only resources.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_creating_post_honours_idempotency_keys() {
+    let broker = Broker::start(Options::demo()).await;
+    let send = |client: &Client, path: &'static str, body: Value, key: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .send(
+                    reqwest::Method::POST,
+                    path,
+                    Some(&body),
+                    &[("idempotency-key", key)],
+                )
+                .await
+        }
+    };
+
+    // Tenants (operator): a retry replays the 201, it does not answer 409 "exists".
+    let operator = broker.client(&broker.token_with(&["--role", "operator"]));
+    let tenant = json!({ "id": "globex", "name": "Globex", "home_jurisdiction": "DE", "allowed_jurisdictions": ["DE", "FR"] });
+    let first = send(&operator, "/v1/tenants", tenant.clone(), "tenant-1").await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.bytes)
+    );
+    let again = send(&operator, "/v1/tenants", tenant.clone(), "tenant-1").await;
+    assert_eq!(
+        (again.status, &again.bytes),
+        (201, &first.bytes),
+        "a replay is byte-identical"
+    );
+    let mut other = tenant.clone();
+    other["name"] = json!("Globex Corp");
+    send(&operator, "/v1/tenants", other, "tenant-1")
+        .await
+        .assert_problem(422, "idempotency.key_reused");
+    // Without a key, the same request is a conflict as before.
+    operator
+        .post("/v1/tenants", &tenant)
+        .await
+        .assert_problem(409, "resource.conflict");
+
+    // Partner applications: one application for two submissions with one key.
+    let partner =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "luxcloud-lu"]));
+    let application = json!({
+        "member_id": "luxcloud-lu", "name": "LuxCloud S.A.", "country": "LU", "jurisdictions": ["LU"],
+        "services": ["bucket"], "adapter": { "kind": "federation", "endpoint": "http://127.0.0.1:9" },
+    });
+    let first = send(
+        &partner,
+        "/v1/partner-applications",
+        application.clone(),
+        "apply-1",
+    )
+    .await;
+    assert_eq!(
+        first.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&first.bytes)
+    );
+    let again = send(&partner, "/v1/partner-applications", application, "apply-1").await;
+    assert_eq!(again.bytes, first.bytes);
+
+    // Reconciliations (billing): the stored report is replayed, not computed again.
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    let request = json!({ "period": alliance_e2e::this_month(), "member": "numergy-fr" });
+    let first = send(&billing, "/v1/reconciliations", request.clone(), "rec-1").await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.bytes)
+    );
+    let again = send(&billing, "/v1/reconciliations", request, "rec-1").await;
+    assert_eq!(again.json()["id"], first.json()["id"]);
+}

@@ -252,10 +252,33 @@ pub async fn create_tenant(
     auth: Authorized<ManageTenants>,
     headers: axum::http::HeaderMap,
     body: StrictJson<CreateTenant>,
+) -> ApiResult<axum::response::Response> {
+    let canonical = body.canonical.clone();
+    let action = create_tenant_now(&state, &auth, &headers, body);
+    crate::provisioning::with_idempotency_key(
+        &state,
+        &auth.principal,
+        &headers,
+        "/v1/tenants",
+        &canonical,
+        async {
+            action
+                .await
+                .map(axum::response::IntoResponse::into_response)
+        },
+    )
+    .await
+}
+
+async fn create_tenant_now(
+    state: &AppState,
+    auth: &Authorized<ManageTenants>,
+    headers: &axum::http::HeaderMap,
+    body: StrictJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantView>)> {
     let b = &body.value;
     let policy = checked_policy(
-        &state,
+        state,
         TenantPolicy {
             id: TenantId::parse(&b.id)
                 .map_err(|e| ApiError::invalid_field(format!("`id`: {e}")))?,
@@ -273,7 +296,7 @@ pub async fn create_tenant(
     let name = super::json::name(&b.name)?;
     let entry = tenant_audit(
         &auth.principal,
-        &headers,
+        headers,
         "tenant.create",
         policy.id.as_str(),
         body.canonical.clone(),

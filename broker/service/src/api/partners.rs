@@ -21,10 +21,26 @@ use crate::state::AppState;
 pub async fn submit(
     State(state): State<AppState>,
     auth: Authorized<ApplyAsPartner>,
+    headers: axum::http::HeaderMap,
     body: StrictJson<SelfDescription>,
-) -> ApiResult<(StatusCode, Json<ApplicationView>)> {
-    let row = partners::submit(&state, &auth.principal, body.value, &body.canonical).await?;
-    Ok((StatusCode::ACCEPTED, Json(ApplicationView::from(&row))))
+) -> ApiResult<axum::response::Response> {
+    let canonical = body.canonical.clone();
+    let action = async {
+        let row = partners::submit(&state, &auth.principal, body.value, &body.canonical).await?;
+        Ok(axum::response::IntoResponse::into_response((
+            StatusCode::ACCEPTED,
+            Json(ApplicationView::from(&row)),
+        )))
+    };
+    crate::provisioning::with_idempotency_key(
+        &state,
+        &auth.principal,
+        &headers,
+        "/v1/partner-applications",
+        &canonical,
+        action,
+    )
+    .await
 }
 
 /// An application: its status and conformance report (never its credentials).

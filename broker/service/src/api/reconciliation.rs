@@ -100,6 +100,29 @@ pub struct ReconcileRequest {
 pub async fn create(
     State(state): State<AppState>,
     auth: Authorized<Reconcile>,
+    headers: axum::http::HeaderMap,
+    body: StrictJson<ReconcileRequest>,
+) -> ApiResult<axum::response::Response> {
+    let canonical = body.canonical.clone();
+    let action = create_now(&state, &auth, body);
+    crate::provisioning::with_idempotency_key(
+        &state,
+        &auth.principal,
+        &headers,
+        "/v1/reconciliations",
+        &canonical,
+        async {
+            action
+                .await
+                .map(axum::response::IntoResponse::into_response)
+        },
+    )
+    .await
+}
+
+async fn create_now(
+    state: &AppState,
+    auth: &Authorized<Reconcile>,
     body: StrictJson<ReconcileRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let request = body.value;

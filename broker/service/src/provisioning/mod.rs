@@ -246,6 +246,128 @@ pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> String
     hex::encode(h.finalize())
 }
 
+/// What claiming a request's `Idempotency-Key` decided.
+enum Claim {
+    /// No key: run the request.
+    NoKey,
+    /// The key is ours: run the request, then record its outcome.
+    Run(IdempotencyKeyRecord),
+    /// Answer this without running anything (a replay, or a refusal of the key).
+    Answer(ApiResult<Response>),
+}
+
+async fn claim(
+    state: &AppState,
+    principal: &Principal,
+    key: Option<&str>,
+    path: &str,
+    canonical_body: &serde_json::Value,
+) -> ApiResult<Claim> {
+    let Some(key) = key else {
+        return Ok(Claim::NoKey);
+    };
+    let key = idempotency_record(principal, key, fingerprint("POST", path, canonical_body))?;
+    let now = now_ms();
+    let lock = i64::try_from(IDEMPOTENCY_LOCK.as_millis()).unwrap_or(60_000);
+    let ttl = i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(86_400_000);
+    Ok(
+        match state
+            .store
+            .claim_idempotency_key(&key, now, lock, ttl)
+            .await?
+        {
+            IdempotencyClaim::Claimed => Claim::Run(key),
+            IdempotencyClaim::Replay(stored) => Claim::Answer(Ok(stored_to_response(&stored))),
+            IdempotencyClaim::Mismatch => Claim::Answer(Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency.key_reused",
+                "this Idempotency-Key was used with a different request",
+            ))),
+            IdempotencyClaim::InFlight => Claim::Answer(Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency.in_flight",
+                "the first request with this Idempotency-Key is still in flight; retry shortly",
+            )
+            .with_retry_after(Duration::from_secs(1)))),
+        },
+    )
+}
+
+/// Records a failed first response: refusals are part of it and are replayed; transient
+/// failures release the key so that the client can retry.
+async fn settle_failure(state: &AppState, key: &IdempotencyKeyRecord, error: &ApiError) {
+    let outcome = if error.status.is_client_error() {
+        let stored = StoredResponse {
+            status: error.status.as_u16(),
+            location: None,
+            body: String::from_utf8_lossy(&error.body()).into_owned(),
+        };
+        state.store.complete_idempotency_key(key, &stored).await
+    } else {
+        state.store.release_idempotency_key(key).await
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "cannot record the idempotency outcome");
+    }
+}
+
+/// Runs a creating POST other than a resource's (tenants, partner applications,
+/// reconciliations) under its `Idempotency-Key`, when the client sent one: the first
+/// response, success or refusal, is kept and replayed byte for byte; another body with the
+/// same key is 422, the same key while the first runs is 409. The response is recorded
+/// just after the change commits (resources record it in the same transaction): a crash
+/// in between leaves the key in flight until its lock expires (60 s).
+pub async fn with_idempotency_key(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    path: &str,
+    canonical_body: &serde_json::Value,
+    action: impl std::future::Future<Output = ApiResult<Response>>,
+) -> ApiResult<Response> {
+    let facts = RequestFacts::from_headers(headers);
+    let key = match claim(
+        state,
+        principal,
+        facts.idempotency_key.as_deref(),
+        path,
+        canonical_body,
+    )
+    .await?
+    {
+        Claim::NoKey => return action.await,
+        Claim::Answer(answer) => return answer,
+        Claim::Run(key) => key,
+    };
+    match action.await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!("cannot read a response to keep it: {e}"))
+                })?;
+            let stored = StoredResponse {
+                status: parts.status.as_u16(),
+                location: parts
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            if let Err(e) = state.store.complete_idempotency_key(&key, &stored).await {
+                tracing::warn!(error = %e, "cannot record the idempotency outcome");
+            }
+            Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
+        }
+        Err(error) => {
+            settle_failure(state, &key, &error).await;
+            Err(error)
+        }
+    }
+}
+
 /// Creates a resource: idempotency, placement, one transaction, 202.
 pub async fn create(
     state: &AppState,
@@ -256,59 +378,22 @@ pub async fn create(
     request: CreateRequest,
 ) -> ApiResult<Response> {
     let scope = principal.tenant_scope()?;
-    let key = match &facts.idempotency_key {
-        Some(key) => Some(idempotency_record(
-            principal,
-            key,
-            fingerprint("POST", path, canonical_body),
-        )?),
-        None => None,
+    let key = match claim(
+        state,
+        principal,
+        facts.idempotency_key.as_deref(),
+        path,
+        canonical_body,
+    )
+    .await?
+    {
+        Claim::NoKey => None,
+        Claim::Answer(answer) => return answer,
+        Claim::Run(key) => Some(key),
     };
-    if let Some(key) = &key {
-        let now = now_ms();
-        let lock = i64::try_from(IDEMPOTENCY_LOCK.as_millis()).unwrap_or(60_000);
-        let ttl = i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(86_400_000);
-        match state
-            .store
-            .claim_idempotency_key(key, now, lock, ttl)
-            .await?
-        {
-            IdempotencyClaim::Claimed => {}
-            IdempotencyClaim::Replay(stored) => return Ok(stored_to_response(&stored)),
-            IdempotencyClaim::Mismatch => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency.key_reused",
-                    "this Idempotency-Key was used with a different request",
-                ));
-            }
-            IdempotencyClaim::InFlight => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency.in_flight",
-                    "the first request with this Idempotency-Key is still in flight; retry shortly",
-                )
-                .with_retry_after(Duration::from_secs(1)));
-            }
-        }
-    }
     let result = create_claimed(state, principal, facts, &scope, key.as_ref(), request).await;
     if let (Err(error), Some(key)) = (&result, &key) {
-        // Refusals are part of the first response and are replayed; transient failures
-        // release the key so that the client can retry.
-        let outcome = if error.status.is_client_error() {
-            let stored = StoredResponse {
-                status: error.status.as_u16(),
-                location: None,
-                body: String::from_utf8_lossy(&error.body()).into_owned(),
-            };
-            state.store.complete_idempotency_key(key, &stored).await
-        } else {
-            state.store.release_idempotency_key(key).await
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "cannot record the idempotency outcome");
-        }
+        settle_failure(state, key, error).await;
     }
     result
 }
