@@ -9,7 +9,7 @@ use alliance_adapter_api::{
     AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource, ResourceRef,
     ResourceSpec, Retry,
 };
-use alliance_adapter_http::{MemberHttp, MAX_BODY};
+use alliance_adapter_http::{AllowedDestinations, MemberHttp, MAX_BODY};
 use alliance_core::{ResourceType, TenantId};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -58,12 +58,34 @@ impl FederationAdapter {
     ) -> Result<Self, String> {
         let member = member.into();
         let http = MemberHttp::new(&member)?;
-        Ok(Self {
-            member,
+        Ok(Self::with_client(member, endpoint, token, http))
+    }
+
+    /// An adapter on a given client (e.g. one restricted to the allowed member networks).
+    pub fn with_client(
+        member: impl Into<String>,
+        endpoint: impl Into<String>,
+        token: Option<String>,
+        http: MemberHttp,
+    ) -> Self {
+        Self {
+            member: member.into(),
             endpoint: endpoint.into().trim_end_matches('/').to_owned(),
             token,
             http,
-        })
+        }
+    }
+
+    /// An adapter for a member that joined by application: every connection is checked
+    /// against `allowed` (see [`AllowedDestinations`]).
+    pub fn restricted(
+        member: &str,
+        endpoint: &str,
+        token: Option<String>,
+        allowed: AllowedDestinations,
+    ) -> Result<Self, String> {
+        let http = MemberHttp::restricted(member, allowed)?;
+        Ok(Self::with_client(member, endpoint, token, http))
     }
 
     /// An adapter from config, reading the token from the named environment variable.

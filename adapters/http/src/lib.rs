@@ -81,18 +81,88 @@ pub struct MemberHttp {
     client: reqwest::Client,
 }
 
+/// Where the connections of a member that joined by application may go: its host when the
+/// operator listed the name, else only addresses inside the allowed networks. Checked at
+/// every connection, so a host name that later resolves elsewhere (DNS rebinding) cannot
+/// reach the operator's network.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedDestinations {
+    /// Host names allowed whatever they resolve to.
+    pub hosts: Vec<String>,
+    /// Networks every resolved address must fall in.
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+impl AllowedDestinations {
+    /// From `[security] allowed_member_networks` entries (CIDRs, addresses or host names).
+    pub fn from_entries(entries: &[String]) -> Self {
+        let mut allowed = Self::default();
+        for entry in entries {
+            if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+                allowed.networks.push(net);
+            } else if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+                allowed.networks.push(ip.into());
+            } else {
+                allowed.hosts.push(entry.to_ascii_lowercase());
+            }
+        }
+        allowed
+    }
+}
+
+/// A resolver that keeps only the allowed addresses.
+struct Guard(std::sync::Arc<AllowedDestinations>);
+
+impl reqwest::dns::Resolve for Guard {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allowed = self.0.clone();
+        let host = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            let resolved: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let named = allowed.hosts.contains(&host);
+            let kept: Vec<std::net::SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| named || allowed.networks.iter().any(|n| n.contains(&a.ip())))
+                .collect();
+            if kept.is_empty() {
+                return Err(format!(
+                    "`{host}` resolves to no address inside [security] allowed_member_networks"
+                )
+                .into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 impl MemberHttp {
     /// A client for `member`: 5 s connect timeout, idle connections kept 60 s, redirects
     /// never followed (a member cannot send the broker's credentials elsewhere).
     pub fn new(member: &str) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        Self::build(member, None)
+    }
+
+    /// A client whose connections may only reach `allowed` (members that joined by
+    /// application; literal IP endpoints were checked when the application was submitted).
+    pub fn restricted(member: &str, allowed: AllowedDestinations) -> Result<Self, String> {
+        Self::build(member, Some(allowed))
+    }
+
+    fn build(member: &str, allowed: Option<AllowedDestinations>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .connector_layer(CountConnections {
                 member: member.to_owned(),
-            })
+            });
+        if let Some(allowed) = allowed {
+            builder =
+                builder.dns_resolver(std::sync::Arc::new(Guard(std::sync::Arc::new(allowed))));
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("member {member}: cannot build an HTTP client: {e}"))?;
         Ok(Self {
@@ -270,5 +340,46 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadResponse);
+    }
+
+    #[tokio::test]
+    async fn restricted_clients_reach_only_allowed_addresses_whatever_the_name() {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // `localhost` resolves to loopback: outside 10.0.0.0/8, so refused at connect time.
+        let url = format!("http://localhost:{port}/");
+        let ctx = CallContext::new(None, "k", Duration::from_secs(5));
+        let fenced = MemberHttp::restricted(
+            "m",
+            AllowedDestinations::from_entries(&["10.0.0.0/8".into()]),
+        )
+        .unwrap();
+        let err = fenced
+            .send(
+                &ctx,
+                fenced.request(reqwest::Method::GET, &url),
+                Retry::Safe,
+                64,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        for allowed in ["127.0.0.0/8", "::1/128, 127.0.0.1", "localhost"] {
+            let entries: Vec<String> = allowed.split(", ").map(str::to_owned).collect();
+            let http =
+                MemberHttp::restricted("m", AllowedDestinations::from_entries(&entries)).unwrap();
+            let answer = http
+                .send(
+                    &ctx,
+                    http.request(reqwest::Method::GET, &url),
+                    Retry::Safe,
+                    64,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{allowed}: {e}"));
+            assert_eq!(answer.body, b"ok");
+        }
     }
 }

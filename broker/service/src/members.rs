@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AdapterConfig, MemberConfig};
 use crate::secrets::Sealer;
 use crate::store::{Store, StoreResult};
+pub use alliance_adapter_http::AllowedDestinations;
 
 /// One member: its catalogue entry and its adapter.
 #[derive(Debug, Clone)]
@@ -94,8 +95,16 @@ impl MemberDefinition {
         &self,
         token: Option<String>,
         call_timeout: Duration,
+        allowed: &AllowedDestinations,
     ) -> Result<MemberEntry, String> {
-        let adapter = FederationAdapter::new(self.id.as_str(), &self.endpoint, token)?;
+        // Its endpoint came from outside the config: every connection stays in the allowed
+        // member networks, whatever its host name resolves to later.
+        let adapter = FederationAdapter::restricted(
+            self.id.as_str(),
+            &self.endpoint,
+            token,
+            allowed.clone(),
+        )?;
         Ok(MemberEntry {
             config: self.to_config(),
             adapter: resilient(Arc::new(adapter), self.id.as_str(), call_timeout),
@@ -117,6 +126,7 @@ pub struct MemberRegistry {
     routing: RwLock<Routing>,
     sealer: Option<Arc<Sealer>>,
     call_timeout: Duration,
+    allowed: AllowedDestinations,
 }
 
 /// Wraps an adapter in the shared resilience layer (timeouts, retries with a budget, a
@@ -210,16 +220,23 @@ impl MemberRegistry {
         entries: Vec<MemberEntry>,
         sealer: Option<Arc<Sealer>>,
         call_timeout: Duration,
+        allowed: AllowedDestinations,
     ) -> Self {
         let registry = Self {
             routing: RwLock::new(Routing::default()),
             sealer,
             call_timeout,
+            allowed,
         };
         for entry in entries {
             registry.insert(entry, MemberStatus::Active);
         }
         registry
+    }
+
+    /// Where connections to members that joined by application may go.
+    pub fn allowed_destinations(&self) -> &AllowedDestinations {
+        &self.allowed
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Routing> {
@@ -351,7 +368,7 @@ impl MemberRegistry {
                 }
                 _ => None,
             };
-            match definition.to_entry(token, self.call_timeout) {
+            match definition.to_entry(token, self.call_timeout, &self.allowed) {
                 Ok(entry) => self.insert(entry, MemberStatus::Active),
                 Err(e) => {
                     tracing::error!(member.id = %definition.id, error = %e, "cannot build the member's adapter")
@@ -415,7 +432,12 @@ mod tests {
                 adapter: Arc::new(SimAdapter::new(m.id.get_ref().as_str(), Default::default())),
             })
             .collect();
-        let registry = MemberRegistry::new(entries, None, Duration::from_secs(1));
+        let registry = MemberRegistry::new(
+            entries,
+            None,
+            Duration::from_secs(1),
+            AllowedDestinations::default(),
+        );
         let small = SizeName::parse("small").expect("size");
         let candidates = registry.candidates(ResourceType::Instance, Some(&small));
         let numergy = candidates

@@ -309,7 +309,8 @@ pub async fn submit(
 /// Runs the conformance suite for an application in the background.
 pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<String>) {
     tokio::spawn(async move {
-        let (status, report) = conformance(&row, token).await;
+        let allowed = state.members.allowed_destinations().clone();
+        let (status, report) = conformance(&row, token, allowed).await;
         let entry = system(
             "partner_application.conformance",
             &row.member_id,
@@ -335,6 +336,7 @@ pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<Str
 async fn conformance(
     row: &ApplicationRow,
     token: Option<String>,
+    allowed: alliance_adapter_http::AllowedDestinations,
 ) -> (&'static str, serde_json::Value) {
     let failed = |why: String| {
         (
@@ -347,15 +349,21 @@ async fn conformance(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let adapter = match FederationAdapter::new(&row.member_id, &endpoint, token.clone()) {
+    let adapter = match FederationAdapter::restricted(
+        &row.member_id,
+        &endpoint,
+        token.clone(),
+        allowed.clone(),
+    ) {
         Ok(a) => a,
         Err(e) => return failed(e),
     };
     let bad = match &token {
-        Some(_) => FederationAdapter::new(
+        Some(_) => FederationAdapter::restricted(
             &row.member_id,
             &endpoint,
             Some("alliance-conformance-wrong-token".into()),
+            allowed,
         )
         .ok(),
         None => None,
@@ -525,6 +533,7 @@ pub async fn approve(
         .to_entry(
             token,
             Duration::from_millis(state.config.operations.call_timeout_ms),
+            state.members.allowed_destinations(),
         )
         .map_err(ApiError::internal)?;
     let audit_entry = audit(

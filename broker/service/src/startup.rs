@@ -117,6 +117,9 @@ impl Application {
             entries,
             Some(sealer.clone()),
             Duration::from_millis(config.operations.call_timeout_ms),
+            crate::members::AllowedDestinations::from_entries(
+                &config.security.allowed_member_networks,
+            ),
         ));
         members.refresh(&store, true).await?;
         let dev = if config.auth.dev_issuer.enabled {
