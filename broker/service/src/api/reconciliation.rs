@@ -62,10 +62,6 @@ pub async fn upload(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::invalid_field("the statement is not UTF-8"))?;
     let by = format!("{}|{}", auth.principal.issuer, auth.principal.subject);
-    state
-        .store
-        .put_statement(&id, &period, &text, &by, now_ms())
-        .await?;
     let entry = crate::store::AuditEntry {
         actor: auth.principal.subject.clone(),
         roles: auth.principal.role_names(),
@@ -76,7 +72,10 @@ pub async fn upload(
         request_id: auth.principal.request_id.clone(),
         details: serde_json::json!({ "period": period, "rows": rows }),
     };
-    state.store.append_audit(&entry, now_ms()).await?;
+    state
+        .store
+        .put_statement(&id, &period, &text, &by, &entry, now_ms())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,15 +3,18 @@
 use super::{col, Store, StoreError, StoreResult};
 
 impl Store {
-    /// Stores (or replaces) a member's statement for a period.
+    /// Stores (or replaces) a member's statement for a period, with its audit event in the
+    /// same transaction.
     pub async fn put_statement(
         &self,
         member: &str,
         period: &str,
         body: &str,
         by: &str,
+        audit: &super::AuditEntry,
         now: i64,
     ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO statements (member_id, period, body, uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (member_id, period) DO UPDATE SET body = excluded.body, uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
@@ -21,8 +24,9 @@ impl Store {
         .bind(body)
         .bind(by)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        super::audit::commit_audited(tx, self.backend, true, Some(audit), now).await?;
         Ok(())
     }
 
