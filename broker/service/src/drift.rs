@@ -118,28 +118,31 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
         errors,
     };
     let value = serde_json::to_value(&report).unwrap_or_default();
-    let previous = state.store.put_drift_report(&member, &value, now).await?;
     let findings = |v: &serde_json::Value| (v["orphans"].clone(), v["missing"].clone());
-    let changed = previous.as_ref().map(findings) != Some(findings(&value));
-    if changed && (!report.orphans.is_empty() || !report.missing.is_empty() || previous.is_some()) {
-        let entry = AuditEntry {
+    let drifted = !report.orphans.is_empty() || !report.missing.is_empty();
+    // The audit event (when the findings changed) commits with the report itself.
+    let changed = std::sync::atomic::AtomicBool::new(false);
+    let details = serde_json::json!({ "orphans": report.orphans, "missing": report.missing });
+    let audit = |previous: Option<&serde_json::Value>| {
+        let differs = previous.map(findings) != Some(findings(&value));
+        changed.store(differs, std::sync::atomic::Ordering::Relaxed);
+        (differs && (drifted || previous.is_some())).then(|| AuditEntry {
             actor: "system:drift".into(),
             roles: Vec::new(),
             tenant: None,
             action: "member.drift".into(),
             resource_id: Some(member.clone()),
-            outcome: if report.orphans.is_empty() && report.missing.is_empty() {
-                "clean".into()
-            } else {
-                "drift".into()
-            },
+            outcome: if drifted { "drift" } else { "clean" }.into(),
             request_id: None,
-            details: serde_json::json!({ "orphans": report.orphans, "missing": report.missing }),
-        };
-        state.store.append_audit(&entry, now).await?;
-        if !report.orphans.is_empty() || !report.missing.is_empty() {
-            tracing::warn!(member.id = %member, orphans = report.orphans.len(), missing = report.missing.len(), "member drift detected");
-        }
+            details: details.clone(),
+        })
+    };
+    state
+        .store
+        .put_drift_report(&member, &value, now, audit)
+        .await?;
+    if drifted && changed.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(member.id = %member, orphans = report.orphans.len(), missing = report.missing.len(), "member drift detected");
     }
     metrics::gauge!("alliance_member_drift_resources", "member" => member.clone(), "kind" => "orphan").set(report.orphans.len() as f64);
     metrics::gauge!("alliance_member_drift_resources", "member" => member, "kind" => "missing")

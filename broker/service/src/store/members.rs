@@ -102,14 +102,27 @@ impl Store {
             .collect()
     }
 
-    /// Stores the latest drift report of a member; returns the previous one.
+    /// Stores a member's drift report and, when `audit` makes one from the previous report,
+    /// its audit event, in one transaction; returns the previous report.
     pub async fn put_drift_report(
         &self,
         member: &str,
         report: &serde_json::Value,
         now: i64,
+        audit: impl FnOnce(Option<&serde_json::Value>) -> Option<super::AuditEntry>,
     ) -> StoreResult<Option<serde_json::Value>> {
-        let previous = self.drift_report(member).await?;
+        let mut tx = self.write.begin().await?;
+        let raw: Option<String> =
+            sqlx::query_scalar("SELECT report FROM drift_reports WHERE member_id = $1")
+                .bind(member)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let previous = raw
+            .map(|r| {
+                serde_json::from_str(&r)
+                    .map_err(|e| StoreError::Corrupt(format!("drift report: {e}")))
+            })
+            .transpose()?;
         sqlx::query(
             "INSERT INTO drift_reports (member_id, checked_at, report) VALUES ($1, $2, $3) \
              ON CONFLICT (member_id) DO UPDATE SET checked_at = excluded.checked_at, report = excluded.report",
@@ -117,8 +130,10 @@ impl Store {
         .bind(member)
         .bind(now)
         .bind(report.to_string())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        let entry = audit(previous.as_ref());
+        super::audit::commit_audited(tx, self.backend, true, entry.as_ref(), now).await?;
         Ok(previous)
     }
 
