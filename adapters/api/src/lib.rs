@@ -254,6 +254,29 @@ impl AdapterError {
     }
 }
 
+/// The member's own name for a broker size or image (`what` is `size` or `image`), from the
+/// mapping in the member config; a missing name or mapping is the broker's own error.
+pub fn member_name(
+    map: &std::collections::BTreeMap<String, String>,
+    name: Option<&str>,
+    what: &str,
+) -> Result<String, AdapterError> {
+    let refuse = |message: String| {
+        AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Broker,
+            Retry::Never,
+            message,
+        )
+    };
+    let name = name.ok_or_else(|| refuse(format!("an instance needs a {what}")))?;
+    map.get(name).cloned().ok_or_else(|| {
+        refuse(format!(
+            "the member maps no {what} `{name}` (member config `{what}s`)"
+        ))
+    })
+}
+
 /// One member cloud, as the broker drives it.
 #[async_trait::async_trait]
 pub trait MemberAdapter: Send + Sync + fmt::Debug {

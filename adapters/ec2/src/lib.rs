@@ -441,12 +441,12 @@ impl Ec2Adapter {
         if let Some(earlier) = self.find_instance(ctx, &spec.broker_id).await? {
             return Ok(earlier);
         }
-        let instance_type = map_name(
+        let instance_type = alliance_adapter_api::member_name(
             &self.mapping.sizes,
             spec.size.as_ref().map(|s| s.as_str()),
             "size",
         )?;
-        let image = map_name(
+        let image = alliance_adapter_api::member_name(
             &self.mapping.images,
             spec.image.as_ref().map(|i| i.as_str()),
             "image",
@@ -936,29 +936,6 @@ fn tag_filter(key: &str, value: &str) -> Vec<(String, String)> {
         ("Filter.1.Name".to_owned(), format!("tag:{key}")),
         ("Filter.1.Value.1".to_owned(), value.to_owned()),
     ]
-}
-
-fn map_name(
-    map: &BTreeMap<String, String>,
-    name: Option<&str>,
-    what: &str,
-) -> Result<String, AdapterError> {
-    let name = name.ok_or_else(|| {
-        AdapterError::new(
-            ErrorKind::Invalid,
-            ErrorSource::Broker,
-            Retry::Never,
-            format!("an instance needs a {what}"),
-        )
-    })?;
-    map.get(name).cloned().ok_or_else(|| {
-        AdapterError::new(
-            ErrorKind::Invalid,
-            ErrorSource::Broker,
-            Retry::Never,
-            format!("the member maps no {what} `{name}` (member config `{what}s`)"),
-        )
-    })
 }
 
 #[async_trait::async_trait]

@@ -413,12 +413,12 @@ impl OpenStackAdapter {
         if let Some(earlier) = self.find_server(ctx, &spec.broker_id).await? {
             return Ok(earlier);
         }
-        let flavour = map_name(
+        let flavour = alliance_adapter_api::member_name(
             &self.mapping.sizes,
             spec.size.as_ref().map(|s| s.as_str()),
             "size",
         )?;
-        let image = map_name(
+        let image = alliance_adapter_api::member_name(
             &self.mapping.images,
             spec.image.as_ref().map(|i| i.as_str()),
             "image",
@@ -867,29 +867,6 @@ fn path_segment(id: &str) -> Result<&str, AdapterError> {
         ));
     }
     Ok(id)
-}
-
-fn map_name(
-    map: &BTreeMap<String, String>,
-    name: Option<&str>,
-    what: &str,
-) -> Result<String, AdapterError> {
-    let name = name.ok_or_else(|| {
-        AdapterError::new(
-            ErrorKind::Invalid,
-            ErrorSource::Broker,
-            Retry::Never,
-            format!("an instance needs a {what}"),
-        )
-    })?;
-    map.get(name).cloned().ok_or_else(|| {
-        AdapterError::new(
-            ErrorKind::Invalid,
-            ErrorSource::Broker,
-            Retry::Never,
-            format!("the member maps no {what} `{name}` (member config `{what}s`)"),
-        )
-    })
 }
 
 #[async_trait::async_trait]
