@@ -387,49 +387,60 @@ impl Ec2Adapter {
         })
     }
 
-    async fn describe_instances(
+    /// `DescribeInstances` or `DescribeVolumes` with `params`.
+    async fn describe(
         &self,
         ctx: &CallContext,
+        kind: Described,
         params: &[(String, String)],
     ) -> Result<Vec<MemberResource>, AdapterError> {
         let body = self
-            .ec2(ctx, "DescribeInstances", params, Retry::Safe, MAX_BODY)
+            .ec2(ctx, kind.action(), params, Retry::Safe, MAX_BODY)
             .await?;
         let doc = xml::parse(&body)?;
-        Ok(xml::all(&doc, "instancesSet")
-            .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-            .filter_map(Self::instance_of)
-            .collect())
+        Ok(match kind {
+            Described::Instances => xml::all(&doc, "instancesSet")
+                .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
+                .filter_map(Self::instance_of)
+                .collect(),
+            Described::Volumes => xml::items(doc.root_element(), "volumeSet")
+                .filter_map(Self::volume_of)
+                .collect(),
+        })
     }
 
-    async fn find_instance(
+    /// An earlier attempt at creating `broker_id`, found by its tag.
+    async fn find(
         &self,
         ctx: &CallContext,
+        kind: Described,
         broker_id: &str,
     ) -> Result<Option<MemberResource>, AdapterError> {
         let found = self
-            .describe_instances(ctx, &tag_filter(TAG_BROKER_ID, broker_id))
+            .describe(ctx, kind, &tag_filter(TAG_BROKER_ID, broker_id))
             .await?;
         Ok(found
             .into_iter()
             .find(|r| r.broker_id.as_deref() == Some(broker_id)))
     }
 
-    async fn get_instance(
+    /// A resource by its member id when known, else by its tag.
+    async fn get_described(
         &self,
         ctx: &CallContext,
+        kind: Described,
         r: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
         match &r.member_resource_id {
             Some(id) => {
-                let params = [("InstanceId.1".to_owned(), id.clone())];
-                match self.describe_instances(ctx, &params).await {
+                let params = [(kind.id_param().to_owned(), id.clone())];
+                match self.describe(ctx, kind, &params).await {
                     Ok(found) => Ok(found.into_iter().find(|f| &f.member_resource_id == id)),
                     Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(e),
                 }
             }
-            None => self.find_instance(ctx, &r.broker_id).await,
+            None => self.find(ctx, kind, &r.broker_id).await,
         }
     }
 
@@ -438,7 +449,10 @@ impl Ec2Adapter {
         ctx: &CallContext,
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self.find_instance(ctx, &spec.broker_id).await? {
+        if let Some(earlier) = self
+            .find(ctx, Described::Instances, &spec.broker_id)
+            .await?
+        {
             return Ok(earlier);
         }
         let instance_type = alliance_adapter_api::member_name(
@@ -491,7 +505,7 @@ impl Ec2Adapter {
         ctx: &CallContext,
         r: &ResourceRef,
     ) -> Result<(), AdapterError> {
-        let Some(found) = self.get_instance(ctx, r).await? else {
+        let Some(found) = self.get_described(ctx, Described::Instances, r).await? else {
             return Ok(());
         };
         let params = [("InstanceId.1".to_owned(), found.member_resource_id)];
@@ -526,57 +540,12 @@ impl Ec2Adapter {
         })
     }
 
-    async fn describe_volumes(
-        &self,
-        ctx: &CallContext,
-        params: &[(String, String)],
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        let body = self
-            .ec2(ctx, "DescribeVolumes", params, Retry::Safe, MAX_BODY)
-            .await?;
-        let doc = xml::parse(&body)?;
-        Ok(xml::items(doc.root_element(), "volumeSet")
-            .filter_map(Self::volume_of)
-            .collect())
-    }
-
-    async fn find_volume(
-        &self,
-        ctx: &CallContext,
-        broker_id: &str,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        let found = self
-            .describe_volumes(ctx, &tag_filter(TAG_BROKER_ID, broker_id))
-            .await?;
-        Ok(found
-            .into_iter()
-            .find(|r| r.broker_id.as_deref() == Some(broker_id)))
-    }
-
-    async fn get_volume(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        match &r.member_resource_id {
-            Some(id) => {
-                let params = [("VolumeId.1".to_owned(), id.clone())];
-                match self.describe_volumes(ctx, &params).await {
-                    Ok(found) => Ok(found.into_iter().find(|f| &f.member_resource_id == id)),
-                    Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-            None => self.find_volume(ctx, &r.broker_id).await,
-        }
-    }
-
     async fn create_volume(
         &self,
         ctx: &CallContext,
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self.find_volume(ctx, &spec.broker_id).await? {
+        if let Some(earlier) = self.find(ctx, Described::Volumes, &spec.broker_id).await? {
             return Ok(earlier);
         }
         let size = spec.size_gb.ok_or_else(|| {
@@ -616,7 +585,7 @@ impl Ec2Adapter {
     }
 
     async fn delete_volume(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
-        let Some(found) = self.get_volume(ctx, r).await? else {
+        let Some(found) = self.get_described(ctx, Described::Volumes, r).await? else {
             return Ok(());
         };
         if found.status == MemberResourceStatus::Deleting {
@@ -921,6 +890,29 @@ impl Ec2Adapter {
     }
 }
 
+/// What an EC2 `Describe*` call lists.
+#[derive(Debug, Clone, Copy)]
+enum Described {
+    Instances,
+    Volumes,
+}
+
+impl Described {
+    fn action(self) -> &'static str {
+        match self {
+            Self::Instances => "DescribeInstances",
+            Self::Volumes => "DescribeVolumes",
+        }
+    }
+
+    fn id_param(self) -> &'static str {
+        match self {
+            Self::Instances => "InstanceId.1",
+            Self::Volumes => "VolumeId.1",
+        }
+    }
+}
+
 /// A `ClientToken` (at most 64 ASCII characters) from the broker id.
 fn client_token(broker_id: &str) -> String {
     if broker_id.len() <= 64 && broker_id.is_ascii() {
@@ -964,8 +956,11 @@ impl MemberAdapter for Ec2Adapter {
     ) -> Result<Option<MemberResource>, AdapterError> {
         ctx.check_deadline()?;
         match resource.resource_type {
-            ResourceType::Instance => self.get_instance(ctx, resource).await,
-            ResourceType::Volume => self.get_volume(ctx, resource).await,
+            ResourceType::Instance => {
+                self.get_described(ctx, Described::Instances, resource)
+                    .await
+            }
+            ResourceType::Volume => self.get_described(ctx, Described::Volumes, resource).await,
             ResourceType::Bucket => self.get_bucket(ctx, resource).await,
         }
     }
@@ -994,8 +989,8 @@ impl MemberAdapter for Ec2Adapter {
             ],
         };
         match resource_type {
-            ResourceType::Instance => self.describe_instances(ctx, &filter).await,
-            ResourceType::Volume => self.describe_volumes(ctx, &filter).await,
+            ResourceType::Instance => self.describe(ctx, Described::Instances, &filter).await,
+            ResourceType::Volume => self.describe(ctx, Described::Volumes, &filter).await,
             ResourceType::Bucket => self.list_buckets(ctx, tenant).await,
         }
     }
