@@ -111,6 +111,21 @@ def read_json(environ):
         return None
 
 
+def page(environ, items):
+    """`limit` and `marker` (the last id of the previous page), as Nova and Cinder page."""
+    q = parse_qs(environ.get("QUERY_STRING", ""))
+    if "marker" in q:
+        ids = [x["id"] for x in items]
+        if q["marker"][0] not in ids:
+            return None
+        items = items[ids.index(q["marker"][0]) + 1:]
+    try:
+        limit = min(int(q.get("limit", ["1000"])[0]), 1000)
+    except ValueError:
+        return None
+    return items[:max(limit, 0)]
+
+
 def settle_server(s):
     t = time.time() - s["_created"]
     if s["status"] == "BUILD" and t >= BUILD_SECONDS:
@@ -180,7 +195,9 @@ def nova(environ, start, project, path, method):
         if path in ("/servers", "/servers/detail") and method == "GET":
             q = parse_qs(environ.get("QUERY_STRING", ""))
             wanted = [t for t in ",".join(q.get("tags", [])).split(",") if t]
-            found = [s for s in servers.values() if all(t in s["tags"] for t in wanted)]
+            found = page(environ, [s for s in servers.values() if all(t in s["tags"] for t in wanted)])
+            if found is None:
+                return fault(start, 400, "badRequest", "marker not found or invalid limit", vh)
             if path.endswith("detail"):
                 return response(start, 200, {"servers": [public(s) for s in found]}, vh)
             return response(start, 200, {"servers": [{"id": s["id"], "name": s["name"], "links": s["links"]} for s in found]}, vh)
@@ -241,7 +258,9 @@ def cinder(environ, start, project, path, method):
                     wanted = json.loads(q["metadata"][0])
                 except json.JSONDecodeError:
                     return fault(start, 400, "badRequest", "Invalid metadata filter.", vh)
-            found = [x for x in volumes.values() if all(x["metadata"].get(k) == val for k, val in wanted.items())]
+            found = page(environ, [x for x in volumes.values() if all(x["metadata"].get(k) == val for k, val in wanted.items())])
+            if found is None:
+                return fault(start, 400, "badRequest", "marker not found or invalid limit", vh)
             return response(start, 200, {"volumes": [public(x) for x in found]}, vh)
         m = re.fullmatch(r"/volumes/([^/]+)", path)
         if m:

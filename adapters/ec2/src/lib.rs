@@ -42,6 +42,8 @@ pub const TAG_BROKER_ID: &str = "alliance:broker-id";
 pub const TAG_TENANT: &str = "alliance:tenant";
 /// The marker object inside every broker bucket.
 pub const BUCKET_MARKER: &str = ".alliance-broker";
+/// Most pages of one `Describe*` listing the adapter follows (a bound on an untrusted member).
+const MAX_PAGES: usize = 1000;
 /// Largest image list read during discovery.
 const MAX_DISCOVERY_BODY: usize = 32 * 1024 * 1024;
 
@@ -387,26 +389,43 @@ impl Ec2Adapter {
         })
     }
 
-    /// `DescribeInstances` or `DescribeVolumes` with `params`.
+    /// `DescribeInstances` or `DescribeVolumes` with `params`, following `nextToken` pages.
     async fn describe(
         &self,
         ctx: &CallContext,
         kind: Described,
         params: &[(String, String)],
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        let body = self
-            .ec2(ctx, kind.action(), params, Retry::Safe, MAX_BODY)
-            .await?;
-        let doc = xml::parse(&body)?;
-        Ok(match kind {
-            Described::Instances => xml::all(&doc, "instancesSet")
-                .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-                .filter_map(Self::instance_of)
-                .collect(),
-            Described::Volumes => xml::items(doc.root_element(), "volumeSet")
-                .filter_map(Self::volume_of)
-                .collect(),
-        })
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut paged = params.to_vec();
+            if let Some(t) = &token {
+                paged.push(("NextToken".to_owned(), t.clone()));
+            }
+            let body = self
+                .ec2(ctx, kind.action(), &paged, Retry::Safe, MAX_BODY)
+                .await?;
+            let doc = xml::parse(&body)?;
+            match kind {
+                Described::Instances => out.extend(
+                    xml::all(&doc, "instancesSet")
+                        .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
+                        .filter_map(Self::instance_of),
+                ),
+                Described::Volumes => out.extend(
+                    xml::items(doc.root_element(), "volumeSet").filter_map(Self::volume_of),
+                ),
+            }
+            let next = xml::child(doc.root_element(), "nextToken")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if next.is_none() || next == token {
+                return Ok(out);
+            }
+            token = next;
+        }
+        Ok(out)
     }
 
     /// An earlier attempt at creating `broker_id`, found by its tag.
@@ -1079,5 +1098,37 @@ mod tests {
             Ec2Adapter::volume_of(vol.root_element()).unwrap().status,
             MemberResourceStatus::Provisioning
         );
+    }
+
+    #[tokio::test]
+    async fn describe_follows_next_tokens() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(|body: String| async move {
+                let (volume, next) = if body.contains("NextToken=page-2") {
+                    ("vol-2", "")
+                } else {
+                    ("vol-1", "<nextToken>page-2</nextToken>")
+                };
+                format!("<DescribeVolumesResponse><volumeSet><item><volumeId>{volume}</volumeId><status>available</status><tagSet><item><key>alliance:broker-id</key><value>{volume}</value></item></tagSet></item></volumeSet>{next}</DescribeVolumesResponse>")
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let a = Ec2Adapter::new(
+            "m",
+            Ec2Config::new(&url, "eu-west-3"),
+            Signer::new("a".into(), "s".into(), None, "eu-west-3"),
+            Mapping::default(),
+        )
+        .unwrap();
+        let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
+        let listed = a.list(&ctx, ResourceType::Volume, None).await.unwrap();
+        let ids: Vec<&str> = listed
+            .iter()
+            .map(|r| r.member_resource_id.as_str())
+            .collect();
+        assert_eq!(ids, ["vol-1", "vol-2"]);
     }
 }

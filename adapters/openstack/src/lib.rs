@@ -40,6 +40,11 @@ pub const META_TENANT: &str = "alliance_tenant";
 /// The tag every broker server carries.
 pub const TAG_MARKER: &str = "alliance";
 
+/// Items asked for per page of a Nova, Cinder or Swift list.
+const PAGE_SIZE: usize = 1000;
+/// Most items the adapter reads from one list (a bound on an untrusted member).
+const MAX_LISTED: usize = 1_000_000;
+
 const COMPUTE: &[&str] = &["compute"];
 const VOLUME: &[&str] = &["block-storage", "volumev3"];
 const OBJECT: &[&str] = &["object-store"];
@@ -113,6 +118,7 @@ pub struct OpenStackAdapter {
     keystone: Keystone,
     mapping: Mapping,
     http: MemberHttp,
+    page_size: usize,
 }
 
 impl std::fmt::Debug for OpenStackAdapter {
@@ -184,6 +190,7 @@ impl OpenStackAdapter {
             mapping,
             http: MemberHttp::new(member)?,
             config,
+            page_size: PAGE_SIZE,
         })
     }
 
@@ -292,6 +299,63 @@ impl OpenStackAdapter {
         })
     }
 
+    /// Every item of a Nova or Cinder list, page by page (`limit`, and `marker` = the last
+    /// id of the previous page), up to `MAX_LISTED` items.
+    async fn paged(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+        path: &str,
+        filter: (&str, &str),
+        headers: &[(&str, &str)],
+        key: &str,
+    ) -> Result<Vec<Value>, AdapterError> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let query = {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair(filter.0, filter.1);
+                q.append_pair("limit", &self.page_size.to_string());
+                if let Some(m) = &marker {
+                    q.append_pair("marker", m);
+                }
+                q.finish()
+            };
+            let answer = self
+                .call(
+                    ctx,
+                    types,
+                    Method::GET,
+                    &format!("{path}?{query}"),
+                    headers,
+                    None,
+                )
+                .await?;
+            let body = self.json(answer, Retry::Safe).await?;
+            let page = match body.get(key) {
+                Some(Value::Array(items)) => items.clone(),
+                _ => {
+                    return Err(bad_response(
+                        Retry::Safe,
+                        format!("the member's {key} list is not a list"),
+                    ))
+                }
+            };
+            let full = page.len() >= self.page_size;
+            let next = page
+                .last()
+                .and_then(|v| v.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            out.extend(page);
+            if !full || next.is_none() || next == marker || out.len() >= MAX_LISTED {
+                return Ok(out);
+            }
+            marker = next;
+        }
+    }
+
     fn broker_tag(broker_id: &str) -> Result<String, AdapterError> {
         let tag = format!("{TAG_MARKER}:{broker_id}");
         if tag.len() > 60 || tag.contains(',') || tag.contains('/') {
@@ -346,25 +410,17 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         tags: &str,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("tags", tags)
-            .finish();
-        let answer = self
-            .call(
+        let items = self
+            .paged(
                 ctx,
                 COMPUTE,
-                Method::GET,
-                &format!("/servers/detail?{query}"),
+                "/servers/detail",
+                ("tags", tags),
                 &Self::compute_headers(),
-                None,
+                "servers",
             )
             .await?;
-        let body = self.json(answer, Retry::Safe).await?;
-        Ok(body
-            .get("servers")
-            .and_then(Value::as_array)
-            .map(|s| s.iter().filter_map(Self::server_of).collect())
-            .unwrap_or_default())
+        Ok(items.iter().filter_map(Self::server_of).collect())
     }
 
     async fn find_server(
@@ -520,25 +576,17 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         metadata: &Value,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("metadata", &metadata.to_string())
-            .finish();
-        let answer = self
-            .call(
+        let items = self
+            .paged(
                 ctx,
                 VOLUME,
-                Method::GET,
-                &format!("/volumes/detail?{query}"),
+                "/volumes/detail",
+                ("metadata", &metadata.to_string()),
                 &Self::volume_headers(),
-                None,
+                "volumes",
             )
             .await?;
-        let body = self.json(answer, Retry::Safe).await?;
-        Ok(body
-            .get("volumes")
-            .and_then(Value::as_array)
-            .map(|s| s.iter().filter_map(Self::volume_of).collect())
-            .unwrap_or_default())
+        Ok(items.iter().filter_map(Self::volume_of).collect())
     }
 
     async fn find_volume(
@@ -775,29 +823,42 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        let answer = self
-            .call(
-                ctx,
-                OBJECT,
-                Method::GET,
-                "?format=json&prefix=alliance-",
-                &[],
-                None,
-            )
-            .await?;
-        let body = if answer.status == StatusCode::NO_CONTENT {
-            json!([])
-        } else {
-            self.json(answer, Retry::Safe).await?
-        };
-        let names: Vec<String> = body
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Swift pages its listings (`limit`, `marker` = the last name).
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let query = {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("format", "json");
+                q.append_pair("prefix", "alliance-");
+                q.append_pair("limit", &self.page_size.to_string());
+                if let Some(last) = names.last() {
+                    q.append_pair("marker", last);
+                }
+                q.finish()
+            };
+            let answer = self
+                .call(ctx, OBJECT, Method::GET, &format!("?{query}"), &[], None)
+                .await?;
+            let body = if answer.status == StatusCode::NO_CONTENT {
+                json!([])
+            } else {
+                self.json(answer, Retry::Safe).await?
+            };
+            let page: Vec<String> = body
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let full = page.len() >= self.page_size;
+            let progressed = page.last() > names.last();
+            names.extend(page);
+            if !full || !progressed || names.len() >= MAX_LISTED {
+                break;
+            }
+        }
         let mut out = Vec::new();
         for name in names {
             if let Some(c) = self.head_container(ctx, &name).await? {
@@ -1304,5 +1365,58 @@ mod token_tests {
             2,
             "the renewed token is cached"
         );
+    }
+
+    #[tokio::test]
+    async fn lists_follow_the_members_pages() {
+        use axum::extract::Query;
+        let pages = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (count, catalog_url) = (pages.clone(), base.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v3/auth/tokens",
+                axum::routing::post(move || {
+                    let body = json!({ "token": { "expires_at": "2999-01-01T00:00:00Z", "catalog": [{ "type": "compute", "endpoints": [
+                        { "interface": "public", "region_id": "r1", "url": format!("{catalog_url}/compute") }] }] } });
+                    async move { (axum::http::StatusCode::CREATED, [("x-subject-token", "t")], axum::Json(body)) }
+                }),
+            )
+            .route(
+                "/compute/servers/detail",
+                axum::routing::get(move |Query(q): Query<std::collections::HashMap<String, String>>| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let all: Vec<Value> = (1..=5)
+                        .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
+                        .collect();
+                    let start = q.get("marker").map_or(0, |m| all.iter().position(|s| s["id"] == m.as_str()).map_or(99, |p| p + 1));
+                    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+                    let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+                    async move { axum::Json(json!({ "servers": page })) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = OpenStackConfig {
+            auth_url: format!("{base}/v3"),
+            region: "r1".into(),
+            interface: "public".into(),
+            env_prefix: "OS_".into(),
+            network: None,
+        };
+        let credentials = Credentials::ApplicationCredential {
+            id: "i".into(),
+            secret: "s".into(),
+        };
+        let mut adapter =
+            OpenStackAdapter::new("m", config, credentials, Mapping::default()).unwrap();
+        adapter.page_size = 2;
+        let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
+        let listed = adapter
+            .list(&ctx, ResourceType::Instance, None)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 5, "{listed:?}");
+        assert_eq!(pages.load(Ordering::SeqCst), 3, "pages of 2, 2 and 1");
     }
 }
