@@ -154,4 +154,37 @@ mod tests {
             .unwrap();
         assert!(s3.iter().any(|(n, _)| n == "x-amz-content-sha256"));
     }
+
+    #[test]
+    fn temporary_credentials_send_their_session_token() {
+        let signer = Signer::new(
+            "ASIAEXAMPLE".into(),
+            "secret".into(),
+            Some("the-session".into()),
+            "eu-west-3",
+        );
+        let headers = signer
+            .headers(
+                Service::Ec2,
+                "POST",
+                "http://127.0.0.1:5000/",
+                &[],
+                b"Action=DescribeRegions",
+            )
+            .unwrap();
+        let token = headers
+            .iter()
+            .find(|(n, _)| n == "x-amz-security-token")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(token, Some("the-session"));
+        let auth = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            auth.contains("x-amz-security-token"),
+            "the token is signed: {auth}"
+        );
+    }
 }
