@@ -219,3 +219,85 @@ async fn statements_reconcile_and_discrepancies_are_named() {
     assert_eq!(code, 2);
     assert!(err.contains("garbage.csv"), "{err}");
 }
+
+/// Statements are larger than other request bodies: they have their own limit
+/// (`server.statement_limit_bytes`), over the general `server.body_limit_bytes`.
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_larger_than_other_bodies_are_accepted_up_to_their_own_limit() {
+    let mut options = Options::demo();
+    options.config = options.config.replacen(
+        "[server]\n",
+        "[server]\nbody_limit_bytes = 65536\nstatement_limit_bytes = 2097152\n",
+        1,
+    );
+    let broker = Broker::start(options).await;
+    let period = this_month();
+    // A valid statement of about 1 MiB: the member's own header and synthetic rows.
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    let own = String::from_utf8(
+        billing
+            .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+            .await
+            .bytes,
+    )
+    .unwrap();
+    let header = own.lines().next().unwrap().to_owned();
+    let columns: Vec<&str> = header.split(',').collect();
+    let row = |i: usize| -> String {
+        columns
+            .iter()
+            .map(|c| match *c {
+                "BilledCost" | "EffectiveCost" | "ListCost" | "ContractedCost" => "0.01".to_owned(),
+                "PricingQuantity" | "ConsumedQuantity" => "1".to_owned(),
+                "BillingCurrency" => "EUR".to_owned(),
+                "ChargePeriodStart" => format!("{period}-01T00:00:00Z"),
+                "ChargePeriodEnd" => format!("{period}-02T00:00:00Z"),
+                "ResourceId" => format!("bkt-synthetic-{i:06}"),
+                "SkuId" => "bucket".to_owned(),
+                "RegionId" => "FR".to_owned(),
+                "SubAccountId" => "acme".to_owned(),
+                _ => "x".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let statement = |rows: usize| {
+        let mut text = header.clone();
+        for i in 0..rows {
+            text.push('\n');
+            text.push_str(&row(i));
+        }
+        text.push('\n');
+        text
+    };
+    let put = |body: String| {
+        let url = format!("{}/v1/members/numergy-fr/statements/{period}", broker.url);
+        let token = broker.token_with(&["--role", "billing"]);
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let one_mib = statement(1024 * 1024 / (row(0).len() + 1));
+    assert!(one_mib.len() > 65536 * 8);
+    assert_eq!(put(one_mib).await.status(), 204);
+    // Over the statement limit: 413 problem, nothing stored.
+    let three_mib = statement(3 * 1024 * 1024 / (row(0).len() + 1));
+    let refused = put(three_mib).await;
+    assert_eq!(refused.status(), 413);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "request.too_large");
+    // Other routes keep the general limit.
+    let big_json = serde_json::json!({ "name": "x".repeat(70_000), "jurisdiction": "FR" });
+    broker
+        .client(&broker.token("tenant-admin", Some("acme")))
+        .post("/v1/buckets", &big_json)
+        .await
+        .assert_problem(413, "request.too_large");
+}

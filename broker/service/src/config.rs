@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Larger request bodies are answered 413.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Larger statement uploads (`PUT /v1/members/{id}/statements/{period}`) are answered
+    /// 413; bigger statements are reconciled offline with `alliance reconcile`.
+    #[serde(default = "default_statement_limit")]
+    pub statement_limit_bytes: usize,
     /// Requests per second allowed per tenant (or per subject without a tenant); 0 disables.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_second: u32,
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             request_timeout_ms: default_request_timeout(),
             body_limit_bytes: default_body_limit(),
+            statement_limit_bytes: default_statement_limit(),
             rate_limit_per_second: default_rate_limit(),
         }
     }
@@ -89,6 +94,9 @@ fn default_request_timeout() -> u64 {
 }
 fn default_body_limit() -> usize {
     1024 * 1024
+}
+fn default_statement_limit() -> usize {
+    64 * 1024 * 1024
 }
 fn default_rate_limit() -> u32 {
     0

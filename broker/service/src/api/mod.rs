@@ -87,7 +87,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partners::retire))
         .routes(routes!(partners::drift, partners::check_drift))
         .routes(routes!(partners::member_resources))
-        .routes(routes!(partners::statement, reconciliation::upload))
+        .merge(
+            // Statements are larger than other bodies: their own limit, set on their route
+            // (a route's limit takes precedence over the router's).
+            OpenApiRouter::new()
+                .routes(routes!(partners::statement, reconciliation::upload))
+                .layer(DefaultBodyLimit::max(
+                    state.config.server.statement_limit_bytes,
+                )),
+        )
         .routes(routes!(reconciliation::create))
         .routes(routes!(reconciliation::get))
         .routes(routes!(usage::usage))

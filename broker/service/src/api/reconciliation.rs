@@ -17,8 +17,6 @@ use crate::state::AppState;
 use crate::time::now_ms;
 
 /// Largest statement accepted over the API.
-const MAX_STATEMENT: usize = 64 * 1024 * 1024;
-
 /// Upload a member's statement for a period (FOCUS CSV): its partner, or billing.
 #[utoipa::path(put, path = "/v1/members/{id}/statements/{period}", tag = "billing", params(("id" = String, Path), ("period" = String, Path)),
     request_body(content = String, content_type = "text/csv"),
@@ -38,13 +36,6 @@ pub async fn upload(
         return Err(ApiError::not_found("member", &id));
     }
     Period::parse(&period).map_err(|e| ApiError::invalid_field(e.to_string()))?;
-    if body.len() > MAX_STATEMENT {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request.too_large",
-            "statements over 64 MiB are reconciled offline with `alliance reconcile`",
-        ));
-    }
     let invalid = |e: alliance_core::reconcile::FocusError| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
