@@ -165,6 +165,32 @@ async fn openstack_conformance_passes_with_password_and_application_credentials(
     );
     assert_eq!(code, 0, "{report:#} {stderr}");
     assert_eq!(report["failed"].as_u64(), Some(0), "{report:#}");
+    // A region whose catalogue offers object storage only: the rest is skipped, saying why.
+    let (code, report, stderr) = conformance(
+        &[
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OS_",
+            "--region",
+            "be-ant-1",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert!(
+        outcomes(&report, "bucket").iter().all(|o| o == "passed"),
+        "{report:#}"
+    );
+    for service in ["instance", "volume"] {
+        assert_eq!(outcomes(&report, service), ["skipped"], "{report:#}");
+    }
+    assert!(
+        report
+            .to_string()
+            .contains("offers no compute endpoint in region be-ant-1"),
+        "{report:#}"
+    );
     // The endpoints of the decoy region point at a closed port: they are used only when
     // that region is asked for, and then discovery fails loudly (exit 2, naming the URL).
     let out = std::process::Command::new(bin())

@@ -7,7 +7,7 @@ Usage: openstack-setup.py KEYSTONE_V3_URL ADMIN_PASSWORD FAKE_URL SWIFT_URL
 - the catalogue: compute, volumev3, image and network (the project's fake) and object-store
   (real Swift, keystoneauth) in region `be-bru-1` on the public interface; decoys that the
   adapter must NOT pick: internal-interface endpoints and a second region `de-fra-1`, all
-  pointing at a closed port.
+  pointing at a closed port; and a region `be-ant-1` that offers only object-store.
 """
 import json
 import secrets
@@ -44,6 +44,7 @@ user = call("POST", "/users", {"user": {"name": "alliance-broker", "domain_id": 
 roles = call("GET", "/roles?name=member", None, admin)[0]["roles"]
 call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{roles[0]['id']}", None, admin)
 call("POST", "/regions", {"region": {"id": "de-fra-1"}}, admin)
+call("POST", "/regions", {"region": {"id": "be-ant-1"}}, admin)
 
 catalogue = [
     ("compute", "nova", f"{fake}/compute/v2.1"),
@@ -54,8 +55,11 @@ catalogue = [
 ]
 for kind, name, url in catalogue:
     service = call("POST", "/services", {"service": {"type": kind, "name": name}}, admin)[0]["service"]
-    for interface, region, target in [("public", "be-bru-1", url), ("internal", "be-bru-1", DECOY),
-                                      ("public", "de-fra-1", DECOY)]:
+    endpoints = [("public", "be-bru-1", url), ("internal", "be-bru-1", DECOY), ("public", "de-fra-1", DECOY)]
+    if kind == "object-store":
+        # A region that offers object storage only (conformance must skip the rest).
+        endpoints.append(("public", "be-ant-1", url))
+    for interface, region, target in endpoints:
         call("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
                                                  "url": target, "region_id": region}}, admin)
 
