@@ -25,7 +25,7 @@ use alliance_adapter_api::{
     AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource,
     MemberResourceStatus, ResourceRef, ResourceSpec, Retry,
 };
-use alliance_adapter_http::{bad_response, Answer, MemberHttp, MAX_BODY};
+use alliance_adapter_http::{AmbiguousCreates, Answer, MemberHttp, MAX_BODY};
 use alliance_core::{ResourceType, TenantId};
 use base64::Engine as _;
 use md5::Digest as _;
@@ -42,6 +42,9 @@ pub const TAG_BROKER_ID: &str = "alliance:broker-id";
 pub const TAG_TENANT: &str = "alliance:tenant";
 /// The marker object inside every broker bucket.
 pub const BUCKET_MARKER: &str = ".alliance-broker";
+/// How long a create whose outcome is unknown holds back a second one (see
+/// [`AmbiguousCreates`]): longer than a member takes to make a create visible.
+const AMBIGUOUS_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most pages of one `Describe*` listing the adapter follows (a bound on an untrusted member).
 const MAX_PAGES: usize = 1000;
 /// Largest image list read during discovery.
@@ -167,6 +170,7 @@ pub struct Ec2Adapter {
     signer: Signer,
     mapping: Mapping,
     http: MemberHttp,
+    ambiguous: AmbiguousCreates,
 }
 
 impl std::fmt::Debug for Ec2Adapter {
@@ -201,6 +205,7 @@ impl Ec2Adapter {
             signer,
             mapping,
             http: MemberHttp::new(member)?,
+            ambiguous: AmbiguousCreates::new(AMBIGUOUS_WINDOW),
             config,
         })
     }
@@ -366,14 +371,16 @@ impl Ec2Adapter {
 
     // ---- instances ----
 
-    fn instance_of(node: roxmltree::Node<'_, '_>) -> Option<MemberResource> {
+    /// An instance; a terminated one is gone (`None`) unless `keep_terminated`, when it is
+    /// an `error` carrying its state reason (an instance that died at launch).
+    fn instance_of(node: roxmltree::Node<'_, '_>, keep_terminated: bool) -> Option<MemberResource> {
         let id = xml::child(node, "instanceId")?;
         let state = xml::child_node(node, "instanceState").and_then(|s| xml::child(s, "name"))?;
         let status = match state {
             "pending" => MemberResourceStatus::Provisioning,
             "running" | "stopping" | "stopped" => MemberResourceStatus::Active,
             "shutting-down" => MemberResourceStatus::Deleting,
-            // Terminated instances are gone.
+            "terminated" if keep_terminated => MemberResourceStatus::Error,
             _ => return None,
         };
         let tags = xml::tags(node);
@@ -395,6 +402,7 @@ impl Ec2Adapter {
         ctx: &CallContext,
         kind: Described,
         params: &[(String, String)],
+        keep_terminated: bool,
     ) -> Result<Vec<MemberResource>, AdapterError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -411,7 +419,7 @@ impl Ec2Adapter {
                 Described::Instances => out.extend(
                     xml::all(&doc, "instancesSet")
                         .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-                        .filter_map(Self::instance_of),
+                        .filter_map(|node| Self::instance_of(node, keep_terminated)),
                 ),
                 Described::Volumes => out.extend(
                     xml::items(doc.root_element(), "volumeSet").filter_map(Self::volume_of),
@@ -429,18 +437,29 @@ impl Ec2Adapter {
     }
 
     /// An earlier attempt at creating `broker_id`, found by its tag.
+    /// An earlier attempt, live ones first; with `keep_terminated` (before a create), an
+    /// instance that died at launch is found too, as an error, so that it is not launched
+    /// again and again.
     async fn find(
         &self,
         ctx: &CallContext,
         kind: Described,
         broker_id: &str,
+        keep_terminated: bool,
     ) -> Result<Option<MemberResource>, AdapterError> {
-        let found = self
-            .describe(ctx, kind, &tag_filter(TAG_BROKER_ID, broker_id))
-            .await?;
-        Ok(found
+        let mut found: Vec<MemberResource> = self
+            .describe(
+                ctx,
+                kind,
+                &tag_filter(TAG_BROKER_ID, broker_id),
+                keep_terminated,
+            )
+            .await?
             .into_iter()
-            .find(|r| r.broker_id.as_deref() == Some(broker_id)))
+            .filter(|r| r.broker_id.as_deref() == Some(broker_id))
+            .collect();
+        found.sort_by_key(|r| r.status == MemberResourceStatus::Error);
+        Ok(found.into_iter().next())
     }
 
     /// A resource by its member id when known, else by its tag.
@@ -453,13 +472,13 @@ impl Ec2Adapter {
         match &r.member_resource_id {
             Some(id) => {
                 let params = [(kind.id_param().to_owned(), id.clone())];
-                match self.describe(ctx, kind, &params).await {
+                match self.describe(ctx, kind, &params, false).await {
                     Ok(found) => Ok(found.into_iter().find(|f| &f.member_resource_id == id)),
                     Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(e),
                 }
             }
-            None => self.find(ctx, kind, &r.broker_id).await,
+            None => self.find(ctx, kind, &r.broker_id, false).await,
         }
     }
 
@@ -469,7 +488,7 @@ impl Ec2Adapter {
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
         if let Some(earlier) = self
-            .find(ctx, Described::Instances, &spec.broker_id)
+            .find(ctx, Described::Instances, &spec.broker_id, true)
             .await?
         {
             return Ok(earlier);
@@ -498,7 +517,8 @@ impl Ec2Adapter {
             params.push(("SubnetId".to_owned(), subnet.clone()));
         }
         params.extend(Self::tag_params(spec, "instance"));
-        let body = self
+        self.ambiguous.check(&spec.broker_id)?;
+        let answer = self
             .ec2(
                 ctx,
                 "RunInstances",
@@ -506,17 +526,16 @@ impl Ec2Adapter {
                 Retry::WithIdempotencyKey,
                 MAX_BODY,
             )
-            .await?;
-        let doc = xml::parse(&body)?;
-        let created = xml::all(&doc, "instancesSet")
-            .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-            .find_map(Self::instance_of);
-        created.ok_or_else(|| {
-            bad_response(
-                Retry::WithIdempotencyKey,
-                "RunInstances answered no instance",
-            )
-        })
+            .await;
+        self.ambiguous
+            .record(&spec.broker_id, answer.as_ref().err());
+        let body = answer?;
+        let created = xml::parse(&body).ok().and_then(|doc| {
+            xml::all(&doc, "instancesSet")
+                .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
+                .find_map(|node| Self::instance_of(node, true))
+        });
+        created.ok_or_else(|| unreadable_create("RunInstances"))
     }
 
     async fn delete_instance(
@@ -564,7 +583,10 @@ impl Ec2Adapter {
         ctx: &CallContext,
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self.find(ctx, Described::Volumes, &spec.broker_id).await? {
+        if let Some(earlier) = self
+            .find(ctx, Described::Volumes, &spec.broker_id, false)
+            .await?
+        {
             return Ok(earlier);
         }
         let size = spec.size_gb.ok_or_else(|| {
@@ -582,7 +604,8 @@ impl Ec2Adapter {
             ("ClientToken".to_owned(), client_token(&spec.broker_id)),
         ];
         params.extend(Self::tag_params(spec, "volume"));
-        let body = self
+        self.ambiguous.check(&spec.broker_id)?;
+        let answer = self
             .ec2(
                 ctx,
                 "CreateVolume",
@@ -590,11 +613,14 @@ impl Ec2Adapter {
                 Retry::WithIdempotencyKey,
                 MAX_BODY,
             )
-            .await?;
-        let doc = xml::parse(&body)?;
-        let mut created = Self::volume_of(doc.root_element()).ok_or_else(|| {
-            bad_response(Retry::WithIdempotencyKey, "CreateVolume answered no volume")
-        })?;
+            .await;
+        self.ambiguous
+            .record(&spec.broker_id, answer.as_ref().err());
+        let body = answer?;
+        let mut created = xml::parse(&body)
+            .ok()
+            .and_then(|doc| Self::volume_of(doc.root_element()))
+            .ok_or_else(|| unreadable_create("CreateVolume"))?;
         // Some members do not echo the tags in the CreateVolume answer.
         created
             .broker_id
@@ -607,8 +633,15 @@ impl Ec2Adapter {
         let Some(found) = self.get_described(ctx, Described::Volumes, r).await? else {
             return Ok(());
         };
-        if found.status == MemberResourceStatus::Deleting {
-            return Ok(());
+        match found.status {
+            MemberResourceStatus::Deleting => return Ok(()),
+            MemberResourceStatus::Provisioning => {
+                return Err(AdapterError::unavailable(
+                    "the volume is still being created; it is deleted once it is available",
+                )
+                .with_retry_after(std::time::Duration::from_secs(2)))
+            }
+            _ => {}
         }
         let params = [("VolumeId".to_owned(), found.member_resource_id)];
         match self
@@ -773,8 +806,35 @@ impl Ec2Adapter {
             Some(name) => name.clone(),
             None => self.bucket_name(&r.broker_id)?,
         };
-        // The marker first (a bucket must be empty), then the bucket. A bucket still holding
-        // the tenant's objects is refused by the member (BucketNotEmpty), never emptied here.
+        // A bucket still holding the tenant's objects is refused, never emptied here, and
+        // keeps its marker (so that it stays listed as the tenant's).
+        let listing = self
+            .s3(
+                ctx,
+                Method::GET,
+                &format!("/{bucket}?list-type=2&max-keys=2"),
+                &[],
+                Vec::new(),
+                Retry::Safe,
+            )
+            .await?;
+        if listing.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if !listing.status.is_success() {
+            return Err(self.s3_error(&listing, Retry::Safe));
+        }
+        let holds_objects = {
+            let doc = xml::parse(&listing.body)?;
+            let found = xml::all(&doc, "Key").any(|k| k.text() != Some(BUCKET_MARKER));
+            found
+        };
+        if holds_objects {
+            return Err(AdapterError::invalid(format!(
+                "bucket {bucket} still holds the tenant's objects; empty it first"
+            )));
+        }
+        // Then the marker, then the bucket.
         let answer = self
             .s3(
                 ctx,
@@ -932,6 +992,17 @@ impl Described {
     }
 }
 
+/// A create the member accepted but whose answer cannot be read: the resource may exist,
+/// so the error is transient and the next attempt adopts it by its tag.
+fn unreadable_create(action: &str) -> AdapterError {
+    AdapterError::new(
+        ErrorKind::Unavailable,
+        ErrorSource::Member,
+        Retry::WithIdempotencyKey,
+        format!("{action} succeeded with an answer the broker cannot read; the next attempt looks for the resource by its tag"),
+    )
+}
+
 /// A `ClientToken` (at most 64 ASCII characters) from the broker id.
 fn client_token(broker_id: &str) -> String {
     if broker_id.len() <= 64 && broker_id.is_ascii() {
@@ -1008,8 +1079,11 @@ impl MemberAdapter for Ec2Adapter {
             ],
         };
         match resource_type {
-            ResourceType::Instance => self.describe(ctx, Described::Instances, &filter).await,
-            ResourceType::Volume => self.describe(ctx, Described::Volumes, &filter).await,
+            ResourceType::Instance => {
+                self.describe(ctx, Described::Instances, &filter, false)
+                    .await
+            }
+            ResourceType::Volume => self.describe(ctx, Described::Volumes, &filter, false).await,
             ResourceType::Bucket => self.list_buckets(ctx, tenant).await,
         }
     }
@@ -1087,12 +1161,12 @@ mod tests {
     #[test]
     fn instances_and_volumes_are_read_from_describe_answers() {
         let doc = roxmltree::Document::parse(r#"<item><instanceId>i-1</instanceId><instanceState><code>16</code><name>running</name></instanceState><tagSet><item><key>alliance:broker-id</key><value>ins-1</value></item><item><key>alliance:tenant</key><value>acme</value></item></tagSet></item>"#).unwrap();
-        let r = Ec2Adapter::instance_of(doc.root_element()).unwrap();
+        let r = Ec2Adapter::instance_of(doc.root_element(), false).unwrap();
         assert_eq!(r.status, MemberResourceStatus::Active);
         assert_eq!(r.broker_id.as_deref(), Some("ins-1"));
         assert_eq!(r.tenant.as_ref().map(TenantId::as_str), Some("acme"));
         let gone = roxmltree::Document::parse("<item><instanceId>i-2</instanceId><instanceState><name>terminated</name></instanceState></item>").unwrap();
-        assert!(Ec2Adapter::instance_of(gone.root_element()).is_none());
+        assert!(Ec2Adapter::instance_of(gone.root_element(), false).is_none());
         let vol = roxmltree::Document::parse("<CreateVolumeResponse><volumeId>vol-1</volumeId><status>creating</status></CreateVolumeResponse>").unwrap();
         assert_eq!(
             Ec2Adapter::volume_of(vol.root_element()).unwrap().status,
@@ -1130,5 +1204,62 @@ mod tests {
             .map(|r| r.member_resource_id.as_str())
             .collect();
         assert_eq!(ids, ["vol-1", "vol-2"]);
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_died_at_launch_is_reported_not_launched_again() {
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: String| {
+                if body.contains("Action=RunInstances") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                async move {
+                    "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceId>i-dead</instanceId><instanceState><name>terminated</name></instanceState><stateReason><message>Server.InsufficientInstanceCapacity</message></stateReason><tagSet><item><key>alliance:broker-id</key><value>ins-1</value></item></tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let a = Ec2Adapter::new(
+            "m",
+            Ec2Config::new(&url, "eu-west-3"),
+            Signer::new("a".into(), "s".into(), None, "eu-west-3"),
+            Mapping::default(),
+        )
+        .unwrap();
+        let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
+        let spec = ResourceSpec {
+            broker_id: "ins-1".into(),
+            resource_type: ResourceType::Instance,
+            name: "web".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            jurisdiction: alliance_core::Jurisdiction::parse("FR").unwrap(),
+            data_class: alliance_core::DataClassName::parse("standard").unwrap(),
+            size: None,
+            image: None,
+            size_gb: None,
+        };
+        let found = a.create(&ctx, &spec).await.unwrap();
+        assert_eq!(found.status, MemberResourceStatus::Error);
+        assert_eq!(
+            found.detail.as_deref(),
+            Some("Server.InsufficientInstanceCapacity")
+        );
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "not launched again"
+        );
+        // Read by its id, the terminated instance is gone (a delete can finish).
+        let reference = ResourceRef {
+            resource_type: ResourceType::Instance,
+            broker_id: "ins-1".into(),
+            member_resource_id: Some("i-dead".into()),
+        };
+        assert!(a.get(&ctx, &reference).await.unwrap().is_none());
     }
 }

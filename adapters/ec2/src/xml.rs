@@ -112,6 +112,12 @@ pub fn classify(status: StatusCode, code: &str, retry: Retry) -> (ErrorKind, Ret
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SlowDown" => {
             (ErrorKind::RateLimited, retry)
         }
+        "BandwidthLimitExceeded" | "RequestThrottled" => (ErrorKind::RateLimited, retry),
+        // S3: an earlier request on the same bucket has not finished (a retry while the
+        // first CreateBucket still runs); trying again later is right.
+        "OperationAborted" | "RequestTimeout" | "PriorRequestNotComplete" => {
+            (ErrorKind::Unavailable, retry)
+        }
         "InsufficientInstanceCapacity"
         | "InsufficientVolumeCapacity"
         | "InternalError"
@@ -180,6 +186,25 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::AuthFailed);
         let e = error("m", StatusCode::BAD_REQUEST, b"<Response><Errors><Error><Code>InvalidVolume.NotFound</Code></Error></Errors></Response>", None, Retry::Safe);
         assert_eq!(e.kind, ErrorKind::NotFound);
+        let e = error(
+            "m",
+            StatusCode::CONFLICT,
+            b"<Error><Code>OperationAborted</Code></Error>",
+            None,
+            Retry::WithIdempotencyKey,
+        );
+        assert_eq!(
+            (e.kind, e.retry),
+            (ErrorKind::Unavailable, Retry::WithIdempotencyKey)
+        );
+        let e = error(
+            "m",
+            StatusCode::BAD_REQUEST,
+            b"<Error><Code>BandwidthLimitExceeded</Code></Error>",
+            None,
+            Retry::Safe,
+        );
+        assert_eq!(e.kind, ErrorKind::RateLimited);
         let e = error("m", StatusCode::BAD_GATEWAY, b"not xml", None, Retry::Safe);
         assert_eq!((e.kind, e.retry), (ErrorKind::Unavailable, Retry::Safe));
         let e = error(

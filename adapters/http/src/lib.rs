@@ -21,7 +21,6 @@ use reqwest::StatusCode;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// A member's answer, read and capped.
-#[derive(Debug)]
 pub struct Answer {
     /// The HTTP status.
     pub status: StatusCode,
@@ -29,6 +28,16 @@ pub struct Answer {
     pub headers: HeaderMap,
     /// The body, at most the cap given to [`MemberHttp::send`].
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Headers can carry tokens (Keystone's X-Subject-Token): never printed.
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Answer {
@@ -55,6 +64,19 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// A network failure (connect, reset, timeout, body read), classified.
 pub fn network_error(e: &reqwest::Error, retry: Retry) -> AdapterError {
+    // A destination the guard refused is the broker's final decision, not a network blip.
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return AdapterError::new(
+                ErrorKind::Invalid,
+                ErrorSource::Broker,
+                Retry::Never,
+                refused.0.clone(),
+            );
+        }
+        source = cause.source();
+    }
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else {
@@ -72,6 +94,69 @@ pub fn network_error(e: &reqwest::Error, retry: Retry) -> AdapterError {
 /// The member answered something the adapter cannot read.
 pub fn bad_response(retry: Retry, message: impl Into<String>) -> AdapterError {
     AdapterError::new(ErrorKind::BadResponse, ErrorSource::Member, retry, message)
+}
+
+/// Creates whose outcome is unknown (the call timed out or the connection failed after
+/// it may have reached the member). A member can still be processing such a create; a
+/// retry that searched for it too early would find nothing and create a second resource.
+/// So, for `window` after an ambiguous attempt, a create that finds no earlier attempt
+/// answers `unavailable` with `Retry-After` instead of creating again.
+#[derive(Debug)]
+pub struct AmbiguousCreates {
+    window: Duration,
+    pending: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+}
+
+impl AmbiguousCreates {
+    /// A guard with the given quiet window.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            pending: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::time::Instant>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the outcome of a create of `broker_id`: an error that leaves the outcome
+    /// unknown opens the window; anything else closes it.
+    pub fn record(&self, broker_id: &str, error: Option<&AdapterError>) {
+        let ambiguous = error.is_some_and(|e| {
+            matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unavailable)
+                && e.origin != ErrorSource::Broker
+        });
+        let mut pending = self.lock();
+        if ambiguous {
+            pending.insert(broker_id.to_owned(), tokio::time::Instant::now());
+        } else {
+            pending.remove(broker_id);
+        }
+        let window = self.window;
+        pending.retain(|_, at| at.elapsed() < window * 2);
+    }
+
+    /// Before creating `broker_id` anew (no earlier attempt found): an error while an
+    /// ambiguous attempt may still be in progress at the member.
+    pub fn check(&self, broker_id: &str) -> Result<(), AdapterError> {
+        let pending = self.lock();
+        match pending.get(broker_id) {
+            Some(at) if at.elapsed() < self.window => {
+                let wait = self.window.saturating_sub(at.elapsed());
+                Err(AdapterError::unavailable(format!(
+                    "an earlier create of {broker_id} may still be in progress at the member; searching again in {}s",
+                    wait.as_secs().max(1)
+                ))
+                .with_retry_after(wait.max(Duration::from_secs(1))))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One member's HTTP client: pooled, counted, deadline-bound.
@@ -110,6 +195,18 @@ impl AllowedDestinations {
     }
 }
 
+/// The guard refused every address of a host.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// A resolver that keeps only the allowed addresses.
 struct Guard(std::sync::Arc<AllowedDestinations>);
 
@@ -126,10 +223,10 @@ impl reqwest::dns::Resolve for Guard {
                 .filter(|a| named || allowed.networks.iter().any(|n| n.contains(&a.ip())))
                 .collect();
             if kept.is_empty() {
-                return Err(format!(
+                return Err(Box::new(Refused(format!(
                     "`{host}` resolves to no address inside [security] allowed_member_networks"
-                )
-                .into());
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
@@ -159,8 +256,10 @@ impl MemberHttp {
                 member: member.to_owned(),
             });
         if let Some(allowed) = allowed {
-            builder =
-                builder.dns_resolver(std::sync::Arc::new(Guard(std::sync::Arc::new(allowed))));
+            // No proxy either: a proxy would resolve the name itself, past the guard.
+            builder = builder
+                .no_proxy()
+                .dns_resolver(std::sync::Arc::new(Guard(std::sync::Arc::new(allowed))));
         }
         let client = builder
             .build()
@@ -365,7 +464,12 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert_eq!(
+            (err.kind, err.retry),
+            (ErrorKind::Invalid, Retry::Never),
+            "{err}"
+        );
+        assert!(err.message.contains("allowed_member_networks"), "{err}");
         for allowed in ["127.0.0.0/8", "::1/128, 127.0.0.1", "localhost"] {
             let entries: Vec<String> = allowed.split(", ").map(str::to_owned).collect();
             let http =
@@ -381,5 +485,26 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{allowed}: {e}"));
             assert_eq!(answer.body, b"ok");
         }
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_create_holds_back_a_second_one_for_its_window() {
+        let guard = AmbiguousCreates::new(Duration::from_secs(30));
+        assert!(guard.check("ins-1").is_ok());
+        let timeout = AdapterError::new(
+            ErrorKind::Timeout,
+            ErrorSource::Network,
+            Retry::WithIdempotencyKey,
+            "t",
+        );
+        guard.record("ins-1", Some(&timeout));
+        let held = guard.check("ins-1").unwrap_err();
+        assert!(held.is_transient() && held.retry_after.is_some(), "{held}");
+        assert!(guard.check("ins-2").is_ok());
+        // A refusal is not ambiguous; a success closes the window.
+        guard.record("ins-2", Some(&AdapterError::invalid("no")));
+        assert!(guard.check("ins-2").is_ok());
+        guard.record("ins-1", None);
+        assert!(guard.check("ins-1").is_ok());
     }
 }

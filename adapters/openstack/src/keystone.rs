@@ -292,8 +292,15 @@ const RENEW_BEFORE: Duration = Duration::from_secs(120);
 impl Keystone {
     /// Keystone at `auth_url` (the v3 URL, e.g. `https://keystone.example/v3`).
     pub fn new(auth_url: &str, credentials: Credentials) -> Self {
+        // `OS_AUTH_URL` is often given without its version (`https://keystone:5000`).
+        let trimmed = auth_url.trim_end_matches('/');
+        let auth_url = if trimmed.ends_with("/v3") {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/v3")
+        };
         Self {
-            auth_url: auth_url.trim_end_matches('/').to_owned(),
+            auth_url,
             credentials,
             cache: moka::future::Cache::builder()
                 .max_capacity(1)

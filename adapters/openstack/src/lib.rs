@@ -21,7 +21,7 @@ use alliance_adapter_api::{
     AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource,
     MemberResourceStatus, ResourceRef, ResourceSpec, Retry,
 };
-use alliance_adapter_http::{bad_response, Answer, MemberHttp, MAX_BODY};
+use alliance_adapter_http::{bad_response, AmbiguousCreates, Answer, MemberHttp, MAX_BODY};
 use alliance_core::{ResourceType, TenantId};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -43,7 +43,7 @@ pub const TAG_MARKER: &str = "alliance";
 /// Items asked for per page of a Nova, Cinder or Swift list.
 const PAGE_SIZE: usize = 1000;
 /// Most items the adapter reads from one list (a bound on an untrusted member).
-const MAX_LISTED: usize = 1_000_000;
+const MAX_LISTED: usize = 200_000;
 
 const COMPUTE: &[&str] = &["compute"];
 const VOLUME: &[&str] = &["block-storage", "volumev3"];
@@ -119,6 +119,7 @@ pub struct OpenStackAdapter {
     mapping: Mapping,
     http: MemberHttp,
     page_size: usize,
+    ambiguous: AmbiguousCreates,
 }
 
 impl std::fmt::Debug for OpenStackAdapter {
@@ -191,6 +192,7 @@ impl OpenStackAdapter {
             http: MemberHttp::new(member)?,
             config,
             page_size: PAGE_SIZE,
+            ambiguous: AmbiguousCreates::new(std::time::Duration::from_secs(30)),
         })
     }
 
@@ -342,7 +344,8 @@ impl OpenStackAdapter {
                     ))
                 }
             };
-            let full = page.len() >= self.page_size;
+            // Until an empty page: a member may cap pages below the limit asked for.
+            let full = !page.is_empty();
             let next = page
                 .last()
                 .and_then(|v| v.get("id"))
@@ -354,6 +357,38 @@ impl OpenStackAdapter {
             }
             marker = next;
         }
+    }
+
+    /// POSTs a create, unless an earlier attempt with an unknown outcome may still be in
+    /// progress at the member (see [`AmbiguousCreates`]); the answer's JSON (`null` when
+    /// unreadable: the caller then reports a transient error and the next attempt adopts
+    /// the resource by its tag or metadata).
+    async fn submit_create(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+        broker_id: &str,
+    ) -> Result<Value, AdapterError> {
+        self.ambiguous.check(broker_id)?;
+        let result = match self
+            .call(ctx, types, Method::POST, path, headers, Some(body))
+            .await
+        {
+            Ok(answer) if answer.status.is_success() => {
+                Ok(serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null))
+            }
+            Ok(answer) => Err(service_error(
+                &self.member,
+                &answer,
+                Retry::WithIdempotencyKey,
+            )),
+            Err(e) => Err(e),
+        };
+        self.ambiguous.record(broker_id, result.as_ref().err());
+        result
     }
 
     fn broker_tag(broker_id: &str) -> Result<String, AdapterError> {
@@ -491,22 +526,21 @@ impl OpenStackAdapter {
             "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
             "tags": [TAG_MARKER, Self::broker_tag(&spec.broker_id)?],
         } });
-        let answer = self
-            .call(
+        let created = self
+            .submit_create(
                 ctx,
                 COMPUTE,
-                Method::POST,
                 "/servers",
                 &Self::compute_headers(),
-                Some(&body),
+                &body,
+                &spec.broker_id,
             )
             .await?;
-        let created = self.json(answer, Retry::WithIdempotencyKey).await?;
         let id = created
             .get("server")
             .and_then(|s| s.get("id"))
             .and_then(Value::as_str)
-            .ok_or_else(|| bad_response(Retry::WithIdempotencyKey, "Nova answered no server id"))?;
+            .ok_or_else(|| unreadable_create("Nova"))?;
         Ok(MemberResource {
             resource_type: ResourceType::Instance,
             member_resource_id: id.to_owned(),
@@ -647,29 +681,36 @@ impl OpenStackAdapter {
             "name": spec.name,
             "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
         } });
-        let answer = self
-            .call(
+        let created = self
+            .submit_create(
                 ctx,
                 VOLUME,
-                Method::POST,
                 "/volumes",
                 &Self::volume_headers(),
-                Some(&body),
+                &body,
+                &spec.broker_id,
             )
             .await?;
-        let created = self.json(answer, Retry::WithIdempotencyKey).await?;
         created
             .get("volume")
             .and_then(Self::volume_of)
-            .ok_or_else(|| bad_response(Retry::WithIdempotencyKey, "Cinder answered no volume"))
+            .ok_or_else(|| unreadable_create("Cinder"))
     }
 
     async fn delete_volume(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
         let Some(found) = self.get_volume(ctx, r).await? else {
             return Ok(());
         };
-        if found.status == MemberResourceStatus::Deleting {
-            return Ok(());
+        match found.status {
+            MemberResourceStatus::Deleting => return Ok(()),
+            // Cinder refuses to delete a volume that is still being created (400).
+            MemberResourceStatus::Provisioning => {
+                return Err(AdapterError::unavailable(
+                    "the volume is still being created; it is deleted once it is available",
+                )
+                .with_retry_after(std::time::Duration::from_secs(2)))
+            }
+            _ => {}
         }
         let path = format!("/volumes/{}", path_segment(&found.member_resource_id)?);
         let answer = self
@@ -852,7 +893,8 @@ impl OpenStackAdapter {
                         .collect()
                 })
                 .unwrap_or_default();
-            let full = page.len() >= self.page_size;
+            // Until an empty page: a proxy may cap listings below the limit asked for.
+            let full = !page.is_empty();
             let progressed = page.last() > names.last();
             names.extend(page);
             if !full || !progressed || names.len() >= MAX_LISTED {
@@ -911,6 +953,17 @@ fn internal(items: &[Value]) -> Option<&Value> {
     items
         .iter()
         .find(|n| n.get("router:external").and_then(Value::as_bool) != Some(true))
+}
+
+/// A create the member accepted but whose answer cannot be read: transient, so that the
+/// next attempt adopts the resource by its tag or metadata instead of failing.
+fn unreadable_create(service: &str) -> AdapterError {
+    AdapterError::new(
+        ErrorKind::Unavailable,
+        ErrorSource::Member,
+        Retry::WithIdempotencyKey,
+        format!("{service} accepted a create with an answer the broker cannot read; the next attempt looks for the resource"),
+    )
 }
 
 /// A member id used in a URL path: refused when it could escape its segment.
@@ -1417,6 +1470,10 @@ mod token_tests {
             .await
             .unwrap();
         assert_eq!(listed.len(), 5, "{listed:?}");
-        assert_eq!(pages.load(Ordering::SeqCst), 3, "pages of 2, 2 and 1");
+        assert_eq!(
+            pages.load(Ordering::SeqCst),
+            4,
+            "pages of 2, 2, 1 and an empty one"
+        );
     }
 }
