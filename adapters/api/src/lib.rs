@@ -254,6 +254,18 @@ impl AdapterError {
     }
 }
 
+/// How broker sizes and images map to a member's own (instance types or flavour ids, AMIs
+/// or image ids), and which services it offers (health checks only those APIs).
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    /// Broker size → the member's instance type or flavour.
+    pub sizes: std::collections::BTreeMap<String, String>,
+    /// Broker image → the member's image id.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// The services the member offers.
+    pub services: std::collections::BTreeSet<ResourceType>,
+}
+
 /// The member's own name for a broker size or image (`what` is `size` or `image`), from the
 /// mapping in the member config; a missing name or mapping is the broker's own error.
 pub fn member_name(

@@ -19,7 +19,7 @@
 mod sign;
 mod xml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use alliance_adapter_api::{
     AdapterError, CallContext, ErrorKind, ErrorSource, MemberAdapter, MemberResource,
@@ -150,16 +150,8 @@ impl Ec2Config {
     }
 }
 
-/// What the member offers and how broker names map to its own.
-#[derive(Debug, Clone, Default)]
-pub struct Mapping {
-    /// Broker size → instance type.
-    pub sizes: BTreeMap<String, String>,
-    /// Broker image → AMI id.
-    pub images: BTreeMap<String, String>,
-    /// The services the member offers (health checks only those APIs).
-    pub services: BTreeSet<ResourceType>,
-}
+/// How broker names map to the member's, and what it offers (shared by the adapters).
+pub use alliance_adapter_api::Mapping;
 
 /// A member reached over the EC2 and S3 APIs.
 pub struct Ec2Adapter {
@@ -396,6 +388,16 @@ impl Ec2Adapter {
         })
     }
 
+    /// The instances of a `RunInstances` or `DescribeInstances` answer.
+    fn instances<'a>(
+        doc: &'a roxmltree::Document<'a>,
+        keep_terminated: bool,
+    ) -> impl Iterator<Item = MemberResource> + 'a {
+        xml::all(doc, "instancesSet")
+            .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
+            .filter_map(move |node| Self::instance_of(node, keep_terminated))
+    }
+
     /// `DescribeInstances` or `DescribeVolumes` with `params`, following `nextToken` pages.
     async fn describe(
         &self,
@@ -416,11 +418,7 @@ impl Ec2Adapter {
                 .await?;
             let doc = xml::parse(&body)?;
             match kind {
-                Described::Instances => out.extend(
-                    xml::all(&doc, "instancesSet")
-                        .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-                        .filter_map(|node| Self::instance_of(node, keep_terminated)),
-                ),
+                Described::Instances => out.extend(Self::instances(&doc, keep_terminated)),
                 Described::Volumes => out.extend(
                     xml::items(doc.root_element(), "volumeSet").filter_map(Self::volume_of),
                 ),
@@ -482,6 +480,23 @@ impl Ec2Adapter {
         }
     }
 
+    /// Calls a creating action, unless an earlier attempt with an unknown outcome may still
+    /// be in progress at the member (see [`AmbiguousCreates`]).
+    async fn submit_create(
+        &self,
+        ctx: &CallContext,
+        action: &str,
+        params: &[(String, String)],
+        broker_id: &str,
+    ) -> Result<Vec<u8>, AdapterError> {
+        self.ambiguous.check(broker_id)?;
+        let answer = self
+            .ec2(ctx, action, params, Retry::WithIdempotencyKey, MAX_BODY)
+            .await;
+        self.ambiguous.record(broker_id, answer.as_ref().err());
+        answer
+    }
+
     async fn create_instance(
         &self,
         ctx: &CallContext,
@@ -517,24 +532,12 @@ impl Ec2Adapter {
             params.push(("SubnetId".to_owned(), subnet.clone()));
         }
         params.extend(Self::tag_params(spec, "instance"));
-        self.ambiguous.check(&spec.broker_id)?;
-        let answer = self
-            .ec2(
-                ctx,
-                "RunInstances",
-                &params,
-                Retry::WithIdempotencyKey,
-                MAX_BODY,
-            )
-            .await;
-        self.ambiguous
-            .record(&spec.broker_id, answer.as_ref().err());
-        let body = answer?;
-        let created = xml::parse(&body).ok().and_then(|doc| {
-            xml::all(&doc, "instancesSet")
-                .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
-                .find_map(|node| Self::instance_of(node, true))
-        });
+        let body = self
+            .submit_create(ctx, "RunInstances", &params, &spec.broker_id)
+            .await?;
+        let created = xml::parse(&body)
+            .ok()
+            .and_then(|doc| Self::instances(&doc, true).next());
         created.ok_or_else(|| unreadable_create("RunInstances"))
     }
 
@@ -604,19 +607,9 @@ impl Ec2Adapter {
             ("ClientToken".to_owned(), client_token(&spec.broker_id)),
         ];
         params.extend(Self::tag_params(spec, "volume"));
-        self.ambiguous.check(&spec.broker_id)?;
-        let answer = self
-            .ec2(
-                ctx,
-                "CreateVolume",
-                &params,
-                Retry::WithIdempotencyKey,
-                MAX_BODY,
-            )
-            .await;
-        self.ambiguous
-            .record(&spec.broker_id, answer.as_ref().err());
-        let body = answer?;
+        let body = self
+            .submit_create(ctx, "CreateVolume", &params, &spec.broker_id)
+            .await?;
         let mut created = xml::parse(&body)
             .ok()
             .and_then(|doc| Self::volume_of(doc.root_element()))

@@ -100,16 +100,8 @@ impl OpenStackConfig {
     }
 }
 
-/// How broker names map to the member's, and what it offers.
-#[derive(Debug, Clone, Default)]
-pub struct Mapping {
-    /// Broker size → flavour id.
-    pub sizes: BTreeMap<String, String>,
-    /// Broker image → image id.
-    pub images: BTreeMap<String, String>,
-    /// The services the member offers (health checks those endpoints).
-    pub services: BTreeSet<ResourceType>,
-}
+/// How broker names map to the member's, and what it offers (shared by the adapters).
+pub use alliance_adapter_api::Mapping;
 
 /// A member reached over the OpenStack APIs.
 pub struct OpenStackAdapter {
@@ -359,6 +351,43 @@ impl OpenStackAdapter {
         }
     }
 
+    /// A server or volume by its member id; `None` when the member does not know it.
+    async fn fetch(
+        &self,
+        ctx: &CallContext,
+        kind: Kept,
+        id: &str,
+    ) -> Result<Option<MemberResource>, AdapterError> {
+        let path = format!("/{}/{}", kind.collection(), path_segment(id)?);
+        let answer = self
+            .call(ctx, kind.types(), Method::GET, &path, &kind.headers(), None)
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = self.json(answer, Retry::Safe).await?;
+        Ok(body.get(kind.item()).and_then(|v| kind.read(v)))
+    }
+
+    /// Deletes a server or volume by its member id (one already gone is deleted).
+    async fn remove(&self, ctx: &CallContext, kind: Kept, id: &str) -> Result<(), AdapterError> {
+        let path = format!("/{}/{}", kind.collection(), path_segment(id)?);
+        let answer = self
+            .call(
+                ctx,
+                kind.types(),
+                Method::DELETE,
+                &path,
+                &kind.headers(),
+                None,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
+    }
+
     /// POSTs a create, unless an earlier attempt with an unknown outcome may still be in
     /// progress at the member (see [`AmbiguousCreates`]); the answer's JSON (`null` when
     /// unreadable: the caller then reports a transient error and the next attempt adopts
@@ -476,24 +505,10 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         r: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
-        let Some(id) = &r.member_resource_id else {
-            return self.find_server(ctx, &r.broker_id).await;
-        };
-        let answer = self
-            .call(
-                ctx,
-                COMPUTE,
-                Method::GET,
-                &format!("/servers/{}", path_segment(id)?),
-                &Self::compute_headers(),
-                None,
-            )
-            .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        match &r.member_resource_id {
+            Some(id) => self.fetch(ctx, Kept::Server, id).await,
+            None => self.find_server(ctx, &r.broker_id).await,
         }
-        let body = self.json(answer, Retry::Safe).await?;
-        Ok(body.get("server").and_then(Self::server_of))
     }
 
     async fn create_server(
@@ -555,21 +570,8 @@ impl OpenStackAdapter {
         let Some(found) = self.get_server(ctx, r).await? else {
             return Ok(());
         };
-        let path = format!("/servers/{}", path_segment(&found.member_resource_id)?);
-        let answer = self
-            .call(
-                ctx,
-                COMPUTE,
-                Method::DELETE,
-                &path,
-                &Self::compute_headers(),
-                None,
-            )
-            .await?;
-        match answer.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
-        }
+        self.remove(ctx, Kept::Server, &found.member_resource_id)
+            .await
     }
 
     // ---- Cinder ----
@@ -640,24 +642,10 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         r: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
-        let Some(id) = &r.member_resource_id else {
-            return self.find_volume(ctx, &r.broker_id).await;
-        };
-        let answer = self
-            .call(
-                ctx,
-                VOLUME,
-                Method::GET,
-                &format!("/volumes/{}", path_segment(id)?),
-                &Self::volume_headers(),
-                None,
-            )
-            .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        match &r.member_resource_id {
+            Some(id) => self.fetch(ctx, Kept::Volume, id).await,
+            None => self.find_volume(ctx, &r.broker_id).await,
         }
-        let body = self.json(answer, Retry::Safe).await?;
-        Ok(body.get("volume").and_then(Self::volume_of))
     }
 
     async fn create_volume(
@@ -712,21 +700,8 @@ impl OpenStackAdapter {
             }
             _ => {}
         }
-        let path = format!("/volumes/{}", path_segment(&found.member_resource_id)?);
-        let answer = self
-            .call(
-                ctx,
-                VOLUME,
-                Method::DELETE,
-                &path,
-                &Self::volume_headers(),
-                None,
-            )
-            .await?;
-        match answer.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
-        }
+        self.remove(ctx, Kept::Volume, &found.member_resource_id)
+            .await
     }
 
     // ---- Swift ----
@@ -953,6 +928,50 @@ fn internal(items: &[Value]) -> Option<&Value> {
     items
         .iter()
         .find(|n| n.get("router:external").and_then(Value::as_bool) != Some(true))
+}
+
+/// What Nova and Cinder keep for the broker, and how their documents read.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    Server,
+    Volume,
+}
+
+impl Kept {
+    fn types(self) -> &'static [&'static str] {
+        match self {
+            Self::Server => COMPUTE,
+            Self::Volume => VOLUME,
+        }
+    }
+
+    fn headers(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Self::Server => OpenStackAdapter::compute_headers().to_vec(),
+            Self::Volume => OpenStackAdapter::volume_headers().to_vec(),
+        }
+    }
+
+    fn collection(self) -> &'static str {
+        match self {
+            Self::Server => "servers",
+            Self::Volume => "volumes",
+        }
+    }
+
+    fn item(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Volume => "volume",
+        }
+    }
+
+    fn read(self, v: &Value) -> Option<MemberResource> {
+        match self {
+            Self::Server => OpenStackAdapter::server_of(v),
+            Self::Volume => OpenStackAdapter::volume_of(v),
+        }
+    }
 }
 
 /// A create the member accepted but whose answer cannot be read: transient, so that the
