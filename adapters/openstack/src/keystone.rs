@@ -356,7 +356,11 @@ impl Keystone {
             ));
         }
         if !answer.status.is_success() {
-            return Err(crate::service_error(http.member(), &answer, Retry::Safe));
+            return Err(crate::transport::service_error(
+                http.member(),
+                &answer,
+                Retry::Safe,
+            ));
         }
         let token = answer
             .header("x-subject-token")
