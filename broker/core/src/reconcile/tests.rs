@@ -1,5 +1,9 @@
 //! Reconciliation: classes, tolerance, aliases, and bad files.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
+
 use super::*;
 use crate::billing::{meter, Period, Price, PriceCatalogue, UsageSpan};
 

@@ -1,0 +1,231 @@
+//! Classification: what counts as a discrepancy, and the totals.
+//!
+//! Owns [`Tolerance`] and the `Classifier` shared by both joins: it is fed summed rows per
+//! key (matched, missing at the member, unexpected at the member) and keeps the
+//! discrepancies, the totals overall and per tenant, and the row counts.
+//!
+//! **Invariant:** the hash join and the merge join report through this one classifier, so
+//! the same keys with the same sums give the same [`Outcome`]; `finish` sorts the
+//! discrepancies, so the order in which keys were fed does not show in the report.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{Discrepancy, FocusRow, Outcome, Text, Total};
+
+/// How much difference is tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// In currency units (costs) or units (quantities).
+    pub absolute: Decimal,
+    /// As a fraction of the expected value.
+    pub relative: Decimal,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            absolute: Decimal::new(1, 6),
+            relative: Decimal::ZERO,
+        }
+    }
+}
+
+impl Tolerance {
+    fn allows(&self, expected: Decimal, stated: Decimal) -> bool {
+        (stated - expected).abs() <= self.absolute.max(self.relative * expected.abs())
+    }
+}
+
+/// The join key: resource, SKU, charge period start (ms).
+pub(super) type Key = (Text, Text, i64);
+
+/// A statement row without its key: what classification compares with the ledger.
+#[derive(Debug, Clone)]
+pub(super) struct Compact {
+    pub(super) region: Text,
+    pub(super) currency: Text,
+    pub(super) cost: Decimal,
+    pub(super) quantity: Decimal,
+    pub(super) tenant: Text,
+}
+
+/// Classifies matched, missing and unexpected rows and keeps the totals; shared by the
+/// hash join and the merge join so that both give the same report.
+pub(super) struct Classifier<'a> {
+    tolerance: Tolerance,
+    allowed: &'a HashMap<String, BTreeSet<String>>,
+    discrepancies: Vec<Discrepancy>,
+    totals: Total,
+    by_tenant: BTreeMap<Text, Total>,
+    currency: Option<Text>,
+    pub(super) ledger_rows: u64,
+    pub(super) statement_rows: u64,
+}
+
+impl<'a> Classifier<'a> {
+    pub(super) fn new(
+        tolerance: Tolerance,
+        allowed: &'a HashMap<String, BTreeSet<String>>,
+    ) -> Self {
+        Self {
+            tolerance,
+            allowed,
+            discrepancies: Vec::new(),
+            totals: Total::default(),
+            by_tenant: BTreeMap::new(),
+            currency: None,
+            ledger_rows: 0,
+            statement_rows: 0,
+        }
+    }
+
+    fn push(
+        &mut self,
+        class: &str,
+        key: &Key,
+        e: Option<&FocusRow>,
+        s: Option<&Compact>,
+        detail: String,
+    ) {
+        self.discrepancies.push(Discrepancy {
+            class: class.to_owned(),
+            resource_id: key.0.to_string(),
+            sku: key.1.to_string(),
+            charge_period_start: crate::billing::iso(key.2),
+            expected_cost: e.map(|e| e.cost),
+            stated_cost: s.map(|s| s.cost),
+            expected_quantity: e.map(|e| e.quantity),
+            stated_quantity: s.map(|s| s.quantity),
+            detail,
+        });
+    }
+
+    pub(super) fn ledger_row(&mut self, row: &FocusRow) {
+        self.ledger_rows += 1;
+        self.currency.get_or_insert_with(|| row.currency.clone());
+        self.totals.expected += row.cost;
+        self.by_tenant
+            .entry(row.tenant.clone())
+            .or_default()
+            .expected += row.cost;
+    }
+
+    pub(super) fn matched(&mut self, key: &Key, row: &FocusRow, s: &Compact) {
+        self.totals.stated += s.cost;
+        self.by_tenant.entry(row.tenant.clone()).or_default().stated += s.cost;
+        if s.currency != row.currency {
+            self.push(
+                "currency_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("billed in {}, metered in {}", s.currency, row.currency),
+            );
+            return;
+        }
+        if !s.region.is_empty() && s.region != row.region {
+            self.push(
+                "out_of_jurisdiction",
+                key,
+                Some(row),
+                Some(s),
+                format!("billed in {}, placed in {}", s.region, row.region),
+            );
+        }
+        if !self.tolerance.allows(row.quantity, s.quantity) {
+            self.push(
+                "quantity_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("quantity {} stated, {} metered", s.quantity, row.quantity),
+            );
+        }
+        if !self.tolerance.allows(row.cost, s.cost) {
+            self.push(
+                "amount_mismatch",
+                key,
+                Some(row),
+                Some(s),
+                format!("cost {} stated, {} expected", s.cost, row.cost),
+            );
+        }
+    }
+
+    pub(super) fn missing(&mut self, key: &Key, row: &FocusRow) {
+        self.push(
+            "missing_at_member",
+            key,
+            Some(row),
+            None,
+            "in the broker's ledger, not in the member's statement".into(),
+        );
+    }
+
+    pub(super) fn unexpected(&mut self, key: &Key, s: &Compact) {
+        self.totals.stated += s.cost;
+        self.by_tenant.entry(s.tenant.clone()).or_default().stated += s.cost;
+        self.push(
+            "unexpected_at_member",
+            key,
+            None,
+            Some(s),
+            "in the member's statement, unknown to the broker's ledger".into(),
+        );
+        if self
+            .allowed
+            .get(&*s.tenant)
+            .is_some_and(|set| !set.contains(&*s.region))
+        {
+            self.push(
+                "out_of_jurisdiction",
+                key,
+                None,
+                Some(s),
+                format!(
+                    "billed in {}, outside the tenant's allowed jurisdictions",
+                    s.region
+                ),
+            );
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Outcome {
+        self.totals.difference = self.totals.stated - self.totals.expected;
+        for total in self.by_tenant.values_mut() {
+            total.difference = total.stated - total.expected;
+        }
+        self.discrepancies.sort();
+        Outcome {
+            status: if self.discrepancies.is_empty() {
+                "clean".into()
+            } else {
+                "discrepancies".into()
+            },
+            currency: self.currency.map(|c| c.to_string()),
+            ledger_rows: self.ledger_rows,
+            statement_rows: self.statement_rows,
+            totals: self.totals,
+            totals_by_tenant: self
+                .by_tenant
+                .into_iter()
+                .map(|(tenant, total)| (tenant.to_string(), total))
+                .collect(),
+            discrepancies: self.discrepancies,
+        }
+    }
+}
+
+/// Drops the key from a statement row.
+pub(super) fn compact(row: FocusRow) -> Compact {
+    Compact {
+        region: row.region,
+        currency: row.currency,
+        cost: row.cost,
+        quantity: row.quantity,
+        tenant: row.tenant,
+    }
+}

@@ -1,0 +1,36 @@
+//! Reading FOCUS files and reconciling a member's statement with the broker's ledger.
+//!
+//! Rows match on (resource, SKU, charge period start); a statement may name a resource by
+//! the broker's id or by the member's own id (the `aliases` map). Classes of discrepancy:
+//! `missing_at_member` (in the ledger only), `unexpected_at_member` (in the statement
+//! only), `amount_mismatch` and `quantity_mismatch` (beyond the tolerance: a difference is
+//! tolerated when `|stated - expected| <= max(absolute, relative * |expected|)`),
+//! `out_of_jurisdiction` (billed in another region than the ledger, or outside the
+//! tenant's allowed jurisdictions), `currency_mismatch`. The report is deterministic: the
+//! same inputs give the same report, discrepancies sorted by key.
+//!
+//! The module is split by concept, and its public API is re-exported here:
+//!
+//! - `reader`: [`FocusReader`] streams and checks the rows of a FOCUS CSV ([`FocusRow`],
+//!   [`FocusError`], [`REQUIRED`], [`is_currency`]);
+//! - `classify`: [`Tolerance`] and the classifier both joins report through;
+//! - `join`: the hash join [`reconcile`] and the merge join [`reconcile_sorted`]
+//!   ([`MergeError`]);
+//! - `report`: the [`Outcome`] ([`Discrepancy`], [`Total`]) and [`discrepancies_csv`].
+//!
+//! **Invariant:** the two joins give the same report for any pair of files the merge join
+//! accepts; the property is tested in `reconcile/tests.rs` and fuzzed by
+//! `fuzz/fuzz_targets/focus_csv.rs`.
+
+mod classify;
+mod join;
+mod reader;
+mod report;
+
+pub use classify::Tolerance;
+pub use join::{reconcile, reconcile_sorted, MergeError};
+pub use reader::{is_currency, FocusError, FocusReader, FocusRow, Text, REQUIRED};
+pub use report::{discrepancies_csv, Discrepancy, Outcome, Total};
+
+#[cfg(test)]
+mod tests;

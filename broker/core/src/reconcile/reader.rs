@@ -1,0 +1,272 @@
+//! Streaming FOCUS CSV reader: the header, each value, and one currency per file.
+//!
+//! Owns turning bytes into [`FocusRow`]s, one row at a time with one reused record, so a
+//! file of any size is read in bounded memory.
+//!
+//! **Invariant:** every row yielded carries valid values: costs and quantities are decimals,
+//! the charge period is a pair of UTC times that ends after it starts, resource and SKU are
+//! not empty, no field is longer than 64 KiB, and the currency is an ISO 4217 code equal to
+//! the file's first. Anything else is a [`FocusError`] naming the row and the column, never
+//! a panic.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::billing::parse_iso;
+
+/// Active ISO 4217 currency codes.
+const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL";
+
+/// Whether `code` is an active ISO 4217 currency.
+pub fn is_currency(code: &str) -> bool {
+    code.len() == 3 && ISO_4217.split(' ').any(|c| c == code)
+}
+
+/// A bad FOCUS file: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("row {row}, column {column}: {message}")]
+pub struct FocusError {
+    /// 1-based data row (0 for the header or the file as a whole).
+    pub row: u64,
+    /// The column concerned.
+    pub column: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The columns reconciliation reads.
+pub const REQUIRED: [&str; 9] = [
+    "BilledCost",
+    "BillingCurrency",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "PricingQuantity",
+    "ResourceId",
+    "SkuId",
+    "RegionId",
+    "SubAccountId",
+];
+
+/// Largest field accepted.
+const MAX_FIELD: usize = 64 * 1024;
+
+/// One FOCUS row, as reconciliation needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FocusRow {
+    /// Resource.
+    pub resource_id: Text,
+    /// SKU.
+    pub sku: Text,
+    /// Charge period start, ms.
+    pub charge_start: i64,
+    /// Region (jurisdiction).
+    pub region: Text,
+    /// Currency.
+    pub currency: Text,
+    /// Billed cost.
+    pub cost: Decimal,
+    /// Pricing quantity.
+    pub quantity: Decimal,
+    /// Tenant (SubAccountId).
+    pub tenant: Text,
+}
+
+/// Shared text: rows of one file repeat their resource, SKU, region, currency and tenant,
+/// so each value is allocated once per run of equal values, not once per row.
+pub type Text = std::sync::Arc<str>;
+
+/// Returns the cached value when `value` equals it, else a new one (and caches it).
+fn intern(slot: &mut Option<Text>, value: &str) -> Text {
+    match slot {
+        Some(last) if **last == *value => last.clone(),
+        _ => {
+            let text: Text = Text::from(value);
+            *slot = Some(text.clone());
+            text
+        }
+    }
+}
+
+/// Streams the rows of a FOCUS CSV, checking the header, each value, and that one file
+/// holds one currency.
+pub struct FocusReader<R: Read> {
+    reader: csv::Reader<R>,
+    /// Reused for every row: one allocation for the whole file.
+    record: csv::StringRecord,
+    index: BTreeMap<&'static str, usize>,
+    row: u64,
+    currency: Option<Text>,
+    /// The last resource id, SKU, region and tenant, shared by the next equal value.
+    last: [Option<Text>; 4],
+}
+
+impl<R: Read> FocusReader<R> {
+    /// Reads the header.
+    pub fn new(input: R) -> Result<Self, FocusError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(input);
+        let headers = reader.headers().map_err(|e| csv_error(0, &e))?.clone();
+        let mut index = BTreeMap::new();
+        for name in REQUIRED {
+            let position = headers
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}') == name)
+                .ok_or_else(|| FocusError {
+                    row: 0,
+                    column: name.to_owned(),
+                    message: "required column is missing from the header".into(),
+                })?;
+            index.insert(name, position);
+        }
+        Ok(Self {
+            reader,
+            record: csv::StringRecord::new(),
+            index,
+            row: 0,
+            currency: None,
+            last: Default::default(),
+        })
+    }
+
+    fn parse(&mut self, record: &csv::StringRecord) -> Result<FocusRow, FocusError> {
+        let row = self.row;
+        let field = |name: &str| -> Result<&str, FocusError> {
+            let value = self
+                .index
+                .get(name)
+                .and_then(|i| record.get(*i))
+                .unwrap_or("");
+            if value.len() > MAX_FIELD {
+                return Err(FocusError {
+                    row,
+                    column: name.to_owned(),
+                    message: format!("value longer than {MAX_FIELD} bytes"),
+                });
+            }
+            Ok(value)
+        };
+        let decimal = |name: &str| -> Result<Decimal, FocusError> {
+            let raw = field(name)?;
+            raw.trim().parse::<Decimal>().map_err(|_| FocusError {
+                row,
+                column: name.to_owned(),
+                message: format!("`{}` is not a decimal number", truncate(raw)),
+            })
+        };
+        let required = |name: &str| -> Result<&str, FocusError> {
+            let raw = field(name)?;
+            if raw.trim().is_empty() {
+                Err(FocusError {
+                    row,
+                    column: name.to_owned(),
+                    message: "must not be empty".into(),
+                })
+            } else {
+                Ok(raw)
+            }
+        };
+        let currency = field("BillingCurrency")?;
+        // One currency per file: only a row that differs from the first is looked up.
+        let currency = match &self.currency {
+            Some(first) if **first == *currency => first.clone(),
+            _ if !is_currency(currency) => {
+                return Err(FocusError {
+                    row,
+                    column: "BillingCurrency".into(),
+                    message: format!("`{}` is not an ISO 4217 currency", truncate(currency)),
+                });
+            }
+            Some(first) => {
+                return Err(FocusError {
+                    row,
+                    column: "BillingCurrency".into(),
+                    message: format!(
+                        "{currency} in a file billed in {first}: one file, one currency"
+                    ),
+                });
+            }
+            None => {
+                let text = Text::from(currency);
+                self.currency = Some(text.clone());
+                text
+            }
+        };
+        let start = field("ChargePeriodStart")?;
+        let charge_start = parse_iso(start).ok_or_else(|| FocusError {
+            row,
+            column: "ChargePeriodStart".into(),
+            message: format!(
+                "`{}` is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
+                truncate(start)
+            ),
+        })?;
+        let end = field("ChargePeriodEnd")?;
+        let charge_end = parse_iso(end).ok_or_else(|| FocusError {
+            row,
+            column: "ChargePeriodEnd".into(),
+            message: format!("`{}` is not a UTC time", truncate(end)),
+        })?;
+        if charge_end <= charge_start {
+            return Err(FocusError {
+                row,
+                column: "ChargePeriodEnd".into(),
+                message: "ends before it starts".into(),
+            });
+        }
+        let (resource_id, sku) = (required("ResourceId")?, required("SkuId")?);
+        let (region, tenant) = (field("RegionId")?, field("SubAccountId")?);
+        let (cost, quantity) = (decimal("BilledCost")?, decimal("PricingQuantity")?);
+        let [last_resource, last_sku, last_region, last_tenant] = &mut self.last;
+        Ok(FocusRow {
+            resource_id: intern(last_resource, resource_id),
+            sku: intern(last_sku, sku),
+            charge_start,
+            region: intern(last_region, region),
+            currency,
+            cost,
+            quantity,
+            tenant: intern(last_tenant, tenant),
+        })
+    }
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
+fn csv_error(row: u64, e: &csv::Error) -> FocusError {
+    let message = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8".to_owned(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields where the header has {expected_len}"),
+        _ => e.to_string(),
+    };
+    FocusError {
+        row,
+        column: "-".into(),
+        message,
+    }
+}
+
+impl<R: Read> Iterator for FocusReader<R> {
+    type Item = Result<FocusRow, FocusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut record = std::mem::take(&mut self.record);
+        let read = self.reader.read_record(&mut record);
+        self.row += 1;
+        let result = match read {
+            Ok(false) => None,
+            Ok(true) => Some(self.parse(&record)),
+            Err(e) => Some(Err(csv_error(self.row, &e))),
+        };
+        self.record = record;
+        result
+    }
+}
