@@ -434,7 +434,7 @@ async fn tenants_are_rate_limited_with_retry_after() {
         }
     }
     let limited = limited.expect("30 requests at once must exceed 5 per second");
-    limited.assert_problem(429, "rate_limited");
+    limited.assert_problem(429, "request.rate_limited");
     assert!(
         limited
             .header("retry-after")

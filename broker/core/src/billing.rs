@@ -329,6 +329,24 @@ pub fn meter(
     lines
 }
 
+/// A metered line as the reconciliation join reads it: the same values the FOCUS writer
+/// would put in its row, without writing and parsing them back.
+impl From<&UsageLine> for crate::reconcile::FocusRow {
+    fn from(line: &UsageLine) -> Self {
+        use crate::reconcile::Text;
+        Self {
+            resource_id: Text::from(line.resource_id.as_str()),
+            sku: Text::from(line.sku.as_str()),
+            charge_start: line.charge_start_ms,
+            region: Text::from(line.jurisdiction.as_str()),
+            currency: Text::from(line.currency.as_str()),
+            cost: line.cost,
+            quantity: line.quantity,
+            tenant: Text::from(line.tenant.as_str()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +408,47 @@ mod tests {
         assert_eq!(lines[1].consumed_hours, d("6"));
         assert_eq!(lines[1].cost, d("0.072"));
         assert_eq!(iso(lines[1].charge_start_ms), "2026-11-02T00:00:00Z");
+    }
+
+    #[test]
+    fn a_typed_line_is_the_row_its_focus_rendering_reads_back_as() {
+        let p = Period::parse("2026-11").expect("period");
+        let prices = PriceCatalogue::new(&[Price {
+            sku: "instance.small".into(),
+            unit: "hour".into(),
+            price: d("0.0123456789"),
+            currency: "EUR".into(),
+        }])
+        .expect("prices");
+        let span = UsageSpan {
+            resource_id: "ins-1".into(),
+            resource_name: "web, \"quoted\"".into(),
+            resource_type: "instance".into(),
+            tenant: "acme".into(),
+            member: "m".into(),
+            jurisdiction: "FR".into(),
+            sku: "instance.small".into(),
+            units: Decimal::ONE,
+            start_ms: p.start_ms() + 1_234_567,
+            end_ms: Some(p.start_ms() + 50 * MS_PER_HOUR + 7),
+        };
+        let lines = meter(&[span], p, &prices, i64::MAX);
+        let mut csv = Vec::new();
+        let names = std::collections::BTreeMap::from([("m".to_owned(), "Member".to_owned())]);
+        crate::focus::write(&mut csv, p, &lines, &names).expect("focus");
+        let read: Vec<crate::reconcile::FocusRow> = crate::reconcile::FocusReader::new(csv.as_slice())
+            .expect("header")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let typed: Vec<crate::reconcile::FocusRow> =
+            lines.iter().map(crate::reconcile::FocusRow::from).collect();
+        assert_eq!(read.len(), typed.len());
+        for (r, t) in read.iter().zip(&typed) {
+            assert_eq!(
+                (&r.resource_id, &r.sku, r.charge_start, &r.region, &r.currency, r.cost, r.quantity, &r.tenant),
+                (&t.resource_id, &t.sku, t.charge_start, &t.region, &t.currency, t.cost, t.quantity, &t.tenant)
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Usage: the ledger read as spans, metered per day and rated with each member's price
-//! catalogue (`alliance_core::billing`), as JSON or FOCUS CSV.
+//! catalogue (`alliance_core::billing`), as JSON or FOCUS CSV, and members' statements.
+//! Spans still open are metered up to the `now_ms` the caller passes (its clock).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -42,6 +43,7 @@ pub async fn usage(
     tenant: Option<&str>,
     member: Option<&str>,
     catalogues: &BTreeMap<String, PriceCatalogue>,
+    now_ms: i64,
 ) -> StoreResult<Usage> {
     let spans = store.usage_spans(period, tenant, member).await?;
     let mut by_member: BTreeMap<&str, Vec<_>> = BTreeMap::new();
@@ -56,7 +58,7 @@ pub async fn usage(
     let mut totals = Vec::new();
     for (member, spans) in by_member {
         let catalogue = catalogues.get(member).unwrap_or(&empty);
-        let metered = meter(&spans, period, catalogue, crate::time::now_ms());
+        let metered = meter(&spans, period, catalogue, now_ms);
         totals.push(MemberTotal {
             member: member.to_owned(),
             currency: catalogue.currency().to_owned(),
@@ -70,24 +72,6 @@ pub async fn usage(
         lines,
         totals,
     })
-}
-
-/// The broker's ledger of `member` for `period` as FOCUS CSV.
-pub async fn ledger_focus(
-    store: &Store,
-    period: Period,
-    member: &str,
-    catalogues: &BTreeMap<String, PriceCatalogue>,
-    names: &BTreeMap<String, String>,
-) -> StoreResult<(Vec<u8>, Usage)> {
-    let usage = usage(store, period, None, Some(member), catalogues).await?;
-    let mut out = Vec::new();
-    if let Err(e) = alliance_core::focus::write(&mut out, period, &usage.lines, names) {
-        return Err(crate::store::StoreError::Corrupt(format!(
-            "cannot write the ledger: {e}"
-        )));
-    }
-    Ok((out, usage))
 }
 
 /// What reconciliation needs to know besides the two files.

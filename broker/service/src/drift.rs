@@ -126,15 +126,15 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
     let audit = |previous: Option<&serde_json::Value>| {
         let differs = previous.map(findings) != Some(findings(&value));
         changed.store(differs, std::sync::atomic::Ordering::Relaxed);
-        (differs && (drifted || previous.is_some())).then(|| AuditEntry {
-            actor: "system:drift".into(),
-            roles: Vec::new(),
-            tenant: None,
-            action: "member.drift".into(),
-            resource_id: Some(member.clone()),
-            outcome: if drifted { "drift" } else { "clean" }.into(),
-            request_id: None,
-            details: details.clone(),
+        (differs && (drifted || previous.is_some())).then(|| {
+            AuditEntry::system(
+                "system:drift",
+                None,
+                "member.drift".into(),
+                Some(member.clone()),
+                if drifted { "drift" } else { "clean" },
+                details.clone(),
+            )
         })
     };
     state

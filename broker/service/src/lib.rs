@@ -1,8 +1,12 @@
 //! The alliance broker as a library: `main` only wires.
 //!
 //! Start at [`startup::Application`]; the request path is [`api`] → [`auth`] →
-//! [`provisioning`] → [`store`], and the [`provisioning::engine`] drives member clouds
-//! through the adapters registered in [`members`]. docs/ARCHITECTURE.md has the map.
+//! [`tenancy`] → [`provisioning`] (placement, then the journal) → [`store`], and the
+//! [`provisioning::engine`] drives member clouds through the adapters registered in
+//! [`members`]; the books go [`billing`] (ledger → rating) → [`reconciliation`].
+//! Only [`api`] (and the extractor in [`auth`], and [`startup`], which serves) speak HTTP:
+//! every other module returns domain values and [`error::ApiError`].
+//! docs/ARCHITECTURE.md has the map.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,13 +16,16 @@ pub mod config;
 pub mod drift;
 pub mod endpoints;
 pub mod error;
+pub mod idempotency;
 pub mod members;
 pub mod partners;
 pub mod provisioning;
 pub mod ratelimit;
+pub mod reconciliation;
 pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod tenancy;
 pub mod telemetry;
 pub mod time;

@@ -1,6 +1,6 @@
 //! Per-tenant (or per-subject) request rate limiting: a token bucket per key, refilled at
 //! `rate_limit_per_second` with a burst of the same size. A refused request is answered
-//! 429 `rate_limited` with `Retry-After`.
+//! 429 `request.rate_limited` with `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The limiter.
 #[derive(Debug)]
@@ -54,8 +54,7 @@ impl RateLimiter {
         } else {
             let wait = (1.0 - *tokens) / self.per_second;
             Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many requests for this tenant; slow down",
             )
             .with_retry_after(Duration::from_secs_f64(wait)))

@@ -19,7 +19,7 @@ use crate::provisioning::engine::Engine;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 use crate::store::{resolve_url, Store};
-use crate::time::now_ms;
+use crate::time::{SharedClock, SystemClock};
 
 /// What `serve` needs besides the config.
 #[derive(Debug, Clone)]
@@ -32,6 +32,21 @@ pub struct Settings {
     pub allow_dev_issuer_on_network: bool,
     /// The environment, for secrets the config names by variable.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The clock of the books ([`SystemClock`] in production).
+    pub clock: SharedClock,
+}
+
+impl Settings {
+    /// Settings for a config and data dir, with the system clock and no environment.
+    pub fn new(config: Config, data_dir: PathBuf) -> Self {
+        Self {
+            config,
+            data_dir,
+            allow_dev_issuer_on_network: false,
+            env: std::collections::BTreeMap::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 /// A built broker, bound and ready to run.
@@ -44,6 +59,23 @@ pub struct Application {
 impl Application {
     /// Builds everything and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.config.server.listen;
+        let state = build_state(settings).await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            state,
+            local_addr,
+        })
+    }
+}
+
+/// Builds the broker's state (store migrated, tenants seeded, members and verifier ready)
+/// without binding: what `Application::build` serves, and what in-process tests drive.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         let config = settings.config;
         let listen = config.server.listen;
         if config.auth.dev_issuer.enabled
@@ -66,7 +98,7 @@ impl Application {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        let now = now_ms();
+        let now = settings.clock.now_ms();
         for tenant in &config.tenants {
             let name = tenant
                 .name
@@ -129,11 +161,7 @@ impl Application {
         };
         let verifier = TokenVerifier::new(&config.auth, dev)
             .map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let local_addr = listener.local_addr()?;
-        let state = AppState {
+        Ok(AppState {
             rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
             sealer,
             config: Arc::new(config),
@@ -142,14 +170,11 @@ impl Application {
             members,
             wake: Arc::new(Notify::new()),
             metrics: crate::telemetry::metrics_handle(),
-        };
-        Ok(Self {
-            listener,
-            state,
-            local_addr,
+            clock: settings.clock,
         })
-    }
+}
 
+impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -178,6 +203,7 @@ impl Application {
             state.members.clone(),
             state.config.operations.clone(),
             state.wake.clone(),
+            state.clock.clone(),
         );
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
@@ -224,7 +250,7 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "cannot refresh the member routing table");
         }
         if housekeeping.is_multiple_of(300) {
-            match state.store.expire_idempotency_keys(now_ms()).await {
+            match state.store.expire_idempotency_keys(state.clock.now_ms()).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys"),

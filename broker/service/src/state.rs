@@ -30,4 +30,6 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Seals and opens partner credentials.
     pub sealer: Arc<crate::secrets::Sealer>,
+    /// The clock of the books.
+    pub clock: crate::time::SharedClock,
 }

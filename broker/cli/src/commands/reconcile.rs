@@ -237,22 +237,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if !books.catalogues.contains_key(member.as_str()) {
                     anyhow::bail!("--member: `{member}` is not a member of this alliance");
                 }
-                let (ledger, _) = alliance_service::billing::ledger_focus(&store, period, member, &books.catalogues, &books.names).await?;
                 let statement_text = match statement {
-                    Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    Some(path) => std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
                     None => match store.statement(member, &period.to_string()).await? {
-                        Some(uploaded) => uploaded,
+                        Some(uploaded) => uploaded.into_bytes(),
                         None => {
                             let m = member_config.ok_or_else(|| anyhow::anyhow!("no uploaded statement for {member} {period}; pass --statement"))?;
                             let adapter = alliance_service::members::build_adapter(m, &args.common.data_dir, &super::env_map(), std::time::Duration::from_secs(60)).map_err(anyhow::Error::msg)?;
                             let ctx = alliance_adapter_api::CallContext::new(None, "reconcile", std::time::Duration::from_secs(60));
-                            adapter.statement(&ctx, &period.to_string()).await?.ok_or_else(|| anyhow::anyhow!("{member} publishes no statement for {period}; pass --statement"))?
+                            adapter.statement(&ctx, &period.to_string()).await?.ok_or_else(|| anyhow::anyhow!("{member} publishes no statement for {period}; pass --statement"))?.into_bytes()
                         }
                     },
                 };
-                let (aliases, allowed) = alliance_service::billing::reconciliation_context(&store, member).await?;
+                // The same use case as POST /v1/reconciliations.
+                let reconciled = alliance_service::reconciliation::reconcile_member(
+                    &store,
+                    &books,
+                    member,
+                    period,
+                    &statement_text,
+                    tolerance,
+                    alliance_service::time::now_ms(),
+                )
+                .await;
                 store.close().await;
-                run_files(ledger.as_slice(), statement_text.as_bytes(), tolerance, &aliases, &allowed, ("ledger", "statement"))
+                reconciled.map(|r| r.outcome).map_err(|e| match statement {
+                    Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+                    None => anyhow::anyhow!("{e}"),
+                })
             })?
         }
         _ => anyhow::bail!(

@@ -41,6 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             data_dir: args.common.data_dir.clone(),
             allow_dev_issuer_on_network: args.allow_dev_issuer_on_network,
             env: super::env_map(),
+            clock: std::sync::Arc::new(alliance_service::time::SystemClock),
         })
         .await?;
         println!("alliance listening on http://{} ({origin}, {members} members, {database} store, data dir {})", app.local_addr(), args.common.data_dir.display());

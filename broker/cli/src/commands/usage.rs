@@ -51,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.tenant.as_deref(),
             args.member.as_deref(),
             &books.catalogues,
+            alliance_service::time::now_ms(),
         )
         .await?;
         store.close().await;

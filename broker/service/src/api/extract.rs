@@ -6,7 +6,32 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::RequestFacts;
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestFacts {
+    type Rejection = ApiError;
+
+    /// Reads `x-request-id`, `traceparent` and `Idempotency-Key`. The key is kept as sent:
+    /// a present but malformed key is refused when it is claimed, never taken for none.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let text = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(Self {
+            request_id: text("x-request-id"),
+            traceparent: text("traceparent"),
+            idempotency_key: parts
+                .headers
+                .get("idempotency-key")
+                .map(|v| v.as_bytes().to_vec()),
+        })
+    }
+}
 
 /// Query parameters; a bad or unknown parameter is 400 `validation.invalid_query`.
 #[derive(Debug, Clone)]
@@ -37,8 +62,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request.too_large",
+                        ErrorCode::TooLarge,
                         "the request body is larger than the broker accepts",
                     )
                 } else {

@@ -9,9 +9,12 @@ pub mod catalogue;
 pub mod extract;
 pub mod json;
 pub mod partners;
+pub mod problem;
 pub mod reconciliation;
 pub mod resources;
+pub mod tenants;
 pub mod usage;
+pub mod views;
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -73,9 +76,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(catalogue::evaluate))
         .routes(routes!(catalogue::list_members))
         .routes(routes!(catalogue::get_member))
-        .routes(routes!(catalogue::residency))
-        .routes(routes!(catalogue::create_tenant, catalogue::list_tenants))
-        .routes(routes!(catalogue::get_tenant, catalogue::update_tenant))
+        .routes(routes!(tenants::residency))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant, tenants::update_tenant))
         .routes(routes!(catalogue::audit))
         .routes(routes!(partners::submit))
         .routes(routes!(partners::get))
@@ -109,13 +112,14 @@ pub fn router(state: AppState) -> Router {
     api.route("/metrics", axum::routing::get(metrics))
         .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such route; see /docs") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "this route does not answer that method; see /docs") })
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(record_metrics))
         .layer(CatchPanicLayer::custom(|_panic| ApiError::internal("a handler panicked").into_response()))
+        .layer(middleware::from_fn(problem::log_server_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -133,8 +137,7 @@ async fn request_timeout(
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request.timeout",
+            ErrorCode::RequestTimeout,
             "the request took longer than the broker allows",
         )
         .with_retry_after(Duration::from_secs(1))

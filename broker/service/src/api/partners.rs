@@ -1,7 +1,7 @@
 //! Partner applications and member lifecycle routes.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{OriginalUri, Path, State};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -10,41 +10,43 @@ use super::json::StrictJson;
 use crate::auth::permissions::{ApplyAsPartner, ManageMembers};
 use crate::auth::{Authorized, Role};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::partners::{self, ApplicationView, Lifecycle, SelfDescription};
-use crate::provisioning::views::MemberView;
+use super::problem::reply;
+use super::views::{ApplicationView, MemberView};
+use crate::idempotency::{json_reply, with_idempotency_key, RequestFacts};
+use crate::partners::{self, Lifecycle, SelfDescription};
 use crate::state::AppState;
 
 /// Apply to join the alliance; the conformance suite runs against the endpoint.
 #[utoipa::path(post, path = "/v1/partner-applications", tag = "partners", request_body = SelfDescription,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for 24 h")),
     responses((status = 202, body = ApplicationView, description = "stored; conformance is running"), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
     auth: Authorized<ApplyAsPartner>,
-    headers: axum::http::HeaderMap,
+    facts: RequestFacts,
+    uri: OriginalUri,
     body: StrictJson<SelfDescription>,
-) -> ApiResult<axum::response::Response> {
+) -> ApiResult<Response> {
     let canonical = body.canonical.clone();
     let action = async {
         let row = partners::submit(&state, &auth.principal, body.value, &body.canonical).await?;
-        Ok(axum::response::IntoResponse::into_response((
-            StatusCode::ACCEPTED,
-            Json(ApplicationView::from(&row)),
-        )))
+        json_reply(202, None, &ApplicationView::from(&row))
     };
-    crate::provisioning::with_idempotency_key(
+    let stored = with_idempotency_key(
         &state,
         &auth.principal,
-        &headers,
-        "/v1/partner-applications",
+        &facts,
+        uri.path(),
         &canonical,
         action,
     )
-    .await
+    .await?;
+    Ok(reply(&stored))
 }
 
 /// An application: its status and conformance report (never its credentials).
-#[utoipa::path(get, path = "/v1/partner-applications/{id}", tag = "partners", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/partner-applications/{id}", operation_id = "get_partner_application", tag = "partners", params(("id" = String, Path)),
     responses((status = 200, body = ApplicationView), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,

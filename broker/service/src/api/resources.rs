@@ -5,7 +5,6 @@
 
 use alliance_core::{DataClassName, ImageName, Jurisdiction, MemberId, ResourceType, SizeName};
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
@@ -16,8 +15,10 @@ use super::json::{field, name, StrictJson};
 use crate::auth::permissions::{ProvisionResources, ReadResources};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::provisioning::views::{page, OperationView, Page, PageParams, ResourceView};
-use crate::provisioning::{self, CreateRequest, RequestFacts};
+use super::problem::reply;
+use super::views::{accepted, page, OperationView, Page, PageParams, ResourceView};
+use crate::idempotency::RequestFacts;
+use crate::provisioning::{self, CreateRequest};
 use crate::state::AppState;
 
 /// `POST /v1/instances`.
@@ -119,13 +120,14 @@ fn instance_request(state: &AppState, body: &CreateInstance) -> ApiResult<Create
 async fn create_any(
     state: &AppState,
     auth: &crate::auth::Principal,
-    headers: &HeaderMap,
+    facts: &RequestFacts,
     uri: &OriginalUri,
     canonical: &serde_json::Value,
     request: CreateRequest,
 ) -> ApiResult<Response> {
-    let facts = RequestFacts::from_headers(headers);
-    provisioning::create(state, auth, &facts, uri.path(), canonical, request).await
+    let stored =
+        provisioning::create(state, auth, facts, uri.path(), canonical, request, accepted).await?;
+    Ok(reply(&stored))
 }
 
 async fn list_any(
@@ -164,18 +166,12 @@ async fn get_any(
 async fn delete_any(
     state: &AppState,
     auth: &crate::auth::Principal,
-    headers: &HeaderMap,
+    facts: &RequestFacts,
     resource_type: ResourceType,
     id: &str,
 ) -> ApiResult<Response> {
-    provisioning::delete(
-        state,
-        auth,
-        &RequestFacts::from_headers(headers),
-        resource_type,
-        id,
-    )
-    .await
+    let stored = provisioning::delete(state, auth, facts, resource_type, id, accepted).await?;
+    Ok(reply(&stored))
 }
 
 /// Create an instance in a country.
@@ -186,7 +182,7 @@ async fn delete_any(
 pub async fn create_instance(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     uri: OriginalUri,
     body: StrictJson<CreateInstance>,
 ) -> ApiResult<Response> {
@@ -194,7 +190,7 @@ pub async fn create_instance(
     create_any(
         &state,
         &auth.principal,
-        &headers,
+        &facts,
         &uri,
         &body.canonical,
         request,
@@ -210,7 +206,7 @@ pub async fn create_instance(
 pub async fn create_volume(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     uri: OriginalUri,
     body: StrictJson<CreateVolume>,
 ) -> ApiResult<Response> {
@@ -223,15 +219,13 @@ pub async fn create_volume(
         v.member.as_deref(),
     )?;
     if !(1..=65_536).contains(&v.size_gb) {
-        return Err(ApiError::invalid_field(
-            "`size_gb`: must be from 1 to 65536",
-        ));
+        return Err(ApiError::invalid_field("`size_gb` must be from 1 to 65536"));
     }
     request.size_gb = Some(v.size_gb);
     create_any(
         &state,
         &auth.principal,
-        &headers,
+        &facts,
         &uri,
         &body.canonical,
         request,
@@ -247,7 +241,7 @@ pub async fn create_volume(
 pub async fn create_bucket(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     uri: OriginalUri,
     body: StrictJson<CreateBucket>,
 ) -> ApiResult<Response> {
@@ -262,7 +256,7 @@ pub async fn create_bucket(
     create_any(
         &state,
         &auth.principal,
-        &headers,
+        &facts,
         &uri,
         &body.canonical,
         request,
@@ -335,13 +329,13 @@ pub async fn get_bucket(
 pub async fn delete_instance(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     delete_any(
         &state,
         &auth.principal,
-        &headers,
+        &facts,
         ResourceType::Instance,
         &id,
     )
@@ -353,10 +347,10 @@ pub async fn delete_instance(
 pub async fn delete_volume(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    delete_any(&state, &auth.principal, &headers, ResourceType::Volume, &id).await
+    delete_any(&state, &auth.principal, &facts, ResourceType::Volume, &id).await
 }
 
 /// Delete a bucket (asynchronous).
@@ -364,10 +358,10 @@ pub async fn delete_volume(
 pub async fn delete_bucket(
     State(state): State<AppState>,
     auth: Authorized<ProvisionResources>,
-    headers: HeaderMap,
+    facts: RequestFacts,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    delete_any(&state, &auth.principal, &headers, ResourceType::Bucket, &id).await
+    delete_any(&state, &auth.principal, &facts, ResourceType::Bucket, &id).await
 }
 
 /// One of your operations.

@@ -17,6 +17,7 @@ use crate::state::AppState;
 /// `?period=YYYY-MM&tenant=&member=&format=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// `YYYY-MM` (UTC month).
     pub period: String,
@@ -58,6 +59,7 @@ async fn compute(
         tenant.as_deref(),
         params.member.as_deref(),
         &books.catalogues,
+        state.clock.now_ms(),
     )
     .await?)
 }

@@ -145,6 +145,27 @@ impl Principal {
     pub fn role_names(&self) -> Vec<String> {
         self.roles.iter().map(|r| r.as_str().to_owned()).collect()
     }
+
+    /// An audit event of an action this principal took, tied to its request.
+    pub fn audit(
+        &self,
+        action: &str,
+        tenant: Option<String>,
+        resource_id: Option<String>,
+        outcome: &str,
+        details: serde_json::Value,
+    ) -> crate::store::AuditEntry {
+        crate::store::AuditEntry {
+            actor: self.subject.clone(),
+            roles: self.role_names(),
+            tenant,
+            action: action.to_owned(),
+            resource_id,
+            outcome: outcome.to_owned(),
+            request_id: self.request_id.clone(),
+            details,
+        }
+    }
 }
 
 /// An authenticated principal holding permission `P`; the one authorization point.

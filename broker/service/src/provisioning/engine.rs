@@ -21,7 +21,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::config::OperationsConfig;
 use crate::members::MemberRegistry;
 use crate::store::{AuditEntry, ClaimedOperation, Finish, OperationStep, Store, StoreError};
-use crate::time::now_ms;
+use crate::error::{problem_document, ErrorCode};
+use crate::time::SharedClock;
 
 /// The engine of one broker process.
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub struct Engine {
     config: OperationsConfig,
     owner: String,
     wake: Arc<Notify>,
+    clock: SharedClock,
 }
 
 /// What one step decided.
@@ -51,6 +53,7 @@ impl Engine {
         members: Arc<MemberRegistry>,
         config: OperationsConfig,
         wake: Arc<Notify>,
+        clock: SharedClock,
     ) -> Self {
         let owner = format!("broker-{}", uuid::Uuid::new_v4().simple());
         Self {
@@ -59,6 +62,7 @@ impl Engine {
             config,
             owner,
             wake,
+            clock,
         }
     }
 
@@ -79,7 +83,7 @@ impl Engine {
                     .store
                     .claim_operations(
                         &self.owner,
-                        now_ms(),
+                        self.clock.now_ms(),
                         lease,
                         i64::try_from(free.min(64)).unwrap_or(64),
                     )
@@ -135,7 +139,7 @@ impl Engine {
         let claimed = claimed.clone();
         let op = &claimed.operation;
         let next = self.decide(&claimed).await;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let result = match next {
             Next::Reschedule {
                 step,
@@ -146,7 +150,7 @@ impl Engine {
                 let next_at = now + i64::try_from(delay.as_millis()).unwrap_or(5_000);
                 if next_at > claimed.deadline_at {
                     let problem = problem(
-                        "member.timeout",
+                        ErrorCode::MemberTimeout,
                         format!(
                             "the operation did not finish before its deadline{}",
                             error.map(|e| format!(": {e}")).unwrap_or_default()
@@ -194,19 +198,17 @@ impl Engine {
         if let Finish::Failed(problem) = &finish {
             details["error"] = problem.clone();
         }
-        let entry = AuditEntry {
-            actor: "system:engine".into(),
-            roles: Vec::new(),
-            tenant: Some(op.tenant_id.clone()),
-            action: format!("{}.{}", op.resource_type, op.kind),
-            resource_id: Some(op.resource_id.clone()),
-            outcome: outcome.into(),
-            request_id: None,
+        let entry = AuditEntry::system(
+            "system:engine",
+            Some(op.tenant_id.clone()),
+            format!("{}.{}", op.resource_type, op.kind),
+            Some(op.resource_id.clone()),
+            outcome,
             details,
-        };
+        );
         let done = self
             .store
-            .finish_operation(&op.id, &self.owner, &finish, &[entry], now_ms())
+            .finish_operation(&op.id, &self.owner, &finish, &[entry], self.clock.now_ms())
             .await?;
         if done {
             metrics::counter!("alliance_operations_total", "kind" => op.kind.clone(), "outcome" => outcome).increment(1);
@@ -245,7 +247,6 @@ impl Engine {
             member_resource_id: resource.member_resource_id.clone(),
         };
         let adapter = &member.adapter;
-        let timeout = Duration::from_millis(self.config.call_timeout_ms);
         // Member call metrics are counted by the resilience layer; this only marks the step.
         let call = |name: &'static str, outcome: &'static str| {
             tracing::debug!(call = name, outcome, "member call");
@@ -256,12 +257,12 @@ impl Engine {
                     Ok(spec) => spec,
                     Err(e) => {
                         return Next::Finish(
-                            Finish::Failed(problem("validation.invalid_field", e)),
+                            Finish::Failed(problem(ErrorCode::InvalidField, e)),
                             "failed",
                         )
                     }
                 };
-                match with_timeout(timeout, adapter.create(&ctx, &spec)).await {
+                match adapter.create(&ctx, &spec).await {
                     Ok(found) => {
                         crash_point("after-member-create");
                         call("create", "ok");
@@ -274,7 +275,7 @@ impl Engine {
                 }
             }
             ("create", OperationStep::Await) => {
-                match with_timeout(timeout, adapter.get(&ctx, &reference)).await {
+                match adapter.get(&ctx, &reference).await {
                     Ok(Some(found)) => {
                         call("get", "ok");
                         self.after_create_answer(op.attempts, found)
@@ -293,7 +294,7 @@ impl Engine {
                 }
             }
             ("delete", OperationStep::Submit) => {
-                match with_timeout(timeout, adapter.delete(&ctx, &reference)).await {
+                match adapter.delete(&ctx, &reference).await {
                     Ok(()) => {
                         call("delete", "ok");
                         Next::Reschedule {
@@ -310,7 +311,7 @@ impl Engine {
                 }
             }
             ("delete", OperationStep::Await) => {
-                match with_timeout(timeout, adapter.get(&ctx, &reference)).await {
+                match adapter.get(&ctx, &reference).await {
                     Ok(None) => Next::Finish(
                         Finish::Succeeded {
                             resource_status: "deleted",
@@ -329,7 +330,7 @@ impl Engine {
             }
             (kind, step) => Next::Finish(
                 Finish::Failed(problem(
-                    "internal",
+                    ErrorCode::Internal,
                     format!("operation kind {kind} at step {step:?} cannot run"),
                 )),
                 "failed",
@@ -354,7 +355,7 @@ impl Engine {
             },
             MemberResourceStatus::Error => Next::Finish(
                 Finish::Failed(problem(
-                    "member.resource_failed",
+                    ErrorCode::MemberResourceFailed,
                     found
                         .detail
                         .unwrap_or_else(|| "the member failed to create the resource".into()),
@@ -363,7 +364,7 @@ impl Engine {
             ),
             MemberResourceStatus::Deleting => Next::Finish(
                 Finish::Failed(problem(
-                    "member.resource_failed",
+                    ErrorCode::MemberResourceFailed,
                     "the member is deleting the resource",
                 )),
                 "failed",
@@ -382,10 +383,10 @@ impl Engine {
             }
         } else {
             let code = match error.kind {
-                alliance_adapter_api::ErrorKind::OverQuota => "member.over_quota",
-                alliance_adapter_api::ErrorKind::AuthFailed => "member.auth_failed",
-                alliance_adapter_api::ErrorKind::Invalid => "member.rejected",
-                _ => "member.error",
+                alliance_adapter_api::ErrorKind::OverQuota => ErrorCode::MemberOverQuota,
+                alliance_adapter_api::ErrorKind::AuthFailed => ErrorCode::MemberAuthFailed,
+                alliance_adapter_api::ErrorKind::Invalid => ErrorCode::MemberRejected,
+                _ => ErrorCode::MemberError,
             };
             Next::Finish(Finish::Failed(problem(code, error.message)), "failed")
         }
@@ -405,37 +406,11 @@ fn crash_point(name: &str) {
     }
 }
 
-async fn with_timeout<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, AdapterError>>,
-) -> Result<T, AdapterError> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(AdapterError::new(
-                alliance_adapter_api::ErrorKind::Timeout,
-                alliance_adapter_api::ErrorSource::Network,
-                alliance_adapter_api::Retry::WithIdempotencyKey,
-                "the member did not answer in time",
-            ))
-        })
-}
-
-/// A problem document stored on a failed operation.
-pub fn problem(code: &str, detail: impl Into<String>) -> serde_json::Value {
-    let status = match code {
-        "member.timeout" => 504,
-        "internal" => 500,
-        "validation.invalid_field" => 422,
-        _ => 502,
-    };
-    serde_json::json!({
-        "type": format!("urn:alliance:problem:{code}"),
-        "title": "Operation failed",
-        "status": status,
-        "detail": detail.into(),
-        "code": code,
-    })
+/// A problem document stored on a failed operation, written by the one renderer.
+pub fn problem(code: ErrorCode, detail: impl Into<String>) -> serde_json::Value {
+    let detail: String = detail.into();
+    serde_json::to_value(problem_document(code, &detail, serde_json::Map::new()))
+        .unwrap_or_default()
 }
 
 fn spec_of(

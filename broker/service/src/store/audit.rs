@@ -39,6 +39,29 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
+impl AuditEntry {
+    /// An event of the broker's own doing (`actor` names the job, e.g. `system:engine`).
+    pub fn system(
+        actor: &str,
+        tenant: Option<String>,
+        action: String,
+        resource_id: Option<String>,
+        outcome: &str,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            roles: Vec::new(),
+            tenant,
+            action,
+            resource_id,
+            outcome: outcome.to_owned(),
+            request_id: None,
+            details,
+        }
+    }
+}
+
 /// A recorded event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditEvent {

@@ -12,7 +12,10 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::ChainCursor;
-use super::resources::{apply, Write};
+use super::audit::{self, AuditEntry};
+use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
+use super::operations::{insert_operation, Finish, OperationRow};
+use super::resources::NewResource;
 use super::{Backend, StoreError, StoreResult};
 
 /// Writes committed together at most.
@@ -91,4 +94,145 @@ async fn commit<'a>(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// A write that may be group-committed with others (see `store/batch.rs`).
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived values in a bounded queue; boxing buys nothing"
+)]
+pub(crate) enum Write {
+    /// `create_resource`.
+    Create {
+        resource: NewResource,
+        operation: OperationRow,
+        deadline_at: i64,
+        audit: Vec<AuditEntry>,
+        idempotency: Option<(IdempotencyKeyRecord, StoredResponse)>,
+        traceparent: Option<String>,
+    },
+    /// `finish_operation`.
+    Finish {
+        id: String,
+        owner: String,
+        finish: Finish,
+        audit: Vec<AuditEntry>,
+        now: i64,
+    },
+}
+
+/// Applies one write inside the caller's transaction; `Ok(false)` when a fenced update
+/// found its lease lost (and nothing was changed for it).
+pub(crate) async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    write: &Write,
+    cursor: &mut ChainCursor,
+) -> StoreResult<bool> {
+    match write {
+        Write::Create {
+            resource,
+            operation,
+            deadline_at,
+            audit,
+            idempotency,
+            traceparent,
+        } => {
+            let now = operation.created_at;
+            sqlx::query(
+                "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $10, $10)",
+            )
+            .bind(&resource.id)
+            .bind(resource.tenant.as_str())
+            .bind(resource.resource_type.as_str())
+            .bind(&resource.name)
+            .bind(&resource.jurisdiction)
+            .bind(&resource.member_id)
+            .bind(&resource.data_class)
+            .bind(resource.spec.to_string())
+            .bind(resource.placement.to_string())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
+            audit::append_all(conn, backend, audit, now, cursor).await?;
+            if let Some((key, response)) = idempotency {
+                idempotency::complete(conn, key, response).await?;
+            }
+            Ok(true)
+        }
+        Write::Finish {
+            id,
+            owner,
+            finish,
+            audit: entries,
+            now,
+        } => {
+            let (status, error, resource_status, member_resource_id) = match finish {
+                Finish::Succeeded {
+                    resource_status,
+                    member_resource_id,
+                } => (
+                    "succeeded",
+                    None,
+                    *resource_status,
+                    member_resource_id.clone(),
+                ),
+                Finish::Failed(problem) => ("failed", Some(problem.to_string()), "failed", None),
+            };
+            let updated = sqlx::query(
+                "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(status)
+            .bind(error)
+            .bind(*now)
+            .execute(&mut *conn)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE resources SET status = $2, member_resource_id = COALESCE($3, member_resource_id), updated_at = $4 \
+                 WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
+            )
+            .bind(id)
+            .bind(resource_status)
+            .bind(member_resource_id)
+            .bind(*now)
+            .execute(&mut *conn)
+            .await?;
+            // The usage ledger moves with the state change, in this transaction.
+            let event = match finish {
+                Finish::Succeeded {
+                    resource_status: "active",
+                    ..
+                } => Some("start"),
+                Finish::Succeeded {
+                    resource_status: "deleted",
+                    ..
+                } => Some("stop"),
+                _ => None,
+            };
+            if let Some(event) = event {
+                sqlx::query(
+                    "INSERT INTO usage_events (resource_id, event, at, tenant_id, member_id, resource_type, jurisdiction, name, spec) \
+                     SELECT r.id, $2, $3, r.tenant_id, r.member_id, r.resource_type, r.jurisdiction, r.name, r.spec FROM resources r \
+                     WHERE r.id = (SELECT resource_id FROM operations WHERE id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = r.id AND u.event = $2)",
+                )
+                .bind(id)
+                .bind(event)
+                .bind(*now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            audit::append_all(conn, backend, entries, *now, cursor).await?;
+            Ok(true)
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod audit;
 mod batch;
 mod idempotency;
 mod members;
+mod operations;
 mod partners;
 mod resources;
 mod statements;
@@ -31,10 +32,8 @@ pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
 pub use members::MemberHolding;
 pub use partners::{ApplicationRow, Transition};
-pub use resources::{
-    new_operation, ClaimedOperation, DeleteStart, Finish, Journal, NewResource, OperationRow,
-    OperationStep, ResidencyRow, ResourceRow,
-};
+pub use operations::{new_operation, ClaimedOperation, Finish, OperationRow, OperationStep};
+pub use resources::{DeleteStart, Journal, NewResource, ResidencyRow, ResourceRow};
 pub use tenants::TenantRow;
 pub use usage::sku_of;
 

@@ -1,4 +1,4 @@
-//! The JSON shapes of the API (SPEC field names), built from store rows.
+//! The JSON shapes of the API (SPEC field names), built from store rows and service values.
 
 use std::collections::BTreeMap;
 
@@ -7,18 +7,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use crate::store::{OperationRow, ResidencyRow, ResourceRow, TenantRow};
+use crate::error::{ApiError, ApiResult};
+use crate::idempotency::json_reply;
+use crate::provisioning::placement::{candidates, Candidate};
+use crate::store::StoredResponse;
+use crate::store::{ApplicationRow, OperationRow, ResidencyRow, ResourceRow, TenantRow};
 use crate::time::rfc3339;
-
-/// The id prefix of each resource type.
-pub fn id_prefix(resource_type: ResourceType) -> &'static str {
-    match resource_type {
-        ResourceType::Instance => "ins",
-        ResourceType::Volume => "vol",
-        ResourceType::Bucket => "bkt",
-    }
-}
 
 /// An asynchronous operation.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -55,6 +49,15 @@ impl From<&OperationRow> for OperationView {
             updated_at: rfc3339(op.updated_at),
         }
     }
+}
+
+/// The 202 reply of an accepted operation: its view, with `Location` to poll.
+pub fn accepted(op: &OperationRow) -> ApiResult<StoredResponse> {
+    json_reply(
+        202,
+        Some(format!("/v1/operations/{}", op.id)),
+        &OperationView::from(op),
+    )
 }
 
 /// Why a resource is where it is.
@@ -139,8 +142,10 @@ pub struct Page<T> {
 /// `?limit=&page_token=`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1 to 500; 50 by default.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// From the previous page.
     pub page_token: Option<String>,
@@ -216,19 +221,6 @@ pub fn page<R, T>(
     }
 }
 
-/// One member's result in a placement decision.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CandidateView {
-    /// Member id.
-    pub member: String,
-    /// Passed every filter.
-    pub eligible: bool,
-    /// Rank score; higher is better.
-    pub score: i64,
-    /// Why rejected, or why eligible.
-    pub reasons: Vec<String>,
-}
-
 /// A placement dry run.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EvaluationView {
@@ -239,21 +231,7 @@ pub struct EvaluationView {
     /// The effective data class.
     pub data_class: String,
     /// Every member, best first.
-    pub candidates: Vec<CandidateView>,
-}
-
-/// The candidates of a decision as JSON values.
-pub fn candidates_json(decision: &Decision) -> Vec<CandidateView> {
-    decision
-        .candidates
-        .iter()
-        .map(|c| CandidateView {
-            member: c.member.to_string(),
-            eligible: c.eligible,
-            score: c.score,
-            reasons: decision.reasons_of(c),
-        })
-        .collect()
+    pub candidates: Vec<Candidate>,
 }
 
 impl From<&Decision> for EvaluationView {
@@ -262,7 +240,7 @@ impl From<&Decision> for EvaluationView {
             chosen: d.chosen().map(ToString::to_string),
             jurisdiction: d.jurisdiction.to_string(),
             data_class: d.data_class.to_string(),
-            candidates: candidates_json(d),
+            candidates: candidates(d),
         }
     }
 }
@@ -386,6 +364,50 @@ impl ResidencyView {
                     status: r.status.clone(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// What the API shows of an application (never its credentials).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApplicationView {
+    /// Application id.
+    pub id: String,
+    /// The member it would create.
+    pub member_id: String,
+    /// `conformance_running`, `conformance_failed`, `awaiting_approval`, `approved`, `rejected`.
+    pub status: String,
+    /// The self-description, credentials removed.
+    #[schema(value_type = Object)]
+    pub description: serde_json::Value,
+    /// Whether credentials were given (they are never shown).
+    pub has_credentials: bool,
+    /// The conformance report, once run.
+    #[schema(value_type = Option<Object>)]
+    pub conformance: Option<serde_json::Value>,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&ApplicationRow> for ApplicationView {
+    fn from(row: &ApplicationRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            member_id: row.member_id.clone(),
+            status: row.status.clone(),
+            description: row.description.clone(),
+            has_credentials: row.credentials.is_some(),
+            conformance: row.conformance.clone(),
+            decided_by: row.decided_by.clone(),
+            reason: row.reason.clone(),
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
         }
     }
 }

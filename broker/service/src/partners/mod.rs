@@ -1,0 +1,245 @@
+//! Partner clouds joining the alliance: applications with an automatic conformance run,
+//! operator approval, and member lifecycle (suspend, resume, drain, retire), all without a
+//! restart.
+//!
+//! A submitted application is stored with its credentials sealed (`secrets.rs`) and its
+//! endpoint checked against `[security] allowed_member_networks` before any connection;
+//! the conformance suite then runs in the background against the endpoint with a sandbox
+//! tenant, and the report decides between `awaiting_approval` and `conformance_failed`.
+//! Approval creates the member in the same transaction and adds it to this replica's
+//! routing table at once; the other replicas load it on their next refresh.
+
+pub mod conformance;
+pub mod lifecycle;
+
+use std::collections::BTreeMap;
+
+use alliance_core::{Certification, ImageName, Jurisdiction, MemberId, ResourceType, SizeName};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+use crate::store::{ApplicationRow, AuditEntry};
+
+pub use conformance::{resume_conformance, spawn_conformance};
+pub use lifecycle::{approve, reject, transition, Lifecycle};
+
+/// A certification with the reference of its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// The certification.
+    pub certification: String,
+    /// Where the evidence is (certificate number, URL, document id).
+    pub reference: String,
+}
+
+/// How the broker reaches the member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterDescription {
+    /// `federation` (the others join through the operator's config).
+    pub kind: String,
+    /// Base URL of the member.
+    pub endpoint: String,
+}
+
+/// Write-only credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The bearer token the broker presents to the member.
+    pub token: String,
+}
+
+/// `POST /v1/partner-applications`: a partner's self-description.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfDescription {
+    /// The member id it asks for.
+    pub member_id: String,
+    /// Legal name.
+    pub name: String,
+    /// Country of incorporation (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// Jurisdictions it serves.
+    pub jurisdictions: Vec<String>,
+    /// Certifications it holds.
+    #[serde(default)]
+    pub certifications: Vec<String>,
+    /// Evidence references for the certifications.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    /// `instance`, `volume`, `bucket`.
+    pub services: Vec<String>,
+    /// How to reach it.
+    pub adapter: AdapterDescription,
+    /// Write-only; sealed at rest and never returned.
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// Size mapping; discovered from the member's capabilities when absent.
+    #[serde(default)]
+    pub sizes: BTreeMap<String, String>,
+    /// Image mapping; discovered when absent.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
+    /// Price catalogue (kept for metering).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub prices: Vec<serde_json::Value>,
+}
+
+pub(crate) fn invalid(field: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid_field(format!("`{field}`: {e}"))
+}
+
+pub(crate) fn audit(
+    principal: &Principal,
+    action: &str,
+    member: &str,
+    application: &str,
+    outcome: &str,
+    details: serde_json::Value,
+) -> AuditEntry {
+    let mut details = details;
+    details["application"] = application.into();
+    details["member"] = member.into();
+    principal.audit(action, None, Some(member.to_owned()), outcome, details)
+}
+
+pub(crate) fn system(
+    action: &str,
+    member: &str,
+    application: &str,
+    outcome: &str,
+    details: serde_json::Value,
+) -> AuditEntry {
+    let system = Principal {
+        issuer: String::new(),
+        subject: "system:conformance".into(),
+        roles: Default::default(),
+        tenant: None,
+        member: None,
+        request_id: None,
+    };
+    audit(&system, action, member, application, outcome, details)
+}
+
+/// Validates and stores an application, then starts its conformance run.
+pub async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    description: SelfDescription,
+    canonical: &serde_json::Value,
+) -> ApiResult<ApplicationRow> {
+    let member_id = MemberId::parse(&description.member_id).map_err(|e| invalid("member_id", e))?;
+    if !principal.has(Role::Operator) && principal.member.as_ref() != Some(&member_id) {
+        return Err(ApiError::forbidden(
+            "a partner applies for its own member id only (the token's `member` claim)",
+        ));
+    }
+    Jurisdiction::parse(&description.country).map_err(|e| invalid("country", e))?;
+    if description.jurisdictions.is_empty() {
+        return Err(invalid("jurisdictions", "at least one"));
+    }
+    for j in &description.jurisdictions {
+        Jurisdiction::parse(j).map_err(|e| invalid("jurisdictions", e))?;
+    }
+    let certifications = description
+        .certifications
+        .iter()
+        .map(|c| Certification::parse(c).map_err(|e| invalid("certifications", e)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    for evidence in &description.evidence {
+        let cert =
+            Certification::parse(&evidence.certification).map_err(|e| invalid("evidence", e))?;
+        if !certifications.contains(&cert) {
+            return Err(invalid(
+                "evidence",
+                format!("`{cert}` is not among `certifications`"),
+            ));
+        }
+    }
+    if description.services.is_empty() {
+        return Err(invalid("services", "at least one"));
+    }
+    for s in &description.services {
+        ResourceType::parse(s).map_err(|e| invalid("services", e))?;
+    }
+    for size in description.sizes.keys() {
+        SizeName::parse(size).map_err(|e| invalid("sizes", e))?;
+    }
+    for image in description.images.keys() {
+        ImageName::parse(image).map_err(|e| invalid("images", e))?;
+    }
+    let prices: Vec<alliance_core::billing::Price> =
+        serde_json::from_value(serde_json::Value::Array(description.prices.clone()))
+            .map_err(|e| invalid("prices", e))?;
+    alliance_core::billing::PriceCatalogue::new(&prices).map_err(|e| invalid("prices", e))?;
+    if description.adapter.kind != "federation" {
+        return Err(invalid("adapter.kind", "only `federation` members apply through the API; OpenStack and EC2 members are added by the operator's config"));
+    }
+    crate::endpoints::check_member_endpoint(
+        &description.adapter.endpoint,
+        &state.config.security.allowed_member_networks,
+    )
+    .await
+    .map_err(|why| ApiError::new(ErrorCode::EndpointNotAllowed, why))?;
+    if state.members.get(member_id.as_str()).is_some()
+        || state.store.member_id_taken(member_id.as_str()).await?
+    {
+        return Err(ApiError::conflict(format!(
+            "member id `{member_id}` is taken"
+        )));
+    }
+    let credentials = match &description.credentials {
+        Some(c) => Some(
+            state
+                .sealer
+                .seal(
+                    serde_json::json!({ "token": c.token })
+                        .to_string()
+                        .as_bytes(),
+                    member_id.as_str(),
+                )
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+    let mut public = canonical.clone();
+    if let Some(obj) = public.as_object_mut() {
+        obj.remove("credentials");
+    }
+    let now = state.clock.now_ms();
+    let row = ApplicationRow {
+        id: format!("app-{}", uuid::Uuid::now_v7().simple()),
+        member_id: member_id.to_string(),
+        submitted_by: format!("{}|{}", principal.issuer, principal.subject),
+        status: "conformance_running".into(),
+        description: public,
+        credentials,
+        conformance: None,
+        decided_by: None,
+        reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let entry = audit(
+        principal,
+        "partner_application.submit",
+        member_id.as_str(),
+        &row.id,
+        "accepted",
+        serde_json::json!({ "endpoint": description.adapter.endpoint }),
+    );
+    state.store.insert_application(&row, &entry).await?;
+    spawn_conformance(
+        state.clone(),
+        row.clone(),
+        description.credentials.map(|c| c.token),
+    );
+    Ok(row)
+}
+

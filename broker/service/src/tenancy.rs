@@ -1,0 +1,122 @@
+//! Tenancy: the tenants of the broker and their placement policies.
+//!
+//! A policy is checked here, once, against the config (its home among its allowed
+//! jurisdictions, its default data class defined) before it is stored; every change commits
+//! its audit event in the same transaction. The API parses the request's fields into a
+//! [`TenantPolicy`]; this module never sees JSON.
+
+use alliance_core::{DataClassName, Jurisdiction, TenantId, TenantPolicy};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::TenantRow;
+
+/// A change to a tenant: only the fields present change.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChange {
+    /// Display name.
+    pub name: Option<String>,
+    /// Home jurisdiction.
+    pub home_jurisdiction: Option<Jurisdiction>,
+    /// Allowed jurisdictions.
+    pub allowed_jurisdictions: Option<std::collections::BTreeSet<Jurisdiction>>,
+    /// Default data class.
+    pub default_data_class: Option<DataClassName>,
+}
+
+/// Refuses a policy the config cannot honour.
+pub fn check_policy(state: &AppState, policy: TenantPolicy) -> ApiResult<TenantPolicy> {
+    if !policy
+        .allowed_jurisdictions
+        .contains(&policy.home_jurisdiction)
+    {
+        return Err(ApiError::invalid_field(
+            "`home_jurisdiction` must be among `allowed_jurisdictions`",
+        ));
+    }
+    if !state
+        .config
+        .data_classes
+        .contains_key(&policy.default_data_class)
+    {
+        return Err(ApiError::invalid_field(format!(
+            "`default_data_class`: `{}` is not defined",
+            policy.default_data_class
+        )));
+    }
+    Ok(policy)
+}
+
+/// One tenant; 404 when unknown.
+pub async fn get(state: &AppState, id: &TenantId) -> ApiResult<TenantRow> {
+    state
+        .store
+        .tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", id.as_str()))
+}
+
+/// Creates a tenant; 409 when the id is taken. `details` go into the audit event.
+pub async fn create(
+    state: &AppState,
+    principal: &Principal,
+    policy: TenantPolicy,
+    name: &str,
+    details: serde_json::Value,
+) -> ApiResult<TenantRow> {
+    let policy = check_policy(state, policy)?;
+    let entry = principal.audit(
+        "tenant.create",
+        Some(policy.id.to_string()),
+        Some(policy.id.to_string()),
+        "succeeded",
+        details,
+    );
+    if !state
+        .store
+        .insert_tenant(&policy, name, state.clock.now_ms(), Some(&entry))
+        .await?
+    {
+        return Err(ApiError::conflict(format!("tenant `{}` exists", policy.id)));
+    }
+    get(state, &policy.id).await
+}
+
+/// Changes a tenant; 404 when unknown. `details` go into the audit event.
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    id: &TenantId,
+    change: TenantChange,
+    details: serde_json::Value,
+) -> ApiResult<TenantRow> {
+    let row = get(state, id).await?;
+    let mut policy = row.policy.clone();
+    if let Some(home) = change.home_jurisdiction {
+        policy.home_jurisdiction = home;
+    }
+    if let Some(allowed) = change.allowed_jurisdictions {
+        policy.allowed_jurisdictions = allowed;
+    }
+    if let Some(class) = change.default_data_class {
+        policy.default_data_class = class;
+    }
+    let policy = check_policy(state, policy)?;
+    let name = change.name.unwrap_or(row.name);
+    let entry = principal.audit(
+        "tenant.update",
+        Some(id.to_string()),
+        Some(id.to_string()),
+        "succeeded",
+        details,
+    );
+    if !state
+        .store
+        .update_tenant(&policy, &name, state.clock.now_ms(), Some(&entry))
+        .await?
+    {
+        return Err(ApiError::not_found("tenant", id.as_str()));
+    }
+    get(state, id).await
+}

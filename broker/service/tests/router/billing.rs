@@ -1,0 +1,172 @@
+//! Billing through the API: usage metered from the ledger, the FOCUS export, statements
+//! and reconciliation, each for the roles that may see them.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use serde_json::json;
+
+use crate::support::{Actor, TestApp};
+
+fn this_month(app: &TestApp) -> String {
+    alliance_service::time::rfc3339(app.state.clock.now_ms())[..7].to_owned()
+}
+
+/// Creates and deletes a volume in France, so that its usage span is closed.
+async fn a_finished_volume(app: &TestApp) -> String {
+    let op = app
+        .call(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/volumes",
+            Some(json!({"name": "scratch", "jurisdiction": "FR", "size_gb": 20})),
+        )
+        .await
+        .ok(202);
+    app.settle(Actor::TenantA, op["id"].as_str().expect("id")).await;
+    let id = op["resource_id"].as_str().expect("id").to_owned();
+    let delete = app
+        .call(Actor::TenantA, Method::DELETE, &format!("/v1/volumes/{id}"), None)
+        .await
+        .ok(202);
+    app.settle(Actor::TenantA, delete["id"].as_str().expect("id")).await;
+    id
+}
+
+async fn put_statement(app: &TestApp, actor: Actor, member: &str, period: &str, csv: String) -> crate::support::Reply {
+    let mut request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/v1/members/{member}/statements/{period}"))
+        .header(header::CONTENT_TYPE, "text/csv");
+    if let Some(token) = app.token(actor) {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    app.raw(request.body(Body::from(csv)).expect("request")).await
+}
+
+#[tokio::test]
+async fn usage_is_metered_per_tenant_and_exported_as_focus() {
+    let app = TestApp::start().await;
+    let volume = a_finished_volume(&app).await;
+    let period = this_month(&app);
+    let usage = app
+        .call(Actor::TenantA, Method::GET, &format!("/v1/usage?period={period}"), None)
+        .await
+        .ok(200);
+    let lines = usage["lines"].as_array().expect("lines");
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l["resource_id"] == volume.as_str() && l["member"] == "numergy-fr"));
+    // Santé Plus sees none of it, and cannot ask for Acme's.
+    let theirs = app
+        .call(Actor::TenantB, Method::GET, &format!("/v1/usage?period={period}"), None)
+        .await
+        .ok(200);
+    assert_eq!(theirs["lines"], json!([]));
+    let asked = app
+        .call(Actor::TenantB, Method::GET, &format!("/v1/usage?period={period}&tenant=acme"), None)
+        .await;
+    assert!(asked.status == 404 || asked.status == 403, "{}", asked.text);
+    let export = app
+        .call(Actor::Billing, Method::GET, &format!("/v1/usage/export?period={period}"), None)
+        .await;
+    assert_eq!(export.status, 200);
+    let header_line = export.text.lines().next().expect("header");
+    for column in ["BilledCost", "BillingCurrency", "ChargePeriodStart", "ResourceId", "SubAccountId", "Tags"] {
+        assert!(header_line.contains(column), "{header_line}");
+    }
+    assert!(export.text.contains(&volume));
+    app.call(Actor::Billing, Method::GET, "/v1/usage?period=2026-13", None)
+        .await
+        .problem(400, "validation.invalid_query");
+    app.call(Actor::Billing, Method::GET, &format!("/v1/usage/export?period={period}&format=xml"), None)
+        .await
+        .problem(400, "validation.invalid_query");
+}
+
+#[tokio::test]
+async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
+    let app = TestApp::start().await;
+    a_finished_volume(&app).await;
+    let period = this_month(&app);
+    let ledger = app
+        .call(
+            Actor::Billing,
+            Method::GET,
+            &format!("/v1/usage/export?period={period}&member=numergy-fr"),
+            None,
+        )
+        .await;
+    assert_eq!(ledger.status, 200);
+    put_statement(&app, Actor::Partner, "numergy-fr", &period, ledger.text.clone())
+        .await;
+    let request = json!({"period": period, "member": "numergy-fr"});
+    let clean = app
+        .call(Actor::Billing, Method::POST, "/v1/reconciliations", Some(request.clone()))
+        .await
+        .ok(201);
+    assert_eq!(clean["status"], "clean", "{clean}");
+    assert_eq!(clean["statement_source"], "uploaded");
+    let stored = app
+        .call(
+            Actor::Operator,
+            Method::GET,
+            &format!("/v1/reconciliations/{}", clean["id"].as_str().expect("id")),
+            None,
+        )
+        .await
+        .ok(200);
+    assert_eq!(stored, clean);
+
+    // The member bills one line twice: a discrepancy, named.
+    let mut padded = ledger.text.clone();
+    let last = ledger.text.lines().last().expect("a line").to_owned();
+    padded.push_str(&last);
+    padded.push('\n');
+    let stored = put_statement(&app, Actor::Billing, "numergy-fr", &period, padded).await;
+    assert_eq!(stored.status, 204, "{}", stored.text);
+    let report = app
+        .call(Actor::Billing, Method::POST, "/v1/reconciliations", Some(request))
+        .await
+        .ok(201);
+    assert_eq!(report["status"], "discrepancies", "{report}");
+}
+
+#[tokio::test]
+async fn statements_are_checked_and_books_are_for_billing() {
+    let app = TestApp::start().await;
+    let period = this_month(&app);
+    let problem = put_statement(&app, Actor::Partner, "numergy-fr", &period, "not,a,focus\nfile".into())
+        .await
+        .problem(422, "statement.invalid");
+    assert!(problem["detail"].as_str().expect("detail").contains("FOCUS"));
+    // A partner uploads for its own member only; tenants never.
+    put_statement(&app, Actor::Partner, "belgacom-be", &period, String::new())
+        .await
+        .problem(404, "resource.not_found");
+    put_statement(&app, Actor::TenantA, "numergy-fr", &period, String::new())
+        .await
+        .problem(403, "auth.forbidden");
+    app.call(
+        Actor::TenantA,
+        Method::POST,
+        "/v1/reconciliations",
+        Some(json!({"period": period, "member": "numergy-fr"})),
+    )
+    .await
+    .problem(403, "auth.forbidden");
+    app.call(
+        Actor::Billing,
+        Method::POST,
+        "/v1/reconciliations",
+        Some(json!({"period": period, "member": "nobody"})),
+    )
+    .await
+    .problem(422, "validation.invalid_field");
+    app.call(
+        Actor::Billing,
+        Method::POST,
+        "/v1/reconciliations",
+        Some(json!({"period": period, "member": "numergy-fr", "tolerance_absolute": "-1"})),
+    )
+    .await
+    .problem(422, "validation.invalid_field");
+}

@@ -1,0 +1,51 @@
+//! The error vocabulary: every code is documented, and the router's own refusals use it.
+
+use alliance_service::error::ErrorCode;
+use axum::http::Method;
+
+use crate::support::{Actor, TestApp};
+
+#[test]
+fn docs_api_md_lists_every_error_code_with_its_status() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md"))
+        .expect("docs/api.md");
+    let mut missing = Vec::new();
+    for code in ErrorCode::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.status());
+        if !docs.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/api.md must list every ErrorCode as a table row `| `code` | status | … |`; missing:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_methods_and_bodies_are_problems() {
+    let app = TestApp::start().await;
+    app.call(Actor::TenantA, Method::GET, "/v1/nowhere", None)
+        .await
+        .problem(404, "route.not_found");
+    app.call(Actor::TenantA, Method::PUT, "/v1/instances", None)
+        .await
+        .problem(405, "route.method_not_allowed");
+    let not_json = app
+        .send(Actor::TenantA, Method::POST, "/v1/buckets", None, &[("content-type", b"text/plain")])
+        .await;
+    not_json.problem(415, "validation.unsupported_media_type");
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/v1/buckets")
+        .header("authorization", format!("Bearer {}", app.token(Actor::TenantA).expect("token")))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{\"name\": "))
+        .expect("request");
+    app.raw(request).await.problem(400, "validation.invalid_json");
+    let big = serde_json::json!({ "name": "x".repeat(2 << 20) });
+    app.call(Actor::TenantA, Method::POST, "/v1/buckets", Some(big))
+        .await
+        .problem(413, "request.too_large");
+}

@@ -1,0 +1,11 @@
+//! Service tests: the `Router` driven in process on a fresh database, by the actors
+//! `tenant_a`, `tenant_b`, `partner`, `billing` and `operator` (see `support.rs`).
+//! One file per service: provisioning, tenancy, partners, billing, and the error
+//! vocabulary.
+
+mod billing;
+mod errors;
+mod partners;
+mod provisioning;
+mod support;
+mod tenancy;
