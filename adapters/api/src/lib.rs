@@ -8,7 +8,14 @@
 //! Invariant: `create` is idempotent by `ResourceSpec::broker_id`; an adapter that talks to
 //! a member API without native idempotency makes the call idempotent itself (a client token,
 //! or a tag searched before any retry) before it ever retries.
+//!
+//! `by_type.rs` routes the calls of an adapter whose member keeps each resource type behind
+//! its own API ([`ByType`], [`Serves`]) to that type's calls, once for every such adapter.
 #![forbid(unsafe_code)]
+
+mod by_type;
+
+pub use by_type::{Buckets, ByType, Instances, Serves, Volumes};
 
 use std::fmt;
 use std::time::Duration;
@@ -88,6 +95,23 @@ pub struct ResourceSpec {
     pub size_gb: Option<u32>,
 }
 
+impl ResourceSpec {
+    /// The size in GB a volume is created with; its absence is the broker's own error.
+    pub fn volume_size_gb(&self) -> Result<u32, AdapterError> {
+        self.size_gb
+            .ok_or_else(|| refused("a volume needs size_gb".to_owned()))
+    }
+
+    /// What the tenant chose, as the books meter it.
+    pub fn shape(&self) -> alliance_core::ResourceShape {
+        alliance_core::ResourceShape {
+            size: self.size.clone(),
+            image: self.image.clone(),
+            size_gb: self.size_gb,
+        }
+    }
+}
+
 /// How the broker names a resource at a member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRef {
@@ -128,6 +152,38 @@ pub struct MemberResource {
     pub status: MemberResourceStatus,
     /// A member-side explanation, e.g. of an error.
     pub detail: Option<String>,
+}
+
+impl MemberResource {
+    /// A bucket, as members report one: active once it exists.
+    pub fn bucket(
+        member_resource_id: String,
+        broker_id: Option<String>,
+        tenant: Option<TenantId>,
+    ) -> Self {
+        Self {
+            resource_type: ResourceType::Bucket,
+            member_resource_id,
+            broker_id,
+            tenant,
+            status: MemberResourceStatus::Active,
+            detail: None,
+        }
+    }
+
+    /// Whether a volume found before its delete is still to be deleted: not when it is
+    /// being deleted already; while it is still being created members refuse to delete
+    /// it, so that is a transient error, retried once the volume is available.
+    pub fn volume_needs_delete(&self) -> Result<bool, AdapterError> {
+        match self.status {
+            MemberResourceStatus::Deleting => Ok(false),
+            MemberResourceStatus::Provisioning => Err(AdapterError::unavailable(
+                "the volume is still being created; it is deleted once it is available",
+            )
+            .with_retry_after(Duration::from_secs(2))),
+            MemberResourceStatus::Active | MemberResourceStatus::Error => Ok(true),
+        }
+    }
 }
 
 /// The broker's closed set of failure kinds.
@@ -218,6 +274,20 @@ impl AdapterError {
         }
     }
 
+    /// The member's refusal, as the adapter classified its answer (`kind`, `retry`), with
+    /// the wait the member asked for.
+    pub fn from_member(
+        kind: ErrorKind,
+        retry: Retry,
+        retry_after: Option<Duration>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            retry_after,
+            ..Self::new(kind, ErrorSource::Member, retry, message)
+        }
+    }
+
     /// The member is unavailable; retrying with the same key is safe.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
@@ -266,24 +336,42 @@ pub struct Mapping {
     pub services: std::collections::BTreeSet<ResourceType>,
 }
 
+impl Mapping {
+    /// The member's own instance type or flavour for the size of `spec`.
+    pub fn size(&self, spec: &ResourceSpec) -> Result<String, AdapterError> {
+        member_name(&self.sizes, spec.size.as_ref().map(|s| s.as_str()), "size")
+    }
+
+    /// The member's own image id for the image of `spec`.
+    pub fn image(&self, spec: &ResourceSpec) -> Result<String, AdapterError> {
+        member_name(
+            &self.images,
+            spec.image.as_ref().map(|i| i.as_str()),
+            "image",
+        )
+    }
+}
+
+/// The broker refuses a call it cannot make as asked (a missing field or mapping).
+fn refused(message: String) -> AdapterError {
+    AdapterError::new(
+        ErrorKind::Invalid,
+        ErrorSource::Broker,
+        Retry::Never,
+        message,
+    )
+}
+
 /// The member's own name for a broker size or image (`what` is `size` or `image`), from the
 /// mapping in the member config; a missing name or mapping is the broker's own error.
-pub fn member_name(
+fn member_name(
     map: &std::collections::BTreeMap<String, String>,
     name: Option<&str>,
     what: &str,
 ) -> Result<String, AdapterError> {
-    let refuse = |message: String| {
-        AdapterError::new(
-            ErrorKind::Invalid,
-            ErrorSource::Broker,
-            Retry::Never,
-            message,
-        )
-    };
-    let name = name.ok_or_else(|| refuse(format!("an instance needs a {what}")))?;
+    let name = name.ok_or_else(|| refused(format!("an instance needs a {what}")))?;
     map.get(name).cloned().ok_or_else(|| {
-        refuse(format!(
+        refused(format!(
             "the member maps no {what} `{name}` (member config `{what}s`)"
         ))
     })

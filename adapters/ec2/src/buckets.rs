@@ -9,10 +9,10 @@
 //! the broker never empties a bucket: one still holding the tenant's objects is refused.
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, ErrorKind, ErrorSource, MemberResource, MemberResourceStatus,
-    ResourceRef, ResourceSpec, Retry,
+    AdapterError, Buckets, CallContext, ErrorKind, ErrorSource, MemberResource, ResourceRef,
+    ResourceSpec, Retry, Serves,
 };
-use alliance_core::{ResourceType, TenantId};
+use alliance_core::TenantId;
 use base64::Engine as _;
 use md5::Digest as _;
 use reqwest::{Method, StatusCode};
@@ -59,14 +59,7 @@ impl Ec2Adapter {
         bucket: &str,
     ) -> Result<Option<(Option<String>, Option<TenantId>)>, AdapterError> {
         let answer = self
-            .s3(
-                ctx,
-                Method::HEAD,
-                &format!("/{bucket}/{BUCKET_MARKER}"),
-                &[],
-                Vec::new(),
-                Retry::Safe,
-            )
+            .s3_safe(ctx, Method::HEAD, &format!("/{bucket}/{BUCKET_MARKER}"))
             .await?;
         match answer.status {
             s if s.is_success() => Ok(Some((
@@ -81,23 +74,19 @@ impl Ec2Adapter {
             _ => Err(self.s3_error(&answer, Retry::Safe)),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Serves<Buckets> for Ec2Adapter {
     /// A bucket by its member name when known, else by the broker id's name.
-    pub(crate) async fn get_bucket(
+    async fn get_one(
         &self,
         ctx: &CallContext,
         r: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
         let bucket = self.bucket_for(r)?;
         let answer = self
-            .s3(
-                ctx,
-                Method::HEAD,
-                &format!("/{bucket}"),
-                &[],
-                Vec::new(),
-                Retry::Safe,
-            )
+            .s3_safe(ctx, Method::HEAD, &format!("/{bucket}"))
             .await?;
         match answer.status {
             s if s.is_success() => {}
@@ -105,21 +94,16 @@ impl Ec2Adapter {
             _ => return Err(self.s3_error(&answer, Retry::Safe)),
         }
         let owner = self.bucket_owner(ctx, &bucket).await?;
-        Ok(Some(MemberResource {
-            resource_type: ResourceType::Bucket,
-            member_resource_id: bucket,
-            broker_id: owner
-                .as_ref()
-                .and_then(|(b, _)| b.clone())
-                .or_else(|| Some(r.broker_id.clone())),
-            tenant: owner.and_then(|(_, t)| t),
-            status: MemberResourceStatus::Active,
-            detail: None,
-        }))
+        let broker_id = owner.as_ref().and_then(|(b, _)| b.clone());
+        Ok(Some(MemberResource::bucket(
+            bucket,
+            broker_id.or_else(|| Some(r.broker_id.clone())),
+            owner.and_then(|(_, t)| t),
+        )))
     }
 
     /// Creates the broker id's bucket, its marker object and, where supported, its tags.
-    pub(crate) async fn create_bucket(
+    async fn create_one(
         &self,
         ctx: &CallContext,
         spec: &ResourceSpec,
@@ -184,33 +168,23 @@ impl Ec2Adapter {
         if !answer.status.is_success() && answer.status != StatusCode::NOT_IMPLEMENTED {
             return Err(self.s3_error(&answer, retry));
         }
-        Ok(MemberResource {
-            resource_type: ResourceType::Bucket,
-            member_resource_id: bucket,
-            broker_id: Some(spec.broker_id.clone()),
-            tenant: Some(spec.tenant.clone()),
-            status: MemberResourceStatus::Active,
-            detail: None,
-        })
+        Ok(MemberResource::bucket(
+            bucket,
+            Some(spec.broker_id.clone()),
+            Some(spec.tenant.clone()),
+        ))
     }
 
     /// Deletes an empty bucket and its marker (one already gone is deleted).
-    pub(crate) async fn delete_bucket(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<(), AdapterError> {
+    async fn delete_one(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
         let bucket = self.bucket_for(r)?;
         // A bucket still holding the tenant's objects is refused, never emptied here, and
         // keeps its marker (so that it stays listed as the tenant's).
         let listing = self
-            .s3(
+            .s3_safe(
                 ctx,
                 Method::GET,
                 &format!("/{bucket}?list-type=2&max-keys=2"),
-                &[],
-                Vec::new(),
-                Retry::Safe,
             )
             .await?;
         if listing.status == StatusCode::NOT_FOUND {
@@ -231,27 +205,13 @@ impl Ec2Adapter {
         }
         // Then the marker, then the bucket.
         let answer = self
-            .s3(
-                ctx,
-                Method::DELETE,
-                &format!("/{bucket}/{BUCKET_MARKER}"),
-                &[],
-                Vec::new(),
-                Retry::Safe,
-            )
+            .s3_safe(ctx, Method::DELETE, &format!("/{bucket}/{BUCKET_MARKER}"))
             .await?;
         if !answer.status.is_success() && answer.status != StatusCode::NOT_FOUND {
             return Err(self.s3_error(&answer, Retry::Safe));
         }
         let answer = self
-            .s3(
-                ctx,
-                Method::DELETE,
-                &format!("/{bucket}"),
-                &[],
-                Vec::new(),
-                Retry::Safe,
-            )
+            .s3_safe(ctx, Method::DELETE, &format!("/{bucket}"))
             .await?;
         match answer.status {
             s if s.is_success() => Ok(()),
@@ -261,14 +221,12 @@ impl Ec2Adapter {
     }
 
     /// The broker's buckets (`tenant`'s when given): those with the prefix and a marker.
-    pub(crate) async fn list_buckets(
+    async fn list_all(
         &self,
         ctx: &CallContext,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        let answer = self
-            .s3(ctx, Method::GET, "/", &[], Vec::new(), Retry::Safe)
-            .await?;
+        let answer = self.s3_safe(ctx, Method::GET, "/").await?;
         if !answer.status.is_success() {
             return Err(self.s3_error(&answer, Retry::Safe));
         }
@@ -288,14 +246,7 @@ impl Ec2Adapter {
             if tenant.is_some_and(|t| owner.as_ref() != Some(t)) {
                 continue;
             }
-            out.push(MemberResource {
-                resource_type: ResourceType::Bucket,
-                member_resource_id: name,
-                broker_id,
-                tenant: owner,
-                status: MemberResourceStatus::Active,
-                detail: None,
-            });
+            out.push(MemberResource::bucket(name, broker_id, owner));
         }
         Ok(out)
     }
@@ -306,18 +257,12 @@ mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    use crate::{Ec2Config, Mapping, Signer};
+    use crate::Ec2Config;
 
     fn adapter(prefix: &str) -> Ec2Adapter {
         let mut config = Ec2Config::new("http://127.0.0.1:9", "eu-west-3");
         config.bucket_prefix = prefix.into();
-        Ec2Adapter::new(
-            "m",
-            config,
-            Signer::new("a".into(), "s".into(), None, "eu-west-3"),
-            Mapping::default(),
-        )
-        .unwrap()
+        Ec2Adapter::for_test(config)
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use alliance_adapter_http::{AmbiguousCreates, MemberHttp};
 use serde::Deserialize;
 
-use crate::transport::AMBIGUOUS_WINDOW;
+use crate::described::AMBIGUOUS_WINDOW;
 use crate::{Ec2Adapter, Mapping, Signer};
 
 /// `adapter = { kind = "ec2", endpoint = "...", region = "...", ... }`.
@@ -167,6 +167,25 @@ impl Ec2Adapter {
             .availability_zone
             .clone()
             .unwrap_or_else(|| format!("{}a", self.config.region))
+    }
+}
+
+#[cfg(test)]
+impl Ec2Adapter {
+    /// For tests: an adapter for `config` with made-up credentials and no mapping.
+    pub(crate) fn for_test(config: Ec2Config) -> Self {
+        let signer = Signer::new("a".into(), "s".into(), None, &config.region);
+        Self::new("m", config, signer, Mapping::default()).expect("a valid test config")
+    }
+
+    /// For tests: an adapter for a member double serving `app` on a local port.
+    pub(crate) async fn against(app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self::for_test(Ec2Config::new(&url, "eu-west-3"))
     }
 }
 

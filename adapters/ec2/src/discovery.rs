@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use alliance_adapter_api::{AdapterError, CallContext, Retry};
 use alliance_adapter_http::MAX_BODY;
-use alliance_core::ResourceType;
 use reqwest::Method;
 
 use crate::{xml, Ec2Adapter};
@@ -26,30 +25,12 @@ impl Ec2Adapter {
 
     /// Whether the S3 API answers with these credentials.
     pub async fn s3_health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        let answer = self
-            .s3(ctx, Method::GET, "/", &[], Vec::new(), Retry::Safe)
-            .await?;
+        let answer = self.s3_safe(ctx, Method::GET, "/").await?;
         if answer.status.is_success() {
             Ok(())
         } else {
             Err(self.s3_error(&answer, Retry::Safe))
         }
-    }
-
-    /// Health: the EC2 API when instances or volumes are offered (or nothing is said), the
-    /// S3 API when buckets are.
-    pub(crate) async fn check_health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        let services = &self.mapping.services;
-        if services.is_empty()
-            || services.contains(&ResourceType::Instance)
-            || services.contains(&ResourceType::Volume)
-        {
-            self.ec2_health(ctx).await?;
-        }
-        if services.contains(&ResourceType::Bucket) {
-            self.s3_health(ctx).await?;
-        }
-        Ok(())
     }
 
     /// An available machine image (the first by id, for repeatable runs).

@@ -1,20 +1,19 @@
 //! Instances through the EC2 Query API: how an instance reads in a `RunInstances` or
-//! `DescribeInstances` answer, and creating (`RunInstances`) and deleting
-//! (`TerminateInstances`) the broker's instances; reading and listing them is the shared
-//! `Describe*` code in `transport.rs`.
+//! `DescribeInstances` answer, and what `RunInstances` is asked for; creating, reading,
+//! listing and deleting (`TerminateInstances`) them is the code instances and volumes
+//! share in `described.rs`.
 //!
 //! Invariant: a create first searches for an earlier attempt by its `alliance:broker-id`
 //! tag, terminated ones included, and returns it (a member may ignore `ClientToken`), so a
 //! repeated create never launches a second instance, nor relaunches one that died at launch.
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, ErrorKind, MemberResource, MemberResourceStatus, ResourceRef,
-    ResourceSpec, Retry,
+    AdapterError, Instances, MemberResource, MemberResourceStatus, ResourceSpec,
 };
-use alliance_adapter_http::MAX_BODY;
 use alliance_core::{ResourceType, TenantId};
 
-use crate::transport::{client_token, unreadable_create, Described, TAG_BROKER_ID, TAG_TENANT};
+use crate::described::{Described, DescribedKind, Params};
+use crate::transport::{TAG_BROKER_ID, TAG_TENANT};
 use crate::{xml, Ec2Adapter};
 
 impl Ec2Adapter {
@@ -52,69 +51,26 @@ impl Ec2Adapter {
             .flat_map(|set| set.children().filter(|c| c.tag_name().name() == "item"))
             .filter_map(move |node| Self::instance_of(node, keep_terminated))
     }
+}
 
-    /// Launches an instance, or returns the one an earlier attempt launched.
-    pub(crate) async fn create_instance(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-    ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self
-            .find(ctx, Described::Instances, &spec.broker_id, true)
-            .await?
-        {
-            return Ok(earlier);
-        }
-        let instance_type = alliance_adapter_api::member_name(
-            &self.mapping.sizes,
-            spec.size.as_ref().map(|s| s.as_str()),
-            "size",
-        )?;
-        let image = alliance_adapter_api::member_name(
-            &self.mapping.images,
-            spec.image.as_ref().map(|i| i.as_str()),
-            "image",
-        )?;
+impl DescribedKind for Instances {
+    const KIND: Described = Described::Instances;
+
+    fn create_params(a: &Ec2Adapter, spec: &ResourceSpec) -> Result<Params, AdapterError> {
+        let instance_type = a.mapping.size(spec)?;
         let mut params = vec![
-            ("ImageId".to_owned(), image),
+            ("ImageId".to_owned(), a.mapping.image(spec)?),
             ("InstanceType".to_owned(), instance_type),
             ("MinCount".to_owned(), "1".to_owned()),
             ("MaxCount".to_owned(), "1".to_owned()),
-            ("ClientToken".to_owned(), client_token(&spec.broker_id)),
         ];
-        if let Some(zone) = &self.config.availability_zone {
+        if let Some(zone) = &a.config.availability_zone {
             params.push(("Placement.AvailabilityZone".to_owned(), zone.clone()));
         }
-        if let Some(subnet) = &self.config.subnet_id {
+        if let Some(subnet) = &a.config.subnet_id {
             params.push(("SubnetId".to_owned(), subnet.clone()));
         }
-        params.extend(Self::tag_params(spec, "instance"));
-        let body = self
-            .submit_create(ctx, "RunInstances", &params, &spec.broker_id)
-            .await?;
-        let created = xml::parse(&body)
-            .ok()
-            .and_then(|doc| Self::instances(&doc, true).next());
-        created.ok_or_else(|| unreadable_create("RunInstances"))
-    }
-
-    /// Terminates an instance (one already gone is deleted).
-    pub(crate) async fn delete_instance(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<(), AdapterError> {
-        let Some(found) = self.get_described(ctx, Described::Instances, r).await? else {
-            return Ok(());
-        };
-        let params = [("InstanceId.1".to_owned(), found.member_resource_id)];
-        match self
-            .ec2(ctx, "TerminateInstances", &params, Retry::Safe, MAX_BODY)
-            .await
-        {
-            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        Ok(params)
     }
 }
 
@@ -122,9 +78,7 @@ impl Ec2Adapter {
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use alliance_adapter_api::MemberAdapter;
-
-    use crate::{Ec2Config, Mapping, Signer};
+    use alliance_adapter_api::{CallContext, MemberAdapter, ResourceRef};
 
     #[test]
     fn instances_are_read_from_describe_answers() {
@@ -152,16 +106,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let a = Ec2Adapter::new(
-            "m",
-            Ec2Config::new(&url, "eu-west-3"),
-            Signer::new("a".into(), "s".into(), None, "eu-west-3"),
-            Mapping::default(),
-        )
-        .unwrap();
+        let a = Ec2Adapter::against(app).await;
         let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
         let spec = ResourceSpec {
             broker_id: "ins-1".into(),

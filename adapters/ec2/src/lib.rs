@@ -16,14 +16,17 @@
 //! tagged where the member supports tagging.
 //!
 //! Layout: `config.rs` (the member config, building the adapter), `sign.rs` (SigV4),
-//! `xml.rs` (answers and error codes), `transport.rs` (EC2 and S3 calls, tags, the shared
-//! `Describe*` listings), `instances.rs`, `volumes.rs`, `buckets.rs` (S3) and
-//! `discovery.rs` (probes for `alliance conformance` and health); this file holds the
-//! adapter and dispatches.
+//! `xml.rs` (answers and error codes), `transport.rs` (EC2 and S3 calls, tags),
+//! `described.rs` (what instances and volumes share: `Describe*`, the guarded create, the
+//! delete), `instances.rs`, `volumes.rs`, `buckets.rs` (S3) and `discovery.rs` (probes
+//! for `alliance conformance` and health); this file holds the adapter, its kind and its
+//! health check. The broker's calls reach each resource type's code through
+//! `alliance_adapter_api::ByType`.
 #![forbid(unsafe_code)]
 
 mod buckets;
 mod config;
+mod described;
 mod discovery;
 mod instances;
 mod sign;
@@ -31,13 +34,9 @@ mod transport;
 mod volumes;
 mod xml;
 
-use alliance_adapter_api::{
-    AdapterError, CallContext, MemberAdapter, MemberResource, ResourceRef, ResourceSpec,
-};
+use alliance_adapter_api::{AdapterError, ByType, CallContext};
 use alliance_adapter_http::{AmbiguousCreates, MemberHttp};
-use alliance_core::{ResourceType, TenantId};
-
-use crate::transport::Described;
+use alliance_core::ResourceType;
 
 pub use buckets::BUCKET_MARKER;
 pub use config::Ec2Config;
@@ -70,65 +69,22 @@ impl std::fmt::Debug for Ec2Adapter {
 }
 
 #[async_trait::async_trait]
-impl MemberAdapter for Ec2Adapter {
-    fn kind(&self) -> &'static str {
-        "ec2"
-    }
+impl ByType for Ec2Adapter {
+    const KIND: &'static str = "ec2";
 
-    async fn create(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-    ) -> Result<MemberResource, AdapterError> {
-        ctx.check_deadline()?;
-        match spec.resource_type {
-            ResourceType::Instance => self.create_instance(ctx, spec).await,
-            ResourceType::Volume => self.create_volume(ctx, spec).await,
-            ResourceType::Bucket => self.create_bucket(ctx, spec).await,
+    /// Health: the EC2 API when instances or volumes are offered (or nothing is said), the
+    /// S3 API when buckets are.
+    async fn check_health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        let services = &self.mapping.services;
+        if services.is_empty()
+            || services.contains(&ResourceType::Instance)
+            || services.contains(&ResourceType::Volume)
+        {
+            self.ec2_health(ctx).await?;
         }
-    }
-
-    async fn get(
-        &self,
-        ctx: &CallContext,
-        resource: &ResourceRef,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        match resource.resource_type {
-            ResourceType::Instance => {
-                self.get_described(ctx, Described::Instances, resource)
-                    .await
-            }
-            ResourceType::Volume => self.get_described(ctx, Described::Volumes, resource).await,
-            ResourceType::Bucket => self.get_bucket(ctx, resource).await,
+        if services.contains(&ResourceType::Bucket) {
+            self.s3_health(ctx).await?;
         }
-    }
-
-    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        match resource.resource_type {
-            ResourceType::Instance => self.delete_instance(ctx, resource).await,
-            ResourceType::Volume => self.delete_volume(ctx, resource).await,
-            ResourceType::Bucket => self.delete_bucket(ctx, resource).await,
-        }
-    }
-
-    async fn list(
-        &self,
-        ctx: &CallContext,
-        resource_type: ResourceType,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        match resource_type {
-            ResourceType::Instance => self.list_described(ctx, Described::Instances, tenant).await,
-            ResourceType::Volume => self.list_described(ctx, Described::Volumes, tenant).await,
-            ResourceType::Bucket => self.list_buckets(ctx, tenant).await,
-        }
-    }
-
-    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        self.check_health(ctx).await
+        Ok(())
     }
 }

@@ -81,11 +81,16 @@ impl Signer {
             Service::Ec2 => "ec2",
             Service::S3 => "s3",
         };
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "SigV4 signs with the wall clock the member checks the request against"
+        )]
+        let signed_at = SystemTime::now();
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
             .name(name)
-            .time(SystemTime::now())
+            .time(signed_at)
             .settings(settings)
             .build()
             .map_err(signing_error)?
@@ -120,6 +125,22 @@ mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
+    /// Signs an EC2 Query POST to a local endpoint.
+    fn sign_ec2(signer: &Signer, headers: &[(&str, &str)], body: &[u8]) -> Vec<(String, String)> {
+        let url = "http://127.0.0.1:5000/";
+        signer
+            .headers(Service::Ec2, "POST", url, headers, body)
+            .unwrap()
+    }
+
+    /// The value of the signed header `name`.
+    fn header<'a>(signed: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        signed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[test]
     fn signs_with_the_credential_scope_and_never_leaks_the_secret() {
         let signer = Signer::new(
@@ -128,20 +149,12 @@ mod tests {
             None,
             "eu-west-3",
         );
-        let headers = signer
-            .headers(
-                Service::Ec2,
-                "POST",
-                "http://127.0.0.1:5000/",
-                &[("content-type", "application/x-www-form-urlencoded")],
-                b"Action=DescribeRegions&Version=2016-11-15",
-            )
-            .unwrap();
-        let auth = &headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .unwrap()
-            .1;
+        let headers = sign_ec2(
+            &signer,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"Action=DescribeRegions&Version=2016-11-15",
+        );
+        let auth = header(&headers, "authorization").unwrap();
         assert!(
             auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
             "{auth}"
@@ -163,25 +176,12 @@ mod tests {
             Some("the-session".into()),
             "eu-west-3",
         );
-        let headers = signer
-            .headers(
-                Service::Ec2,
-                "POST",
-                "http://127.0.0.1:5000/",
-                &[],
-                b"Action=DescribeRegions",
-            )
-            .unwrap();
-        let token = headers
-            .iter()
-            .find(|(n, _)| n == "x-amz-security-token")
-            .map(|(_, v)| v.as_str());
-        assert_eq!(token, Some("the-session"));
-        let auth = &headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .unwrap()
-            .1;
+        let headers = sign_ec2(&signer, &[], b"Action=DescribeRegions");
+        assert_eq!(
+            header(&headers, "x-amz-security-token"),
+            Some("the-session")
+        );
+        let auth = header(&headers, "authorization").unwrap();
         assert!(
             auth.contains("x-amz-security-token"),
             "the token is signed: {auth}"

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alliance_adapter_api::{AdapterError, ErrorKind, ErrorSource, Retry};
+use alliance_adapter_api::{AdapterError, ErrorKind, Retry};
 use reqwest::StatusCode;
 
 /// A parsed answer.
@@ -86,14 +86,12 @@ pub fn error(
         Err(_) => (String::new(), String::new()),
     };
     let (kind, retry) = classify(status, &code, retry);
-    let mut error = AdapterError::new(
+    AdapterError::from_member(
         kind,
-        ErrorSource::Member,
         retry,
+        retry_after,
         format!("member {member} answered {status} {code}: {message}"),
-    );
-    error.retry_after = retry_after;
-    error
+    )
 }
 
 /// The broker's kind for an EC2/S3 error code (the AWS error references), falling back

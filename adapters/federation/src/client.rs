@@ -148,14 +148,12 @@ impl FederationAdapter {
                 s if s.is_server_error() => (ErrorKind::Unavailable, retry),
                 _ => (ErrorKind::Invalid, Retry::Never),
             };
-            let mut error = AdapterError::new(
+            return Err(AdapterError::from_member(
                 kind,
-                ErrorSource::Member,
                 retry,
+                retry_after,
                 format!("member {} answered {status}: {detail}", self.member),
-            );
-            error.retry_after = retry_after;
-            return Err(error);
+            ));
         }
         let parsed = serde_json::from_slice(&bytes).map_err(|e| {
             AdapterError::new(

@@ -376,18 +376,23 @@ mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
+    /// A GET of `url`, its answer read up to `max_body` bytes.
+    async fn get(
+        http: &MemberHttp,
+        ctx: &CallContext,
+        url: &str,
+        max_body: usize,
+    ) -> Result<Answer, AdapterError> {
+        let request = http.request(reqwest::Method::GET, url);
+        http.send(ctx, request, Retry::Safe, max_body).await
+    }
+
     #[tokio::test]
     async fn an_expired_deadline_is_not_sent() {
         let http = MemberHttp::new("m").unwrap();
         let mut ctx = CallContext::new(None, "k", Duration::from_secs(1));
         ctx.deadline = tokio::time::Instant::now();
-        let err = http
-            .send(
-                &ctx,
-                http.request(reqwest::Method::GET, "http://127.0.0.1:9/"),
-                Retry::Safe,
-                10,
-            )
+        let err = get(&http, &ctx, "http://127.0.0.1:9/", 10)
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Timeout);
@@ -416,28 +421,12 @@ mod tests {
         let http = MemberHttp::new("m").unwrap();
         let mut ctx = CallContext::new(None, "k", Duration::from_secs(5));
         ctx.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
-        let answer = http
-            .send(
-                &ctx,
-                http.request(reqwest::Method::GET, &url),
-                Retry::Safe,
-                4096,
-            )
-            .await
-            .unwrap();
+        let answer = get(&http, &ctx, &url, 4096).await.unwrap();
         assert!(answer
             .body
             .starts_with(b"00-0af7651916cd43dd8448eb211c80319c"));
         assert_eq!(answer.retry_after(), Some(Duration::from_secs(3600)));
-        let err = http
-            .send(
-                &ctx,
-                http.request(reqwest::Method::GET, &url),
-                Retry::Safe,
-                64,
-            )
-            .await
-            .unwrap_err();
+        let err = get(&http, &ctx, &url, 64).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadResponse);
     }
 
@@ -455,15 +444,7 @@ mod tests {
             AllowedDestinations::from_entries(&["10.0.0.0/8".into()]),
         )
         .unwrap();
-        let err = fenced
-            .send(
-                &ctx,
-                fenced.request(reqwest::Method::GET, &url),
-                Retry::Safe,
-                64,
-            )
-            .await
-            .unwrap_err();
+        let err = get(&fenced, &ctx, &url, 64).await.unwrap_err();
         assert_eq!(
             (err.kind, err.retry),
             (ErrorKind::Invalid, Retry::Never),
@@ -474,13 +455,7 @@ mod tests {
             let entries: Vec<String> = allowed.split(", ").map(str::to_owned).collect();
             let http =
                 MemberHttp::restricted("m", AllowedDestinations::from_entries(&entries)).unwrap();
-            let answer = http
-                .send(
-                    &ctx,
-                    http.request(reqwest::Method::GET, &url),
-                    Retry::Safe,
-                    64,
-                )
+            let answer = get(&http, &ctx, &url, 64)
                 .await
                 .unwrap_or_else(|e| panic!("{allowed}: {e}"));
             assert_eq!(answer.body, b"ok");

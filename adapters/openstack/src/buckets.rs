@@ -6,11 +6,11 @@
 //! still holds the tenant's objects fails with the member's own error.
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, ErrorKind, ErrorSource, MemberResource, MemberResourceStatus,
-    ResourceRef, ResourceSpec, Retry,
+    AdapterError, Buckets, CallContext, ErrorKind, ErrorSource, MemberResource, ResourceRef,
+    ResourceSpec, Retry, Serves,
 };
 use alliance_adapter_http::Answer;
-use alliance_core::{ResourceType, TenantId};
+use alliance_core::TenantId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -40,18 +40,15 @@ impl OpenStackAdapter {
     }
 
     fn container_of(name: &str, answer: &Answer) -> MemberResource {
-        MemberResource {
-            resource_type: ResourceType::Bucket,
-            member_resource_id: name.to_owned(),
-            broker_id: answer
+        MemberResource::bucket(
+            name.to_owned(),
+            answer
                 .header("x-container-meta-alliance-broker-id")
                 .map(str::to_owned),
-            tenant: answer
+            answer
                 .header("x-container-meta-alliance-tenant")
                 .and_then(|t| TenantId::parse(t).ok()),
-            status: MemberResourceStatus::Active,
-            detail: None,
-        }
+        )
     }
 
     async fn head_container(
@@ -75,9 +72,12 @@ impl OpenStackAdapter {
             _ => Err(service_error(&self.member, &answer, Retry::Safe)),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Serves<Buckets> for OpenStackAdapter {
     /// A container by its member name when known, else by the broker id's name.
-    pub(crate) async fn get_container(
+    async fn get_one(
         &self,
         ctx: &CallContext,
         r: &ResourceRef,
@@ -87,7 +87,7 @@ impl OpenStackAdapter {
     }
 
     /// Creates (PUTs) the broker id's container with the broker id and tenant as metadata.
-    pub(crate) async fn create_container(
+    async fn create_one(
         &self,
         ctx: &CallContext,
         spec: &ResourceSpec,
@@ -117,43 +117,25 @@ impl OpenStackAdapter {
                 Retry::WithIdempotencyKey,
             ));
         }
-        Ok(MemberResource {
-            resource_type: ResourceType::Bucket,
-            member_resource_id: name,
-            broker_id: Some(spec.broker_id.clone()),
-            tenant: Some(spec.tenant.clone()),
-            status: MemberResourceStatus::Active,
-            detail: None,
-        })
+        Ok(MemberResource::bucket(
+            name,
+            Some(spec.broker_id.clone()),
+            Some(spec.tenant.clone()),
+        ))
     }
 
     /// Deletes a container (one already gone is deleted; a non-empty one is refused).
-    pub(crate) async fn delete_container(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<(), AdapterError> {
+    async fn delete_one(&self, ctx: &CallContext, r: &ResourceRef) -> Result<(), AdapterError> {
         let name = Self::container_for(r)?;
-        let answer = self
-            .call(
-                ctx,
-                OBJECT,
-                Method::DELETE,
-                &format!("/{}", path_segment(&name)?),
-                &[],
-                None,
-            )
-            .await?;
-        match answer.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            // 409: the tenant's objects are still there; the broker never empties a bucket.
-            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
-        }
+        // A container still holding the tenant's objects is refused (409): the broker never
+        // empties a bucket.
+        self.remove(ctx, OBJECT, &format!("/{}", path_segment(&name)?), &[])
+            .await
     }
 
     /// The broker's containers (`tenant`'s when given): the `alliance-` ones whose metadata
     /// names a broker id.
-    pub(crate) async fn list_containers(
+    async fn list_all(
         &self,
         ctx: &CallContext,
         tenant: Option<&TenantId>,

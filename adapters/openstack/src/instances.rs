@@ -1,5 +1,6 @@
-//! Nova servers: how a server document reads, and finding, reading, creating, deleting and
-//! listing the broker's servers (compute microversion 2.52, for tags at creation and as a
+//! Nova servers: how a server document reads and what a server is created with; finding,
+//! reading, creating, deleting and listing the broker's servers is the code servers and
+//! volumes share in `kept.rs` (compute microversion 2.52, for tags at creation and as a
 //! list filter).
 //!
 //! Invariant: every broker server carries the tags `alliance` and `alliance:<broker id>` and
@@ -8,13 +9,14 @@
 //! second server.
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, ErrorKind, ErrorSource, MemberResource, MemberResourceStatus,
-    ResourceRef, ResourceSpec, Retry,
+    AdapterError, ErrorKind, ErrorSource, Instances, MemberResource, MemberResourceStatus,
+    ResourceSpec, Retry,
 };
 use alliance_core::{ResourceType, TenantId};
 use serde_json::{json, Value};
 
-use crate::transport::{is_listed, unreadable_create, Kept, COMPUTE, META_BROKER_ID, META_TENANT};
+use crate::kept::{Kept, KeptKind};
+use crate::transport::{META_BROKER_ID, META_TENANT};
 use crate::OpenStackAdapter;
 
 /// The compute microversion the adapter speaks (2.52: tags at creation and as a filter).
@@ -31,7 +33,7 @@ impl OpenStackAdapter {
         ]
     }
 
-    fn broker_tag(broker_id: &str) -> Result<String, AdapterError> {
+    pub(crate) fn broker_tag(broker_id: &str) -> Result<String, AdapterError> {
         let tag = format!("{TAG_MARKER}:{broker_id}");
         if tag.len() > 60 || tag.contains(',') || tag.contains('/') {
             return Err(AdapterError::new(
@@ -72,130 +74,37 @@ impl OpenStackAdapter {
         })
     }
 
-    async fn servers(
-        &self,
-        ctx: &CallContext,
-        tags: &str,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        let items = self
-            .paged(
-                ctx,
-                COMPUTE,
-                "/servers/detail",
-                ("tags", tags),
-                &Self::compute_headers(),
-                "servers",
-            )
-            .await?;
-        Ok(items.iter().filter_map(Self::server_of).collect())
-    }
-
-    async fn find_server(
-        &self,
-        ctx: &CallContext,
-        broker_id: &str,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        let tag = Self::broker_tag(broker_id)?;
-        Ok(self
-            .servers(ctx, &tag)
-            .await?
-            .into_iter()
-            .find(|s| s.broker_id.as_deref() == Some(broker_id)))
-    }
-
-    /// A server by its member id when known, else by its broker tag.
-    pub(crate) async fn get_server(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        match &r.member_resource_id {
-            Some(id) => self.fetch(ctx, Kept::Server, id).await,
-            None => self.find_server(ctx, &r.broker_id).await,
-        }
-    }
-
-    /// Creates a server, or returns the one an earlier attempt made.
-    pub(crate) async fn create_server(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-    ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self.find_server(ctx, &spec.broker_id).await? {
-            return Ok(earlier);
-        }
-        let flavour = alliance_adapter_api::member_name(
-            &self.mapping.sizes,
-            spec.size.as_ref().map(|s| s.as_str()),
-            "size",
-        )?;
-        let image = alliance_adapter_api::member_name(
-            &self.mapping.images,
-            spec.image.as_ref().map(|i| i.as_str()),
-            "image",
-        )?;
-        let networks = match &self.config.network {
-            Some(id) => json!([{ "uuid": id }]),
-            None => json!("auto"),
-        };
-        let body = json!({ "server": {
-            "name": spec.name,
-            "imageRef": image,
-            "flavorRef": flavour,
-            "networks": networks,
-            "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
-            "tags": [TAG_MARKER, Self::broker_tag(&spec.broker_id)?],
-        } });
-        let created = self
-            .submit_create(
-                ctx,
-                COMPUTE,
-                "/servers",
-                &Self::compute_headers(),
-                &body,
-                &spec.broker_id,
-            )
-            .await?;
-        let id = created
-            .get("server")
-            .and_then(|s| s.get("id"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| unreadable_create("Nova"))?;
-        Ok(MemberResource {
+    /// The server a create answered: Nova answers only its id.
+    pub(crate) fn created_server(item: &Value, spec: &ResourceSpec) -> Option<MemberResource> {
+        Some(MemberResource {
             resource_type: ResourceType::Instance,
-            member_resource_id: id.to_owned(),
+            member_resource_id: item.get("id")?.as_str()?.to_owned(),
             broker_id: Some(spec.broker_id.clone()),
             tenant: Some(spec.tenant.clone()),
             status: MemberResourceStatus::Provisioning,
             detail: None,
         })
     }
+}
 
-    /// Deletes a server (one already gone is deleted).
-    pub(crate) async fn delete_server(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<(), AdapterError> {
-        let Some(found) = self.get_server(ctx, r).await? else {
-            return Ok(());
+impl KeptKind for Instances {
+    const KIND: Kept = Kept::Server;
+
+    fn create_body(a: &OpenStackAdapter, spec: &ResourceSpec) -> Result<Value, AdapterError> {
+        let flavour = a.mapping.size(spec)?;
+        let image = a.mapping.image(spec)?;
+        let networks = match &a.config.network {
+            Some(id) => json!([{ "uuid": id }]),
+            None => json!("auto"),
         };
-        self.remove(ctx, Kept::Server, &found.member_resource_id)
-            .await
-    }
-
-    /// The broker's servers (`tenant`'s when given), found by the `alliance` tag.
-    pub(crate) async fn list_servers(
-        &self,
-        ctx: &CallContext,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        Ok(self
-            .servers(ctx, TAG_MARKER)
-            .await?
-            .into_iter()
-            .filter(|s| is_listed(s, tenant))
-            .collect())
+        Ok(json!({ "server": {
+            "name": spec.name,
+            "imageRef": image,
+            "flavorRef": flavour,
+            "networks": networks,
+            "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
+            "tags": [TAG_MARKER, OpenStackAdapter::broker_tag(&spec.broker_id)?],
+        } }))
     }
 }
 

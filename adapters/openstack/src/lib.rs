@@ -12,26 +12,28 @@
 //! Swift containers are named after the broker id (`alliance-<id>`): PUT is idempotent.
 //!
 //! Layout: `config.rs` (the member config, building the adapter), `keystone.rs` (tokens
-//! and the catalogue), `transport.rs` (calls, errors, pages, what Nova and Cinder share),
-//! `instances.rs` (Nova), `volumes.rs` (Cinder), `buckets.rs` (Swift) and `discovery.rs`
-//! (`discover`, for `alliance conformance`); this file holds the adapter and dispatches.
+//! and the catalogue), `transport.rs` (calls, errors, pages), `kept.rs` (what Nova servers
+//! and Cinder volumes share), `instances.rs` (Nova), `volumes.rs` (Cinder) and `buckets.rs`
+//! (Swift), each serving its resource type, and `discovery.rs` (`discover`, for `alliance
+//! conformance`); this file holds the adapter, its kind and its health check. The broker's
+//! calls reach each type's code through `alliance_adapter_api::ByType`.
 #![forbid(unsafe_code)]
 
 mod buckets;
 mod config;
 mod discovery;
 mod instances;
+mod kept;
 mod keystone;
 #[cfg(test)]
 mod tests;
 mod transport;
 mod volumes;
 
-use alliance_adapter_api::{
-    AdapterError, CallContext, MemberAdapter, MemberResource, ResourceRef, ResourceSpec,
-};
+use alliance_adapter_api::{AdapterError, ByType, CallContext};
 use alliance_adapter_http::{AmbiguousCreates, MemberHttp};
-use alliance_core::{ResourceType, TenantId};
+
+use crate::transport::service_types;
 
 pub use config::OpenStackConfig;
 pub use discovery::{discover, Discovered, Overrides};
@@ -65,62 +67,15 @@ impl std::fmt::Debug for OpenStackAdapter {
 }
 
 #[async_trait::async_trait]
-impl MemberAdapter for OpenStackAdapter {
-    fn kind(&self) -> &'static str {
-        "openstack"
-    }
+impl ByType for OpenStackAdapter {
+    const KIND: &'static str = "openstack";
 
-    async fn create(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-    ) -> Result<MemberResource, AdapterError> {
-        ctx.check_deadline()?;
-        match spec.resource_type {
-            ResourceType::Instance => self.create_server(ctx, spec).await,
-            ResourceType::Volume => self.create_volume(ctx, spec).await,
-            ResourceType::Bucket => self.create_container(ctx, spec).await,
+    /// Health: authenticating proves Keystone and the credentials; each offered service
+    /// must be in the catalogue for the configured region and interface.
+    async fn check_health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        for service in &self.mapping.services {
+            self.endpoint(ctx, service_types(*service)).await?;
         }
-    }
-
-    async fn get(
-        &self,
-        ctx: &CallContext,
-        resource: &ResourceRef,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        match resource.resource_type {
-            ResourceType::Instance => self.get_server(ctx, resource).await,
-            ResourceType::Volume => self.get_volume(ctx, resource).await,
-            ResourceType::Bucket => self.get_container(ctx, resource).await,
-        }
-    }
-
-    async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        match resource.resource_type {
-            ResourceType::Instance => self.delete_server(ctx, resource).await,
-            ResourceType::Volume => self.delete_volume(ctx, resource).await,
-            ResourceType::Bucket => self.delete_container(ctx, resource).await,
-        }
-    }
-
-    async fn list(
-        &self,
-        ctx: &CallContext,
-        resource_type: ResourceType,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        match resource_type {
-            ResourceType::Instance => self.list_servers(ctx, tenant).await,
-            ResourceType::Volume => self.list_volumes(ctx, tenant).await,
-            ResourceType::Bucket => self.list_containers(ctx, tenant).await,
-        }
-    }
-
-    async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        self.check_health(ctx).await
+        self.keystone.session(&self.http, ctx).await.map(|_| ())
     }
 }

@@ -48,9 +48,8 @@ async fn keystone_double() -> (String, Arc<AtomicUsize>) {
     (base, issued)
 }
 
-#[tokio::test]
-async fn a_refused_token_is_renewed_once_and_the_new_one_is_cached() {
-    let (base, issued) = keystone_double().await;
+/// An adapter for the Keystone double at `base` (region `r1`, an application credential).
+fn adapter_for(base: &str) -> OpenStackAdapter {
     let config = OpenStackConfig {
         auth_url: format!("{base}/v3"),
         region: "r1".into(),
@@ -62,7 +61,13 @@ async fn a_refused_token_is_renewed_once_and_the_new_one_is_cached() {
         id: "i".into(),
         secret: "s".into(),
     };
-    let adapter = OpenStackAdapter::new("m", config, credentials, Mapping::default()).unwrap();
+    OpenStackAdapter::new("m", config, credentials, Mapping::default()).unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once_and_the_new_one_is_cached() {
+    let (base, issued) = keystone_double().await;
+    let adapter = adapter_for(&base);
     let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
     assert!(adapter
         .list(&ctx, ResourceType::Instance, None)
@@ -115,18 +120,7 @@ async fn lists_follow_the_members_pages() {
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = OpenStackConfig {
-        auth_url: format!("{base}/v3"),
-        region: "r1".into(),
-        interface: "public".into(),
-        env_prefix: "OS_".into(),
-        network: None,
-    };
-    let credentials = Credentials::ApplicationCredential {
-        id: "i".into(),
-        secret: "s".into(),
-    };
-    let mut adapter = OpenStackAdapter::new("m", config, credentials, Mapping::default()).unwrap();
+    let mut adapter = adapter_for(&base);
     adapter.page_size = 2;
     let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
     let listed = adapter

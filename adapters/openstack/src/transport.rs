@@ -1,12 +1,11 @@
 //! Talking to the catalogue services of one member: the endpoint chosen from Keystone's
 //! catalogue, one authenticated call (the token renewed once on a 401), failed answers
-//! classified once ([`service_error`]), Nova and Cinder lists followed page by page, and the
-//! reading, deleting and creating that Nova servers and Cinder volumes share ([`Kept`]).
+//! classified once ([`service_error`]), and Nova and Cinder lists followed page by page
+//! (what else servers and volumes share is in `kept.rs`).
 //!
 //! Invariant: every request to a service goes through `call`, so it carries the current
 //! token and is sent again at most once, after one renewal; a member id enters a URL only
-//! through [`path_segment`]; a create reaches the member only through `submit_create`, which
-//! holds it back while an earlier attempt's outcome is unknown.
+//! through [`path_segment`].
 
 use std::sync::Arc;
 
@@ -88,14 +87,12 @@ pub(crate) fn service_error(member: &str, answer: &Answer, retry: Retry) -> Adap
         s if s.is_server_error() => (ErrorKind::Unavailable, retry),
         _ => (ErrorKind::Invalid, Retry::Never),
     };
-    let mut error = AdapterError::new(
+    AdapterError::from_member(
         kind,
-        ErrorSource::Member,
         retry,
+        answer.retry_after(),
         format!("member {member} answered {}: {message}", answer.status),
-    );
-    error.retry_after = answer.retry_after();
-    error
+    )
 }
 
 /// A create the member accepted but whose answer cannot be read: transient, so that the
@@ -126,56 +123,10 @@ pub(crate) fn path_segment(id: &str) -> Result<&str, AdapterError> {
     Ok(id)
 }
 
-/// What Nova and Cinder keep for the broker, and how their documents read.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Kept {
-    /// A Nova server.
-    Server,
-    /// A Cinder volume.
-    Volume,
-}
-
-impl Kept {
-    fn types(self) -> &'static [&'static str] {
-        match self {
-            Self::Server => COMPUTE,
-            Self::Volume => VOLUME,
-        }
-    }
-
-    fn headers(self) -> Vec<(&'static str, &'static str)> {
-        match self {
-            Self::Server => OpenStackAdapter::compute_headers().to_vec(),
-            Self::Volume => OpenStackAdapter::volume_headers().to_vec(),
-        }
-    }
-
-    fn collection(self) -> &'static str {
-        match self {
-            Self::Server => "servers",
-            Self::Volume => "volumes",
-        }
-    }
-
-    fn item(self) -> &'static str {
-        match self {
-            Self::Server => "server",
-            Self::Volume => "volume",
-        }
-    }
-
-    fn read(self, v: &Value) -> Option<MemberResource> {
-        match self {
-            Self::Server => OpenStackAdapter::server_of(v),
-            Self::Volume => OpenStackAdapter::volume_of(v),
-        }
-    }
-}
-
 impl OpenStackAdapter {
     /// The session and the URL of the first of `types` in the catalogue, for the configured
     /// region and interface.
-    async fn endpoint(
+    pub(crate) async fn endpoint(
         &self,
         ctx: &CallContext,
         types: &[&str],
@@ -195,15 +146,6 @@ impl OpenStackAdapter {
                 )
             })?;
         Ok((session, url))
-    }
-
-    /// Health: authenticating proves Keystone and the credentials; each offered service
-    /// must be in the catalogue for the configured region and interface.
-    pub(crate) async fn check_health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        for service in &self.mapping.services {
-            self.endpoint(ctx, service_types(*service)).await?;
-        }
-        self.keystone.session(&self.http, ctx).await.map(|_| ())
     }
 
     /// One call to a catalogue service; renews the token once on a 401.
@@ -249,6 +191,24 @@ impl OpenStackAdapter {
             Retry::Never,
             format!("member {} refuses a fresh token", self.member),
         ))
+    }
+
+    /// DELETEs `path` at a catalogue service; one the member no longer has is deleted, a
+    /// refusal is the member's own error (Swift's 409 for a container holding objects).
+    pub(crate) async fn remove(
+        &self,
+        ctx: &CallContext,
+        types: &[&str],
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(), AdapterError> {
+        let answer = self
+            .call(ctx, types, Method::DELETE, path, headers, None)
+            .await?;
+        match answer.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
+        }
     }
 
     /// The JSON body of a successful answer; a failed one as its classified error.
@@ -320,82 +280,6 @@ impl OpenStackAdapter {
             }
             marker = next;
         }
-    }
-
-    /// A server or volume by its member id; `None` when the member does not know it.
-    pub(crate) async fn fetch(
-        &self,
-        ctx: &CallContext,
-        kind: Kept,
-        id: &str,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        let path = format!("/{}/{}", kind.collection(), path_segment(id)?);
-        let answer = self
-            .call(ctx, kind.types(), Method::GET, &path, &kind.headers(), None)
-            .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let body = self.json(answer, Retry::Safe).await?;
-        Ok(body.get(kind.item()).and_then(|v| kind.read(v)))
-    }
-
-    /// Deletes a server or volume by its member id (one already gone is deleted).
-    pub(crate) async fn remove(
-        &self,
-        ctx: &CallContext,
-        kind: Kept,
-        id: &str,
-    ) -> Result<(), AdapterError> {
-        let path = format!("/{}/{}", kind.collection(), path_segment(id)?);
-        let answer = self
-            .call(
-                ctx,
-                kind.types(),
-                Method::DELETE,
-                &path,
-                &kind.headers(),
-                None,
-            )
-            .await?;
-        match answer.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(service_error(&self.member, &answer, Retry::Safe)),
-        }
-    }
-
-    /// POSTs a create, unless an earlier attempt with an unknown outcome may still be in
-    /// progress at the member (see [`AmbiguousCreates`]); the answer's JSON (`null` when
-    /// unreadable: the caller then reports a transient error and the next attempt adopts
-    /// the resource by its tag or metadata).
-    ///
-    /// [`AmbiguousCreates`]: alliance_adapter_http::AmbiguousCreates
-    pub(crate) async fn submit_create(
-        &self,
-        ctx: &CallContext,
-        types: &[&str],
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &Value,
-        broker_id: &str,
-    ) -> Result<Value, AdapterError> {
-        self.ambiguous.check(broker_id)?;
-        let result = match self
-            .call(ctx, types, Method::POST, path, headers, Some(body))
-            .await
-        {
-            Ok(answer) if answer.status.is_success() => {
-                Ok(serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null))
-            }
-            Ok(answer) => Err(service_error(
-                &self.member,
-                &answer,
-                Retry::WithIdempotencyKey,
-            )),
-            Err(e) => Err(e),
-        };
-        self.ambiguous.record(broker_id, result.as_ref().err());
-        result
     }
 }
 

@@ -1,5 +1,6 @@
-//! Cinder v3 volumes: how a volume document reads, and finding, reading, creating, deleting
-//! and listing the broker's volumes.
+//! Cinder v3 volumes: how a volume document reads and what a volume is created with;
+//! finding, reading, creating, deleting and listing the broker's volumes is the code servers
+//! and volumes share in `kept.rs`.
 //!
 //! Invariant: every broker volume carries the broker id and tenant in its metadata; a create
 //! first searches Cinder's `metadata` filter for an earlier attempt and returns it, so a
@@ -7,13 +8,13 @@
 //! being created is not deleted (Cinder refuses it) but reported as transient.
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, ErrorKind, ErrorSource, MemberResource, MemberResourceStatus,
-    ResourceRef, ResourceSpec, Retry,
+    AdapterError, MemberResource, MemberResourceStatus, ResourceSpec, Volumes,
 };
 use alliance_core::{ResourceType, TenantId};
 use serde_json::{json, Value};
 
-use crate::transport::{is_listed, unreadable_create, Kept, META_BROKER_ID, META_TENANT, VOLUME};
+use crate::kept::{Kept, KeptKind};
+use crate::transport::{META_BROKER_ID, META_TENANT};
 use crate::OpenStackAdapter;
 
 /// The block-storage microversion the adapter speaks.
@@ -52,127 +53,17 @@ impl OpenStackAdapter {
             detail: None,
         })
     }
+}
 
-    async fn volumes(
-        &self,
-        ctx: &CallContext,
-        metadata: &Value,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        let items = self
-            .paged(
-                ctx,
-                VOLUME,
-                "/volumes/detail",
-                ("metadata", &metadata.to_string()),
-                &Self::volume_headers(),
-                "volumes",
-            )
-            .await?;
-        Ok(items.iter().filter_map(Self::volume_of).collect())
-    }
+impl KeptKind for Volumes {
+    const KIND: Kept = Kept::Volume;
 
-    async fn find_volume(
-        &self,
-        ctx: &CallContext,
-        broker_id: &str,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        Ok(self
-            .volumes(ctx, &json!({ META_BROKER_ID: broker_id }))
-            .await?
-            .into_iter()
-            .find(|v| v.broker_id.as_deref() == Some(broker_id)))
-    }
-
-    /// A volume by its member id when known, else by its metadata.
-    pub(crate) async fn get_volume(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<Option<MemberResource>, AdapterError> {
-        match &r.member_resource_id {
-            Some(id) => self.fetch(ctx, Kept::Volume, id).await,
-            None => self.find_volume(ctx, &r.broker_id).await,
-        }
-    }
-
-    /// Creates a volume, or returns the one an earlier attempt made.
-    pub(crate) async fn create_volume(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-    ) -> Result<MemberResource, AdapterError> {
-        if let Some(earlier) = self.find_volume(ctx, &spec.broker_id).await? {
-            return Ok(earlier);
-        }
-        let size = spec.size_gb.ok_or_else(|| {
-            AdapterError::new(
-                ErrorKind::Invalid,
-                ErrorSource::Broker,
-                Retry::Never,
-                "a volume needs size_gb",
-            )
-        })?;
-        let body = json!({ "volume": {
-            "size": size,
+    fn create_body(_: &OpenStackAdapter, spec: &ResourceSpec) -> Result<Value, AdapterError> {
+        Ok(json!({ "volume": {
+            "size": spec.volume_size_gb()?,
             "name": spec.name,
             "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
-        } });
-        let created = self
-            .submit_create(
-                ctx,
-                VOLUME,
-                "/volumes",
-                &Self::volume_headers(),
-                &body,
-                &spec.broker_id,
-            )
-            .await?;
-        created
-            .get("volume")
-            .and_then(Self::volume_of)
-            .ok_or_else(|| unreadable_create("Cinder"))
-    }
-
-    /// Deletes a volume (one already gone, or being deleted, is deleted).
-    pub(crate) async fn delete_volume(
-        &self,
-        ctx: &CallContext,
-        r: &ResourceRef,
-    ) -> Result<(), AdapterError> {
-        let Some(found) = self.get_volume(ctx, r).await? else {
-            return Ok(());
-        };
-        match found.status {
-            MemberResourceStatus::Deleting => return Ok(()),
-            // Cinder refuses to delete a volume that is still being created (400).
-            MemberResourceStatus::Provisioning => {
-                return Err(AdapterError::unavailable(
-                    "the volume is still being created; it is deleted once it is available",
-                )
-                .with_retry_after(std::time::Duration::from_secs(2)))
-            }
-            _ => {}
-        }
-        self.remove(ctx, Kept::Volume, &found.member_resource_id)
-            .await
-    }
-
-    /// The broker's volumes (`tenant`'s when given), found by their metadata.
-    pub(crate) async fn list_volumes(
-        &self,
-        ctx: &CallContext,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<MemberResource>, AdapterError> {
-        let filter = match tenant {
-            Some(t) => json!({ META_TENANT: t.as_str() }),
-            None => json!({}),
-        };
-        Ok(self
-            .volumes(ctx, &filter)
-            .await?
-            .into_iter()
-            .filter(|v| is_listed(v, tenant))
-            .collect())
+        } }))
     }
 }
 

@@ -86,6 +86,10 @@ pub struct SimAdapter {
     state: Mutex<State>,
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the simulated member keeps its own wall clock, as a real member would"
+)]
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -145,7 +149,9 @@ impl SimAdapter {
         })
     }
 
-    fn maybe_fail(&self) -> Result<(), AdapterError> {
+    /// Every call: refused once its deadline has passed, then failed at the configured rate.
+    fn admit(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        ctx.check_deadline()?;
         if self.config.failure_rate > 0.0
             && rand::rng().random_bool(self.config.failure_rate.clamp(0.0, 1.0))
         {
@@ -172,19 +178,23 @@ impl SimAdapter {
         state
             .by_broker_id
             .values()
-            .map(|r| alliance_core::billing::UsageSpan {
-                resource_id: r.broker_id.clone(),
-                resource_name: r.name.clone(),
-                resource_type: r.resource_type.as_str().to_owned(),
-                tenant: r.tenant.to_string(),
-                member: self.member.clone(),
-                jurisdiction: r.jurisdiction.clone(),
-                sku: r.sku.clone(),
-                units: rust_decimal::Decimal::from(r.units),
-                start_ms: i64::try_from(r.ready_at_ms).unwrap_or(i64::MAX),
-                end_ms: r
-                    .deleted_at_ms
-                    .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            .filter_map(|r| {
+                // The journal holds values this member wrote itself: parsed back, they are
+                // valid; a line that is not is left out of the statement, not guessed at.
+                Some(alliance_core::billing::UsageSpan {
+                    resource_id: r.broker_id.clone(),
+                    resource_name: r.name.clone(),
+                    resource_type: r.resource_type,
+                    tenant: r.tenant.clone(),
+                    member: alliance_core::MemberId::parse(&self.member).ok()?,
+                    jurisdiction: alliance_core::Jurisdiction::parse(&r.jurisdiction).ok()?,
+                    sku: r.sku.clone(),
+                    units: rust_decimal::Decimal::from(r.units),
+                    start_ms: i64::try_from(r.ready_at_ms).unwrap_or(i64::MAX),
+                    end_ms: r
+                        .deleted_at_ms
+                        .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+                })
             })
             .collect()
     }
@@ -225,6 +235,30 @@ impl SimAdapter {
     }
 }
 
+impl State {
+    /// The resource `broker_id` names, unless it was deleted, `change`d once `entry` is
+    /// journaled (the journal holds every change the table went through); `None` when
+    /// there is no such resource.
+    fn change_live<T>(
+        &mut self,
+        broker_id: &str,
+        entry: JournalEntry,
+        change: impl FnOnce(&mut SimResource) -> T,
+    ) -> Result<Option<T>, AdapterError> {
+        let Self {
+            by_broker_id,
+            journal,
+        } = self;
+        match by_broker_id.get_mut(broker_id) {
+            Some(r) if r.deleted_at_ms.is_none() => {
+                append(journal, &entry)?;
+                Ok(Some(change(r)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 fn append(journal: &mut Option<File>, entry: &JournalEntry) -> Result<(), AdapterError> {
     if let Some(file) = journal {
         let mut line = serde_json::to_vec(entry)
@@ -247,26 +281,16 @@ impl MemberAdapter for SimAdapter {
         ctx: &CallContext,
         spec: &ResourceSpec,
     ) -> Result<MemberResource, AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()?;
+        self.admit(ctx)?;
         let now = now_ms();
         let mut state = self.lock();
-        let State {
-            by_broker_id,
-            journal,
-        } = &mut *state;
-        if let Some(existing) = by_broker_id.get(&spec.broker_id) {
-            if existing.deleted_at_ms.is_none() {
-                append(
-                    journal,
-                    &JournalEntry::CreateReplayed {
-                        broker_id: spec.broker_id.clone(),
-                    },
-                )?;
-                return self
-                    .view(existing, now)
-                    .ok_or_else(|| AdapterError::invalid("resource was deleted"));
-            }
+        let replayed = JournalEntry::CreateReplayed {
+            broker_id: spec.broker_id.clone(),
+        };
+        if let Some(view) = state.change_live(&spec.broker_id, replayed, |existing| {
+            self.view(existing, now)
+        })? {
+            return view.ok_or_else(|| AdapterError::invalid("resource was deleted"));
         }
         let resource = SimResource {
             member_resource_id: format!("sim-{}", uuid::Uuid::new_v4().simple()),
@@ -275,12 +299,7 @@ impl MemberAdapter for SimAdapter {
             tenant: spec.tenant.clone(),
             name: spec.name.clone(),
             jurisdiction: spec.jurisdiction.to_string(),
-            sku: alliance_core::billing::sku_of(
-                spec.resource_type.as_str(),
-                spec.size.as_ref().map(|s| s.as_str()),
-                spec.size_gb.map(u64::from),
-            )
-            .0,
+            sku: alliance_core::sku_of(spec.resource_type, &spec.shape()).0,
             units: if spec.resource_type == ResourceType::Volume {
                 u64::from(spec.size_gb.unwrap_or(0))
             } else {
@@ -291,13 +310,13 @@ impl MemberAdapter for SimAdapter {
             deleted_at_ms: None,
         };
         append(
-            journal,
+            &mut state.journal,
             &JournalEntry::Created {
                 resource: resource.clone(),
             },
         )?;
         let view = self.view(&resource, now);
-        by_broker_id.insert(spec.broker_id.clone(), resource);
+        state.by_broker_id.insert(spec.broker_id.clone(), resource);
         view.ok_or_else(|| AdapterError::invalid("resource vanished"))
     }
 
@@ -306,8 +325,7 @@ impl MemberAdapter for SimAdapter {
         ctx: &CallContext,
         resource: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()?;
+        self.admit(ctx)?;
         let state = self.lock();
         Ok(state
             .by_broker_id
@@ -316,26 +334,15 @@ impl MemberAdapter for SimAdapter {
     }
 
     async fn delete(&self, ctx: &CallContext, resource: &ResourceRef) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()?;
+        self.admit(ctx)?;
         let now = now_ms();
-        let mut state = self.lock();
-        let State {
-            by_broker_id,
-            journal,
-        } = &mut *state;
-        if let Some(r) = by_broker_id.get_mut(&resource.broker_id) {
-            if r.deleted_at_ms.is_none() {
-                append(
-                    journal,
-                    &JournalEntry::Deleted {
-                        broker_id: resource.broker_id.clone(),
-                        at_ms: now,
-                    },
-                )?;
-                r.deleted_at_ms = Some(now);
-            }
-        }
+        let deleted = JournalEntry::Deleted {
+            broker_id: resource.broker_id.clone(),
+            at_ms: now,
+        };
+        self.lock().change_live(&resource.broker_id, deleted, |r| {
+            r.deleted_at_ms = Some(now)
+        })?;
         Ok(())
     }
 
@@ -345,8 +352,7 @@ impl MemberAdapter for SimAdapter {
         resource_type: ResourceType,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()?;
+        self.admit(ctx)?;
         let now = now_ms();
         let state = self.lock();
         let mut out: Vec<MemberResource> = state
@@ -364,14 +370,12 @@ impl MemberAdapter for SimAdapter {
         ctx: &CallContext,
         period: &str,
     ) -> Result<Option<String>, AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()?;
+        self.admit(ctx)?;
         self.statement_csv(period).map(Some)
     }
 
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        ctx.check_deadline()?;
-        self.maybe_fail()
+        self.admit(ctx)
     }
 }
 

@@ -13,6 +13,8 @@ use std::fmt;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::{Jurisdiction, MemberId, ResourceType, TenantId};
+
 /// Decimal places of quantities and costs.
 pub const SCALE: u32 = 6;
 const MS_PER_HOUR: i64 = 3_600_000;
@@ -201,18 +203,7 @@ impl PriceCatalogue {
     }
 }
 
-/// The SKU and units per hour of a resource: `instance.<size>` (1 per hour), `volume.gb`
-/// (its GB per hour), `bucket` (1 per hour).
-pub fn sku_of(resource_type: &str, size: Option<&str>, size_gb: Option<u64>) -> (String, Decimal) {
-    match resource_type {
-        "instance" => (
-            format!("instance.{}", size.unwrap_or("unknown")),
-            Decimal::ONE,
-        ),
-        "volume" => ("volume.gb".to_owned(), Decimal::from(size_gb.unwrap_or(0))),
-        _ => ("bucket".to_owned(), Decimal::ONE),
-    }
-}
+pub use crate::lifecycle::sku_of;
 
 /// A resource live over a span of time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,13 +213,13 @@ pub struct UsageSpan {
     /// Tenant's name for it.
     pub resource_name: String,
     /// `instance`, `volume`, `bucket`.
-    pub resource_type: String,
+    pub resource_type: ResourceType,
     /// Owner.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Member.
-    pub member: String,
+    pub member: MemberId,
     /// Jurisdiction.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// SKU.
     pub sku: String,
     /// Units per hour (1, or the GB of a volume).
@@ -247,13 +238,13 @@ pub struct UsageLine {
     /// Name.
     pub resource_name: String,
     /// Kind.
-    pub resource_type: String,
+    pub resource_type: ResourceType,
     /// Owner.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Member.
-    pub member: String,
+    pub member: MemberId,
     /// Jurisdiction.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// SKU.
     pub sku: String,
     /// Charge period start, ms.
@@ -301,16 +292,16 @@ pub fn meter(
                 lines.push(UsageLine {
                     resource_id: span.resource_id.clone(),
                     resource_name: span.resource_name.clone(),
-                    resource_type: span.resource_type.clone(),
+                    resource_type: span.resource_type,
                     tenant: span.tenant.clone(),
                     member: span.member.clone(),
-                    jurisdiction: span.jurisdiction.clone(),
+                    jurisdiction: span.jurisdiction,
                     sku: span.sku.clone(),
                     charge_start_ms: day,
                     charge_end_ms: next,
                     consumed_hours: hours,
                     quantity,
-                    unit: if span.resource_type == "volume" {
+                    unit: if span.resource_type == ResourceType::Volume {
                         "GB-Hours".into()
                     } else {
                         "Hours".into()
@@ -391,10 +382,10 @@ mod tests {
         let span = UsageSpan {
             resource_id: "ins-1".into(),
             resource_name: "web".into(),
-            resource_type: "instance".into(),
-            tenant: "acme".into(),
-            member: "m".into(),
-            jurisdiction: "FR".into(),
+            resource_type: ResourceType::Instance,
+            tenant: TenantId::parse("acme").expect("tenant"),
+            member: MemberId::parse("m").expect("member"),
+            jurisdiction: Jurisdiction::parse("FR").expect("jurisdiction"),
             sku: "instance.small".into(),
             units: Decimal::ONE,
             // From 30 Oct 12:00 to 2 Nov 06:00: October is outside the period.
@@ -423,10 +414,10 @@ mod tests {
         let span = UsageSpan {
             resource_id: "ins-1".into(),
             resource_name: "web, \"quoted\"".into(),
-            resource_type: "instance".into(),
-            tenant: "acme".into(),
-            member: "m".into(),
-            jurisdiction: "FR".into(),
+            resource_type: ResourceType::Instance,
+            tenant: TenantId::parse("acme").expect("tenant"),
+            member: MemberId::parse("m").expect("member"),
+            jurisdiction: Jurisdiction::parse("FR").expect("jurisdiction"),
             sku: "instance.small".into(),
             units: Decimal::ONE,
             start_ms: p.start_ms() + 1_234_567,
@@ -436,17 +427,36 @@ mod tests {
         let mut csv = Vec::new();
         let names = std::collections::BTreeMap::from([("m".to_owned(), "Member".to_owned())]);
         crate::focus::write(&mut csv, p, &lines, &names).expect("focus");
-        let read: Vec<crate::reconcile::FocusRow> = crate::reconcile::FocusReader::new(csv.as_slice())
-            .expect("header")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let read: Vec<crate::reconcile::FocusRow> =
+            crate::reconcile::FocusReader::new(csv.as_slice())
+                .expect("header")
+                .collect::<Result<_, _>>()
+                .expect("rows");
         let typed: Vec<crate::reconcile::FocusRow> =
             lines.iter().map(crate::reconcile::FocusRow::from).collect();
         assert_eq!(read.len(), typed.len());
         for (r, t) in read.iter().zip(&typed) {
             assert_eq!(
-                (&r.resource_id, &r.sku, r.charge_start, &r.region, &r.currency, r.cost, r.quantity, &r.tenant),
-                (&t.resource_id, &t.sku, t.charge_start, &t.region, &t.currency, t.cost, t.quantity, &t.tenant)
+                (
+                    &r.resource_id,
+                    &r.sku,
+                    r.charge_start,
+                    &r.region,
+                    &r.currency,
+                    r.cost,
+                    r.quantity,
+                    &r.tenant
+                ),
+                (
+                    &t.resource_id,
+                    &t.sku,
+                    t.charge_start,
+                    &t.region,
+                    &t.currency,
+                    t.cost,
+                    t.quantity,
+                    &t.tenant
+                )
             );
         }
     }
@@ -457,10 +467,10 @@ mod tests {
         let span = UsageSpan {
             resource_id: "vol-1".into(),
             resource_name: "v".into(),
-            resource_type: "volume".into(),
-            tenant: "acme".into(),
-            member: "m".into(),
-            jurisdiction: "FR".into(),
+            resource_type: ResourceType::Volume,
+            tenant: TenantId::parse("acme").expect("tenant"),
+            member: MemberId::parse("m").expect("member"),
+            jurisdiction: Jurisdiction::parse("FR").expect("jurisdiction"),
             sku: "volume.gb".into(),
             units: d("20"),
             start_ms: p.start_ms(),

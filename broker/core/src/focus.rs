@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use crate::billing::{iso, Period, UsageLine};
+use crate::ResourceType;
 
 /// The columns, in order.
 pub const COLUMNS: [&str; 31] = [
@@ -43,11 +44,11 @@ pub const COLUMNS: [&str; 31] = [
     "Tags",
 ];
 
-fn service(resource_type: &str) -> (&'static str, &'static str) {
+fn service(resource_type: ResourceType) -> (&'static str, &'static str) {
     match resource_type {
-        "instance" => ("Virtual Machines", "Compute"),
-        "volume" => ("Block Storage", "Storage"),
-        _ => ("Object Storage", "Storage"),
+        ResourceType::Instance => ("Virtual Machines", "Compute"),
+        ResourceType::Volume => ("Block Storage", "Storage"),
+        ResourceType::Bucket => ("Object Storage", "Storage"),
     }
 }
 
@@ -64,18 +65,18 @@ pub fn write<W: Write>(
     for line in lines {
         let cost = line.cost.to_string();
         let provider = member_names
-            .get(&line.member)
+            .get(line.member.as_str())
             .cloned()
-            .unwrap_or_else(|| line.member.clone());
-        let (service_name, category) = service(&line.resource_type);
+            .unwrap_or_else(|| line.member.to_string());
+        let (service_name, category) = service(line.resource_type);
         let tags = serde_json::json!({ "alliance/tenant": line.tenant, "alliance/jurisdiction": line.jurisdiction, "alliance/member": line.member }).to_string();
         let record: [String; 31] = [
             cost.clone(),
             cost.clone(),
             cost.clone(),
             cost,
-            line.tenant.clone(),
-            line.tenant.clone(),
+            line.tenant.to_string(),
+            line.tenant.to_string(),
             line.currency.clone(),
             period_start.clone(),
             period_end.clone(),
@@ -93,10 +94,10 @@ pub fn write<W: Write>(
             category.into(),
             line.resource_id.clone(),
             line.resource_name.clone(),
-            line.resource_type.clone(),
-            line.jurisdiction.clone(),
+            line.resource_type.as_str().to_owned(),
+            line.jurisdiction.to_string(),
             line.sku.clone(),
-            line.tenant.clone(),
+            line.tenant.to_string(),
             line.consumed_hours.to_string(),
             "Hours".into(),
             line.unit_price.map(|p| p.to_string()).unwrap_or_default(),
@@ -119,10 +120,10 @@ mod tests {
         let span = UsageSpan {
             resource_id: "bkt-1".into(),
             resource_name: "logs, \"2026\"".into(),
-            resource_type: "bucket".into(),
-            tenant: "acme".into(),
-            member: "numergy-fr".into(),
-            jurisdiction: "FR".into(),
+            resource_type: ResourceType::Bucket,
+            tenant: crate::TenantId::parse("acme").expect("tenant"),
+            member: crate::MemberId::parse("numergy-fr").expect("member"),
+            jurisdiction: crate::Jurisdiction::parse("FR").expect("jurisdiction"),
             sku: "bucket".into(),
             units: rust_decimal::Decimal::ONE,
             start_ms: period.start_ms() + 3_600_000,

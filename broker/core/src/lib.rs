@@ -11,6 +11,7 @@
 pub mod billing;
 pub mod focus;
 pub mod ids;
+pub mod lifecycle;
 pub mod placement;
 pub mod policy;
 pub mod reconcile;
@@ -18,6 +19,10 @@ pub mod reconcile;
 pub use ids::{
     Certification, DataClassName, IdError, ImageName, Jurisdiction, MemberId, ResourceType,
     SizeName, TenantId,
+};
+pub use lifecycle::{
+    sku_of, ApplicationStatus, OperationKind, OperationStatus, ResourceShape, ResourceStatus,
+    StateError,
 };
 pub use placement::{
     decide, Candidate, Decision, Failed, MemberCandidate, MemberHealth, MemberStatus,
