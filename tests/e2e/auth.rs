@@ -75,6 +75,10 @@ async fn serve_jwks(good: Value, attacker: Value) -> Idp {
     }
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tokens for the broker under test carry the machine's wall-clock time"
+)]
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -229,6 +229,10 @@ impl Broker {
                 "the broker did not exit; log:\n{}",
                 self.log_text()
             );
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "waits on a child process from synchronous test code"
+            )]
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -324,6 +328,10 @@ impl Broker {
                 Instant::now() < deadline,
                 "broker did not stop within 30 s of SIGTERM"
             );
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "waits on a child process from synchronous test code"
+            )]
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -527,6 +535,10 @@ fn count_creations(journal: &Path, counts: &mut std::collections::BTreeMap<Strin
 }
 
 /// The current UTC month, `YYYY-MM`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the month the broker under test is in: the machine's wall clock"
+)]
 pub fn this_month() -> String {
     let now = i64::try_from(
         std::time::SystemTime::now()

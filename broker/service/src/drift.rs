@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alliance_adapter_api::CallContext;
+use alliance_core::ResourceStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::members::MemberEntry;
 use crate::state::AppState;
 use crate::store::{AuditEntry, StoreResult};
-use crate::time::{now_ms, rfc3339};
+use crate::time::rfc3339;
 
 /// Advisory lock key of the drift job ("drif").
 const DRIFT_LOCK: i64 = 0x6472_6966;
@@ -78,7 +79,7 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
             }
             let reason = match known {
                 None => Some("the broker has no record of this resource"),
-                Some(h) if h.status == "deleted" => {
+                Some(h) if h.status == ResourceStatus::Deleted => {
                     Some("the broker deleted this resource; the member still holds it")
                 }
                 Some(_) => None,
@@ -94,7 +95,7 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
         }
         for holding in holdings
             .iter()
-            .filter(|h| h.resource_type == service.as_str() && h.status == "active")
+            .filter(|h| h.resource_type == service && h.status == ResourceStatus::Active)
         {
             if !seen.contains(&holding.id) {
                 missing.push(Finding {
@@ -108,7 +109,7 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
     }
     orphans.sort();
     missing.sort();
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let report = DriftReport {
         member: member.clone(),
         checked_at: rfc3339(now),

@@ -26,6 +26,6 @@ pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod tenancy;
 pub mod telemetry;
+pub mod tenancy;
 pub mod time;

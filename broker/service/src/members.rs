@@ -314,11 +314,12 @@ impl MemberRegistry {
         size: Option<&SizeName>,
     ) -> Vec<MemberCandidate> {
         // Placement ranks by the price of what is asked for, from each member's catalogue.
-        let (sku, _) = alliance_core::billing::sku_of(
-            resource_type.as_str(),
-            size.map(SizeName::as_str),
-            Some(1),
-        );
+        let shape = alliance_core::ResourceShape {
+            size: size.cloned(),
+            image: None,
+            size_gb: Some(1),
+        };
+        let (sku, _) = alliance_core::sku_of(resource_type, &shape);
         let routing = self.read();
         routing
             .entries

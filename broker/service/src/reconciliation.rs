@@ -115,25 +115,26 @@ pub fn tolerance_value(name: &str, value: Option<&str>, default: Decimal) -> Api
 
 /// Runs and stores a reconciliation: the statement uploaded for the period, else the
 /// member's own; the report as stored.
-pub async fn create(
-    state: &AppState,
-    by: &str,
-    request: &Request,
-) -> ApiResult<serde_json::Value> {
+pub async fn create(state: &AppState, by: &str, request: &Request) -> ApiResult<serde_json::Value> {
     let member = &request.member;
     let period_text = request.period.to_string();
-    let entry = state.members.get(member).ok_or_else(|| {
-        ApiError::invalid_field(format!("`member`: `{member}` is not a member"))
+    let entry = state
+        .members
+        .get(member)
+        .ok_or_else(|| ApiError::invalid_field(format!("`member`: `{member}` is not a member")))?;
+    let (statement, source): (String, StatementSource) = crate::billing::member_statement(
+        &state.store,
+        entry.adapter.as_ref(),
+        member,
+        &period_text,
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::StatementMissing,
+            "the member publishes no statement for this period; upload one first",
+        )
     })?;
-    let (statement, source): (String, StatementSource) =
-        crate::billing::member_statement(&state.store, entry.adapter.as_ref(), member, &period_text)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::StatementMissing,
-                    "the member publishes no statement for this period; upload one first",
-                )
-            })?;
     let books = Books::from_registry(&state.members);
     let now = state.clock.now_ms();
     let Reconciled { outcome, usage } = reconcile_member(

@@ -76,102 +76,99 @@ impl Application {
 /// Builds the broker's state (store migrated, tenants seeded, members and verifier ready)
 /// without binding: what `Application::build` serves, and what in-process tests drive.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
-        let config = settings.config;
-        let listen = config.server.listen;
-        if config.auth.dev_issuer.enabled
-            && !listen.ip().is_loopback()
-            && !settings.allow_dev_issuer_on_network
-        {
-            anyhow::bail!(
+    let config = settings.config;
+    let listen = config.server.listen;
+    if config.auth.dev_issuer.enabled
+        && !listen.ip().is_loopback()
+        && !settings.allow_dev_issuer_on_network
+    {
+        anyhow::bail!(
                 "refusing to listen on {listen} with the development token issuer enabled: anyone who can read the data dir could mint tokens. \
                  Listen on a loopback address, disable [auth.dev_issuer], or pass --allow-dev-issuer-on-network"
             );
-        }
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("cannot create the data dir {}", settings.data_dir.display())
-        })?;
-        let url = resolve_url(&config.database.url, &settings.data_dir);
-        let store = Store::connect(&url, config.database.max_connections)
-            .await
-            .context("cannot open the database")?;
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
+    let url = resolve_url(&config.database.url, &settings.data_dir);
+    let store = Store::connect(&url, config.database.max_connections)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let now = settings.clock.now_ms();
+    for tenant in &config.tenants {
+        let name = tenant
+            .name
+            .clone()
+            .unwrap_or_else(|| tenant.id.get_ref().to_string());
         store
-            .migrate()
-            .await
-            .context("cannot migrate the database")?;
-        let now = settings.clock.now_ms();
-        for tenant in &config.tenants {
-            let name = tenant
-                .name
-                .clone()
-                .unwrap_or_else(|| tenant.id.get_ref().to_string());
-            store
-                .insert_tenant(&tenant.policy(), &name, now, None)
-                .await?;
-        }
-        let mut entries = Vec::new();
-        for member in &config.members {
-            store.seed_member(member.id.get_ref(), now).await?;
-            let call_timeout = Duration::from_millis(config.operations.call_timeout_ms);
-            let adapter = build_adapter(member, &settings.data_dir, &settings.env, call_timeout)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot start the adapter of member {}: {e}",
-                        member.id.get_ref()
-                    )
-                })?;
-            entries.push(MemberEntry {
-                config: member.clone(),
-                adapter,
-            });
-        }
-        let security = &config.security;
-        if security.credentials_key_env.is_none()
-            && security.credentials_key_file.is_none()
-            && !url.starts_with("sqlite")
-        {
-            tracing::warn!("no [security] credentials_key_env or credentials_key_file: this replica seals partner credentials with a key of its own data dir; replicas sharing a database must share one key");
-        }
-        let key_from_env = match &security.credentials_key_env {
-            Some(name) => Some(settings.env.get(name).cloned().ok_or_else(|| {
-                anyhow::anyhow!("[security] credentials_key_env names {name}, which is not set")
-            })?),
-            None => None,
-        };
-        let sealer = Arc::new(
-            crate::secrets::Sealer::load(
-                key_from_env.as_deref(),
-                security.credentials_key_file.as_deref(),
-                &settings.data_dir,
-            )
-            .map_err(|e| anyhow::anyhow!("credentials key: {e}"))?,
-        );
-        let members = Arc::new(MemberRegistry::new(
-            entries,
-            Some(sealer.clone()),
-            Duration::from_millis(config.operations.call_timeout_ms),
-            crate::members::AllowedDestinations::from_entries(
-                &config.security.allowed_member_networks,
-            ),
-        ));
-        members.refresh(&store, true).await?;
-        let dev = if config.auth.dev_issuer.enabled {
-            Some(Arc::new(DevIssuer::load_or_create(&settings.data_dir)?))
-        } else {
-            None
-        };
-        let verifier = TokenVerifier::new(&config.auth, dev)
-            .map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
-        Ok(AppState {
-            rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
-            sealer,
-            config: Arc::new(config),
-            store,
-            verifier: Arc::new(verifier),
-            members,
-            wake: Arc::new(Notify::new()),
-            metrics: crate::telemetry::metrics_handle(),
-            clock: settings.clock,
-        })
+            .insert_tenant(&tenant.policy(), &name, now, None)
+            .await?;
+    }
+    let mut entries = Vec::new();
+    for member in &config.members {
+        store.seed_member(member.id.get_ref(), now).await?;
+        let call_timeout = Duration::from_millis(config.operations.call_timeout_ms);
+        let adapter = build_adapter(member, &settings.data_dir, &settings.env, call_timeout)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start the adapter of member {}: {e}",
+                    member.id.get_ref()
+                )
+            })?;
+        entries.push(MemberEntry {
+            config: member.clone(),
+            adapter,
+        });
+    }
+    let security = &config.security;
+    if security.credentials_key_env.is_none()
+        && security.credentials_key_file.is_none()
+        && !url.starts_with("sqlite")
+    {
+        tracing::warn!("no [security] credentials_key_env or credentials_key_file: this replica seals partner credentials with a key of its own data dir; replicas sharing a database must share one key");
+    }
+    let key_from_env = match &security.credentials_key_env {
+        Some(name) => Some(settings.env.get(name).cloned().ok_or_else(|| {
+            anyhow::anyhow!("[security] credentials_key_env names {name}, which is not set")
+        })?),
+        None => None,
+    };
+    let sealer = Arc::new(
+        crate::secrets::Sealer::load(
+            key_from_env.as_deref(),
+            security.credentials_key_file.as_deref(),
+            &settings.data_dir,
+        )
+        .map_err(|e| anyhow::anyhow!("credentials key: {e}"))?,
+    );
+    let members = Arc::new(MemberRegistry::new(
+        entries,
+        Some(sealer.clone()),
+        Duration::from_millis(config.operations.call_timeout_ms),
+        crate::members::AllowedDestinations::from_entries(&config.security.allowed_member_networks),
+    ));
+    members.refresh(&store, true).await?;
+    let dev = if config.auth.dev_issuer.enabled {
+        Some(Arc::new(DevIssuer::load_or_create(&settings.data_dir)?))
+    } else {
+        None
+    };
+    let verifier =
+        TokenVerifier::new(&config.auth, dev).map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
+    Ok(AppState {
+        rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
+        sealer,
+        config: Arc::new(config),
+        store,
+        verifier: Arc::new(verifier),
+        members,
+        wake: Arc::new(Notify::new()),
+        metrics: crate::telemetry::metrics_handle(),
+        clock: settings.clock,
+    })
 }
 
 impl Application {
@@ -250,7 +247,11 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "cannot refresh the member routing table");
         }
         if housekeeping.is_multiple_of(300) {
-            match state.store.expire_idempotency_keys(state.clock.now_ms()).await {
+            match state
+                .store
+                .expire_idempotency_keys(state.clock.now_ms())
+                .await
+            {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys"),

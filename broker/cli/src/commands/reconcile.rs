@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use alliance_core::billing::Period;
@@ -82,7 +82,7 @@ fn run_files<L: std::io::Read, S: std::io::Read>(
 /// Rows parsed so far in each file, shown on a terminal while a large reconciliation runs.
 struct Progress {
     rows: Arc<[AtomicU64; 2]>,
-    done: Arc<AtomicBool>,
+    done: Option<std::sync::mpsc::Sender<()>>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -90,13 +90,15 @@ impl Progress {
     /// Counts rows; when `show`, prints them to stderr twice a second (one line, rewritten).
     fn start(show: bool) -> Self {
         let rows: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let done = Arc::new(AtomicBool::new(false));
+        let (done, stopped) = std::sync::mpsc::channel::<()>();
         let ticker = show.then(|| {
-            let (rows, done) = (rows.clone(), done.clone());
+            let rows = rows.clone();
             std::thread::spawn(move || {
                 let started = std::time::Instant::now();
-                while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                // Wakes every half second until told to stop (or the sender is gone).
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_millis(500))
+                {
                     let (l, s) = (
                         rows[0].load(Ordering::Relaxed),
                         rows[1].load(Ordering::Relaxed),
@@ -107,7 +109,11 @@ impl Progress {
                 eprintln!();
             })
         });
-        Self { rows, done, ticker }
+        Self {
+            rows,
+            done: Some(done),
+            ticker,
+        }
     }
 
     fn counters(&self) -> Arc<[AtomicU64; 2]> {
@@ -115,7 +121,7 @@ impl Progress {
     }
 
     fn stop(mut self) {
-        self.done.store(true, Ordering::Relaxed);
+        drop(self.done.take());
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }

@@ -1,6 +1,8 @@
 //! Members, placement dry runs and the audit log.
 
-use alliance_core::{DataClassName, Jurisdiction, MemberId, PlacementRequest, ResourceType, SizeName};
+use alliance_core::{
+    DataClassName, Jurisdiction, MemberId, PlacementRequest, ResourceType, SizeName,
+};
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -8,10 +10,10 @@ use utoipa::ToSchema;
 
 use super::extract::ApiQuery;
 use super::json::{field, StrictJson};
+use super::views::{page, EvaluationView, MemberView, Page, PageParams};
 use crate::auth::permissions::{ReadAudit, ReadMembers, ReadResources};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ApiResult, Problem};
-use super::views::{page, EvaluationView, MemberView, Page, PageParams};
 use crate::provisioning;
 use crate::state::AppState;
 use crate::store::{AuditEvent, AuditFilter};

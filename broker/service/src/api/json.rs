@@ -91,10 +91,18 @@ fn field_problem(path: &str, error: &serde_json::Error) -> String {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         // The path already ends at the unknown field.
         let field = quoted(rest).unwrap_or_default();
-        let named = if path.ends_with(&field) { path.to_owned() } else { at(&field) };
+        let named = if path.ends_with(&field) {
+            path.to_owned()
+        } else {
+            at(&field)
+        };
         return format!("`{named}` is not a field of this request");
     }
-    let field = if path.is_empty() || path == "." { "body".to_owned() } else { path.to_owned() };
+    let field = if path.is_empty() || path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
     let expected = message
         .split(", expected ")
         .nth(1)
@@ -106,7 +114,9 @@ fn field_problem(path: &str, error: &serde_json::Error) -> String {
         return format!("`{field}` must be one of: {}", allowed.join(", "));
     }
     let wanted = match expected.as_str() {
-        e if e.starts_with('u') && e[1..].parse::<u8>().is_ok() => "a non-negative integer in range",
+        e if e.starts_with('u') && e[1..].parse::<u8>().is_ok() => {
+            "a non-negative integer in range"
+        }
         e if e.starts_with('i') && e[1..].parse::<u8>().is_ok() => "an integer in range",
         e if e.starts_with('f') && e[1..].parse::<u8>().is_ok() => "a number",
         "a string" | "a borrowed string" | "a str" => "a string",
@@ -168,12 +178,27 @@ mod tests {
     fn field_errors_name_the_field_and_the_rule_never_serde() {
         let cases = [
             (r#"{"size_gb": 1}"#, "`name` is required"),
-            (r#"{"name": "a", "size_gb": 1, "colour": 1}"#, "`colour` is not a field of this request"),
-            (r#"{"name": "a", "size_gb": -1}"#, "`size_gb` must be a non-negative integer in range"),
-            (r#"{"name": "a", "size_gb": "ten"}"#, "`size_gb` must be a non-negative integer in range"),
+            (
+                r#"{"name": "a", "size_gb": 1, "colour": 1}"#,
+                "`colour` is not a field of this request",
+            ),
+            (
+                r#"{"name": "a", "size_gb": -1}"#,
+                "`size_gb` must be a non-negative integer in range",
+            ),
+            (
+                r#"{"name": "a", "size_gb": "ten"}"#,
+                "`size_gb` must be a non-negative integer in range",
+            ),
             (r#"{"name": 7, "size_gb": 1}"#, "`name` must be a string"),
-            (r#"{"name": "a", "size_gb": 1, "kind": "sctp"}"#, "`kind` must be one of: tcp, udp"),
-            (r#"{"name": "a", "size_gb": 1, "public_ip": "yes"}"#, "`public_ip` must be true or false"),
+            (
+                r#"{"name": "a", "size_gb": 1, "kind": "sctp"}"#,
+                "`kind` must be one of: tcp, udp",
+            ),
+            (
+                r#"{"name": "a", "size_gb": 1, "public_ip": "yes"}"#,
+                "`public_ip` must be true or false",
+            ),
             (r#"[1]"#, "`body` must be an object"),
         ];
         for (body, want) in cases {

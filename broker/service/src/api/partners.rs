@@ -7,12 +7,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::json::StrictJson;
+use super::problem::idempotent;
+use super::views::{ApplicationView, MemberView};
 use crate::auth::permissions::{ApplyAsPartner, ManageMembers};
 use crate::auth::{Authorized, Role};
 use crate::error::{ApiError, ApiResult, Problem};
-use super::problem::reply;
-use super::views::{ApplicationView, MemberView};
-use crate::idempotency::{json_reply, with_idempotency_key, RequestFacts};
+use crate::idempotency::{json_reply, RequestFacts};
 use crate::partners::{self, Lifecycle, SelfDescription};
 use crate::state::AppState;
 
@@ -33,16 +33,7 @@ pub async fn submit(
         let row = partners::submit(&state, &auth.principal, body.value, &body.canonical).await?;
         json_reply(202, None, &ApplicationView::from(&row))
     };
-    let stored = with_idempotency_key(
-        &state,
-        &auth.principal,
-        &facts,
-        uri.path(),
-        &canonical,
-        action,
-    )
-    .await?;
-    Ok(reply(&stored))
+    idempotent(&state, &auth.principal, &facts, &uri, &canonical, action).await
 }
 
 /// An application: its status and conformance report (never its credentials).
@@ -237,10 +228,10 @@ pub async fn member_resources(
         rows.into_iter()
             .map(|h| PlacedResource {
                 id: h.id,
-                resource_type: h.resource_type,
-                tenant: h.tenant_id,
-                jurisdiction: h.jurisdiction,
-                status: h.status,
+                resource_type: h.resource_type.as_str().to_owned(),
+                tenant: h.tenant_id.to_string(),
+                jurisdiction: h.jurisdiction.to_string(),
+                status: h.status.as_str().to_owned(),
                 member_resource_id: h.member_resource_id,
                 created_at: crate::time::rfc3339(h.created_at),
             })

@@ -73,3 +73,25 @@ pub fn reply(stored: &StoredResponse) -> Response {
     }
     response
 }
+
+/// Runs a creating POST under its `Idempotency-Key` (when sent) and sends its reply: the
+/// first response, or its replay.
+pub async fn idempotent(
+    state: &crate::state::AppState,
+    principal: &crate::auth::Principal,
+    facts: &crate::idempotency::RequestFacts,
+    uri: &axum::extract::OriginalUri,
+    canonical: &serde_json::Value,
+    action: impl std::future::Future<Output = crate::error::ApiResult<StoredResponse>>,
+) -> crate::error::ApiResult<Response> {
+    let stored = crate::idempotency::with_idempotency_key(
+        state,
+        principal,
+        facts,
+        uri.path(),
+        canonical,
+        action,
+    )
+    .await?;
+    Ok(reply(&stored))
+}

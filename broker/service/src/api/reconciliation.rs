@@ -11,11 +11,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::json::StrictJson;
-use super::problem::reply;
+use super::problem::idempotent;
 use crate::auth::permissions::{Reconcile, UploadStatements};
 use crate::auth::{Authorized, Role};
 use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
-use crate::idempotency::{json_reply, with_idempotency_key, RequestFacts};
+use crate::idempotency::{json_reply, RequestFacts};
 use crate::reconciliation::{self, tolerance_value};
 use crate::state::AppState;
 
@@ -116,16 +116,15 @@ pub async fn create(
         let report = reconciliation::create(&state, &by, &request).await?;
         json_reply(201, None, &report)
     };
-    let stored = with_idempotency_key(
+    idempotent(
         &state,
         &auth.principal,
         &facts,
-        uri.path(),
+        &uri,
         &body.canonical,
         action,
     )
-    .await?;
-    Ok(reply(&stored))
+    .await
 }
 
 /// A reconciliation report: billing, operators.

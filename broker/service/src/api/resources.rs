@@ -1,9 +1,12 @@
 //! Tenant routes for instances, volumes and buckets, and operations.
 //!
 //! Each handler: typed extractors (permission, path, query, strict body) → one service
-//! call → a typed response. The three resource types share the helpers at the bottom.
+//! call → a typed response. The three resource types share one body for each route
+//! (`resource_routes!`), and each creating body parses itself into a `CreateRequest` once.
 
-use alliance_core::{DataClassName, ImageName, Jurisdiction, MemberId, ResourceType, SizeName};
+use alliance_core::{
+    DataClassName, ImageName, Jurisdiction, MemberId, ResourceShape, ResourceType, SizeName,
+};
 use axum::extract::{OriginalUri, Path, State};
 use axum::response::Response;
 use axum::Json;
@@ -12,11 +15,11 @@ use utoipa::ToSchema;
 
 use super::extract::ApiQuery;
 use super::json::{field, name, StrictJson};
+use super::problem::reply;
+use super::views::{accepted, page, OperationView, Page, PageParams, ResourceView};
 use crate::auth::permissions::{ProvisionResources, ReadResources};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ApiResult, Problem};
-use super::problem::reply;
-use super::views::{accepted, page, OperationView, Page, PageParams, ResourceView};
 use crate::idempotency::RequestFacts;
 use crate::provisioning::{self, CreateRequest};
 use crate::state::AppState;
@@ -69,6 +72,12 @@ pub struct CreateBucket {
     pub member: Option<String>,
 }
 
+/// A creating body: parsed once, here, into the validated request provisioning takes.
+trait CreateBody {
+    /// The validated request.
+    fn request(&self, state: &AppState) -> ApiResult<CreateRequest>;
+}
+
 fn common(
     resource_type: ResourceType,
     raw_name: &str,
@@ -81,52 +90,89 @@ fn common(
         name: name(raw_name)?,
         jurisdiction: field("jurisdiction", jurisdiction, Jurisdiction::parse)?,
         data_class: field("data_class", data_class, DataClassName::parse)?,
-        size: None,
-        image: None,
-        size_gb: None,
+        shape: ResourceShape::default(),
         member: field("member", member, MemberId::parse)?,
     })
 }
 
-fn instance_request(state: &AppState, body: &CreateInstance) -> ApiResult<CreateRequest> {
-    let mut request = common(
-        ResourceType::Instance,
-        &body.name,
-        body.jurisdiction.as_deref(),
-        body.data_class.as_deref(),
-        body.member.as_deref(),
-    )?;
-    let size = field("size", Some(&body.size), SizeName::parse)?;
-    let image = field("image", Some(&body.image), ImageName::parse)?;
-    if let Some(size) = &size {
-        if !state.members.known_sizes().contains(size) {
-            return Err(ApiError::invalid_field(format!(
-                "`size`: `{size}` is not a size any member offers"
-            )));
+impl CreateBody for CreateInstance {
+    fn request(&self, state: &AppState) -> ApiResult<CreateRequest> {
+        let mut request = common(
+            ResourceType::Instance,
+            &self.name,
+            self.jurisdiction.as_deref(),
+            self.data_class.as_deref(),
+            self.member.as_deref(),
+        )?;
+        let size = field("size", Some(&self.size), SizeName::parse)?;
+        let image = field("image", Some(&self.image), ImageName::parse)?;
+        if let Some(size) = &size {
+            if !state.members.known_sizes().contains(size) {
+                return Err(ApiError::invalid_field(format!(
+                    "`size`: `{size}` is not a size any member offers"
+                )));
+            }
         }
-    }
-    if let Some(image) = &image {
-        if !state.members.known_images().contains(image) {
-            return Err(ApiError::invalid_field(format!(
-                "`image`: `{image}` is not an image any member offers"
-            )));
+        if let Some(image) = &image {
+            if !state.members.known_images().contains(image) {
+                return Err(ApiError::invalid_field(format!(
+                    "`image`: `{image}` is not an image any member offers"
+                )));
+            }
         }
+        request.shape.size = size;
+        request.shape.image = image;
+        Ok(request)
     }
-    request.size = size;
-    request.image = image;
-    Ok(request)
 }
 
-async fn create_any(
+impl CreateBody for CreateVolume {
+    fn request(&self, _state: &AppState) -> ApiResult<CreateRequest> {
+        let mut request = common(
+            ResourceType::Volume,
+            &self.name,
+            self.jurisdiction.as_deref(),
+            self.data_class.as_deref(),
+            self.member.as_deref(),
+        )?;
+        if !(1..=65_536).contains(&self.size_gb) {
+            return Err(ApiError::invalid_field("`size_gb` must be from 1 to 65536"));
+        }
+        request.shape.size_gb = Some(self.size_gb);
+        Ok(request)
+    }
+}
+
+impl CreateBody for CreateBucket {
+    fn request(&self, _state: &AppState) -> ApiResult<CreateRequest> {
+        common(
+            ResourceType::Bucket,
+            &self.name,
+            self.jurisdiction.as_deref(),
+            self.data_class.as_deref(),
+            self.member.as_deref(),
+        )
+    }
+}
+
+async fn create_any<B: CreateBody>(
     state: &AppState,
-    auth: &crate::auth::Principal,
+    auth: &Authorized<ProvisionResources>,
     facts: &RequestFacts,
     uri: &OriginalUri,
-    canonical: &serde_json::Value,
-    request: CreateRequest,
+    body: &StrictJson<B>,
 ) -> ApiResult<Response> {
-    let stored =
-        provisioning::create(state, auth, facts, uri.path(), canonical, request, accepted).await?;
+    let request = body.value.request(state)?;
+    let stored = provisioning::create(
+        state,
+        &auth.principal,
+        facts,
+        uri.path(),
+        &body.canonical,
+        request,
+        accepted,
+    )
+    .await?;
     Ok(reply(&stored))
 }
 
@@ -174,195 +220,101 @@ async fn delete_any(
     Ok(reply(&stored))
 }
 
-/// Create an instance in a country.
-#[utoipa::path(post, path = "/v1/instances", tag = "instances", request_body = CreateInstance,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for 24 h")),
-    responses((status = 202, body = OperationView, description = "accepted; poll the operation"), (status = 422, body = Problem), (status = 503, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create_instance(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    uri: OriginalUri,
-    body: StrictJson<CreateInstance>,
-) -> ApiResult<Response> {
-    let request = instance_request(&state, &body.value)?;
-    create_any(
-        &state,
-        &auth.principal,
-        &facts,
-        &uri,
-        &body.canonical,
-        request,
-    )
-    .await
+/// The four routes of one resource type: create, list, get, delete. One body for the three
+/// types; each route keeps its own name and OpenAPI entry.
+macro_rules! resource_routes {
+    (
+        $resource_type:expr, $tag:literal, $collection:literal, $item:literal, $body:ty,
+        $a:literal, $plural:literal,
+        $create:ident, $list:ident, $get:ident, $delete:ident
+    ) => {
+        #[doc = concat!("Create ", $a, " in a country.")]
+        #[utoipa::path(post, path = $collection, tag = $tag, request_body = $body,
+            params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for 24 h")),
+            responses((status = 202, body = OperationView, description = "accepted; poll the operation"), (status = 400, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)),
+            security(("bearer" = [])))]
+        pub async fn $create(
+            State(state): State<AppState>,
+            auth: Authorized<ProvisionResources>,
+            facts: RequestFacts,
+            uri: OriginalUri,
+            body: StrictJson<$body>,
+        ) -> ApiResult<Response> {
+            create_any(&state, &auth, &facts, &uri, &body).await
+        }
+
+        #[doc = concat!("List your ", $plural, ".")]
+        #[utoipa::path(get, path = $collection, tag = $tag, params(PageParams), responses((status = 200, body = Page<ResourceView>), (status = 400, body = Problem)), security(("bearer" = [])))]
+        pub async fn $list(
+            State(state): State<AppState>,
+            auth: Authorized<ReadResources>,
+            ApiQuery(params): ApiQuery<PageParams>,
+        ) -> ApiResult<Json<Page<ResourceView>>> {
+            list_any(&state, &auth.principal, $resource_type, &params).await
+        }
+
+        #[doc = concat!("One of your ", $plural, ".")]
+        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path)), responses((status = 200, body = ResourceView), (status = 404, body = Problem)), security(("bearer" = [])))]
+        pub async fn $get(
+            State(state): State<AppState>,
+            auth: Authorized<ReadResources>,
+            Path(id): Path<String>,
+        ) -> ApiResult<Json<ResourceView>> {
+            get_any(&state, &auth.principal, $resource_type, &id).await
+        }
+
+        #[doc = concat!("Delete ", $a, " (asynchronous).")]
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+        pub async fn $delete(
+            State(state): State<AppState>,
+            auth: Authorized<ProvisionResources>,
+            facts: RequestFacts,
+            Path(id): Path<String>,
+        ) -> ApiResult<Response> {
+            delete_any(&state, &auth.principal, &facts, $resource_type, &id).await
+        }
+    };
 }
 
-/// Create a volume in a country.
-#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for 24 h")),
-    responses((status = 202, body = OperationView), (status = 422, body = Problem), (status = 503, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create_volume(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    uri: OriginalUri,
-    body: StrictJson<CreateVolume>,
-) -> ApiResult<Response> {
-    let v = &body.value;
-    let mut request = common(
-        ResourceType::Volume,
-        &v.name,
-        v.jurisdiction.as_deref(),
-        v.data_class.as_deref(),
-        v.member.as_deref(),
-    )?;
-    if !(1..=65_536).contains(&v.size_gb) {
-        return Err(ApiError::invalid_field("`size_gb` must be from 1 to 65536"));
-    }
-    request.size_gb = Some(v.size_gb);
-    create_any(
-        &state,
-        &auth.principal,
-        &facts,
-        &uri,
-        &body.canonical,
-        request,
-    )
-    .await
-}
-
-/// Create a bucket in a country.
-#[utoipa::path(post, path = "/v1/buckets", tag = "buckets", request_body = CreateBucket,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for 24 h")),
-    responses((status = 202, body = OperationView), (status = 422, body = Problem), (status = 503, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create_bucket(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    uri: OriginalUri,
-    body: StrictJson<CreateBucket>,
-) -> ApiResult<Response> {
-    let v = &body.value;
-    let request = common(
-        ResourceType::Bucket,
-        &v.name,
-        v.jurisdiction.as_deref(),
-        v.data_class.as_deref(),
-        v.member.as_deref(),
-    )?;
-    create_any(
-        &state,
-        &auth.principal,
-        &facts,
-        &uri,
-        &body.canonical,
-        request,
-    )
-    .await
-}
-
-/// List your instances.
-#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(PageParams), responses((status = 200, body = Page<ResourceView>)), security(("bearer" = [])))]
-pub async fn list_instances(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    ApiQuery(params): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<ResourceView>>> {
-    list_any(&state, &auth.principal, ResourceType::Instance, &params).await
-}
-
-/// List your volumes.
-#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", params(PageParams), responses((status = 200, body = Page<ResourceView>)), security(("bearer" = [])))]
-pub async fn list_volumes(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    ApiQuery(params): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<ResourceView>>> {
-    list_any(&state, &auth.principal, ResourceType::Volume, &params).await
-}
-
-/// List your buckets.
-#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", params(PageParams), responses((status = 200, body = Page<ResourceView>)), security(("bearer" = [])))]
-pub async fn list_buckets(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    ApiQuery(params): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<ResourceView>>> {
-    list_any(&state, &auth.principal, ResourceType::Bucket, &params).await
-}
-
-/// One of your instances.
-#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path)), responses((status = 200, body = ResourceView), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn get_instance(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ResourceView>> {
-    get_any(&state, &auth.principal, ResourceType::Instance, &id).await
-}
-
-/// One of your volumes.
-#[utoipa::path(get, path = "/v1/volumes/{id}", tag = "volumes", params(("id" = String, Path)), responses((status = 200, body = ResourceView), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn get_volume(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ResourceView>> {
-    get_any(&state, &auth.principal, ResourceType::Volume, &id).await
-}
-
-/// One of your buckets.
-#[utoipa::path(get, path = "/v1/buckets/{id}", tag = "buckets", params(("id" = String, Path)), responses((status = 200, body = ResourceView), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn get_bucket(
-    State(state): State<AppState>,
-    auth: Authorized<ReadResources>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ResourceView>> {
-    get_any(&state, &auth.principal, ResourceType::Bucket, &id).await
-}
-
-/// Delete an instance (asynchronous).
-#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
-pub async fn delete_instance(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    delete_any(
-        &state,
-        &auth.principal,
-        &facts,
-        ResourceType::Instance,
-        &id,
-    )
-    .await
-}
-
-/// Delete a volume (asynchronous).
-#[utoipa::path(delete, path = "/v1/volumes/{id}", tag = "volumes", params(("id" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
-pub async fn delete_volume(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    delete_any(&state, &auth.principal, &facts, ResourceType::Volume, &id).await
-}
-
-/// Delete a bucket (asynchronous).
-#[utoipa::path(delete, path = "/v1/buckets/{id}", tag = "buckets", params(("id" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
-pub async fn delete_bucket(
-    State(state): State<AppState>,
-    auth: Authorized<ProvisionResources>,
-    facts: RequestFacts,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    delete_any(&state, &auth.principal, &facts, ResourceType::Bucket, &id).await
-}
+resource_routes!(
+    ResourceType::Instance,
+    "instances",
+    "/v1/instances",
+    "/v1/instances/{id}",
+    CreateInstance,
+    "an instance",
+    "instances",
+    create_instance,
+    list_instances,
+    get_instance,
+    delete_instance
+);
+resource_routes!(
+    ResourceType::Volume,
+    "volumes",
+    "/v1/volumes",
+    "/v1/volumes/{id}",
+    CreateVolume,
+    "a volume",
+    "volumes",
+    create_volume,
+    list_volumes,
+    get_volume,
+    delete_volume
+);
+resource_routes!(
+    ResourceType::Bucket,
+    "buckets",
+    "/v1/buckets",
+    "/v1/buckets/{id}",
+    CreateBucket,
+    "a bucket",
+    "buckets",
+    create_bucket,
+    list_buckets,
+    get_bucket,
+    delete_bucket
+);
 
 /// One of your operations.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = String, Path)), responses((status = 200, body = OperationView), (status = 404, body = Problem)), security(("bearer" = [])))]

@@ -14,12 +14,12 @@ use utoipa::ToSchema;
 
 use super::extract::ApiQuery;
 use super::json::{field, name, StrictJson};
-use super::problem::reply;
+use super::problem::idempotent;
 use super::views::{page, Page, PageParams, ResidencyView, TenantView};
 use crate::auth::permissions::{ManageTenants, ReadResidency};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency::{json_reply, with_idempotency_key, RequestFacts};
+use crate::idempotency::{json_reply, RequestFacts};
 use crate::state::AppState;
 use crate::tenancy::{self, TenantChange};
 
@@ -119,16 +119,15 @@ pub async fn create_tenant(
         .await?;
         json_reply(201, None, &TenantView::from(&row))
     };
-    let stored = with_idempotency_key(
+    idempotent(
         &state,
         &auth.principal,
         &facts,
-        uri.path(),
+        &uri,
         &body.canonical,
         action,
     )
-    .await?;
-    Ok(reply(&stored))
+    .await
 }
 
 /// List tenants (operator).

@@ -40,10 +40,10 @@ impl From<&OperationRow> for OperationView {
     fn from(op: &OperationRow) -> Self {
         Self {
             id: op.id.clone(),
-            kind: op.kind.clone(),
+            kind: op.kind.as_str().to_owned(),
             resource_type: op.resource_type.as_str().to_owned(),
             resource_id: op.resource_id.clone(),
-            status: op.status.clone(),
+            status: op.status.as_str().to_owned(),
             error: op.error.clone(),
             created_at: rfc3339(op.created_at),
             updated_at: rfc3339(op.updated_at),
@@ -105,7 +105,6 @@ pub struct ResourceView {
 
 impl From<&ResourceRow> for ResourceView {
     fn from(r: &ResourceRow) -> Self {
-        let text = |k: &str| r.spec.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let reasons = r
             .placement
             .get("reasons")
@@ -115,14 +114,14 @@ impl From<&ResourceRow> for ResourceView {
             id: r.id.clone(),
             resource_type: r.resource_type.as_str().to_owned(),
             name: r.name.clone(),
-            tenant: r.tenant_id.clone(),
-            jurisdiction: r.jurisdiction.clone(),
-            member: r.member_id.clone(),
-            status: r.status.clone(),
-            data_class: r.data_class.clone(),
-            size: text("size"),
-            image: text("image"),
-            size_gb: r.spec.get("size_gb").and_then(|v| v.as_u64()),
+            tenant: r.tenant_id.to_string(),
+            jurisdiction: r.jurisdiction.to_string(),
+            member: r.member_id.to_string(),
+            status: r.status.as_str().to_owned(),
+            data_class: r.data_class.to_string(),
+            size: r.shape.size.as_ref().map(ToString::to_string),
+            image: r.shape.image.as_ref().map(ToString::to_string),
+            size_gb: r.shape.size_gb.map(u64::from),
             placement: PlacementView { reasons },
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
@@ -340,14 +339,17 @@ impl ResidencyView {
     pub fn build(tenant: &str, rows: &[ResidencyRow]) -> Self {
         let mut by_jurisdiction: BTreeMap<String, JurisdictionResidency> = BTreeMap::new();
         for r in rows {
-            let entry = by_jurisdiction.entry(r.jurisdiction.clone()).or_default();
+            let entry = by_jurisdiction
+                .entry(r.jurisdiction.to_string())
+                .or_default();
             match r.resource_type {
                 ResourceType::Instance => entry.instance += 1,
                 ResourceType::Volume => entry.volume += 1,
                 ResourceType::Bucket => entry.bucket += 1,
             }
-            if !entry.members.contains(&r.member_id) {
-                entry.members.push(r.member_id.clone());
+            let member = r.member_id.to_string();
+            if !entry.members.contains(&member) {
+                entry.members.push(member);
                 entry.members.sort();
             }
         }
@@ -359,9 +361,9 @@ impl ResidencyView {
                 .map(|r| ResidencyResource {
                     id: r.id.clone(),
                     resource_type: r.resource_type.as_str().to_owned(),
-                    jurisdiction: r.jurisdiction.clone(),
-                    member: r.member_id.clone(),
-                    status: r.status.clone(),
+                    jurisdiction: r.jurisdiction.to_string(),
+                    member: r.member_id.to_string(),
+                    status: r.status.as_str().to_owned(),
                 })
                 .collect(),
         }
@@ -400,7 +402,7 @@ impl From<&ApplicationRow> for ApplicationView {
         Self {
             id: row.id.clone(),
             member_id: row.member_id.clone(),
-            status: row.status.clone(),
+            status: row.status.as_str().to_owned(),
             description: row.description.clone(),
             has_credentials: row.credentials.is_some(),
             conformance: row.conformance.clone(),

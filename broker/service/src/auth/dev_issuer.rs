@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -153,10 +153,7 @@ impl DevIssuer {
         member: Option<&str>,
         ttl: Duration,
     ) -> Result<String, DevIssuerError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
         let claims = DevClaims {
             iss: DEV_ISSUER.to_owned(),
             sub: subject.to_owned(),

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alliance_core::{MemberId, TenantId};
 use base64::Engine;
@@ -73,10 +73,7 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0)
 }
 
 fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alliance_adapter_api::{CallContext, MemberAdapter};
 use alliance_adapter_federation::FederationAdapter;
 use alliance_conformance::Options as ConformanceOptions;
-use alliance_core::{ImageName, Jurisdiction, ResourceType, SizeName, TenantId};
+use alliance_core::{ApplicationStatus, ImageName, Jurisdiction, ResourceType, SizeName, TenantId};
 
 use super::system;
 use crate::state::AppState;
@@ -24,7 +24,7 @@ pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<Str
             "partner_application.conformance",
             &row.member_id,
             &row.id,
-            status,
+            status.as_str(),
             serde_json::json!({}),
         );
         match state
@@ -33,7 +33,7 @@ pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<Str
             .await
         {
             Ok(_) => {
-                tracing::info!(application = %row.id, member.id = %row.member_id, status, "conformance finished")
+                tracing::info!(application = %row.id, member.id = %row.member_id, status = status.as_str(), "conformance finished")
             }
             Err(e) => {
                 tracing::error!(application = %row.id, error = %e, "cannot record the conformance report")
@@ -46,10 +46,10 @@ async fn conformance(
     row: &ApplicationRow,
     token: Option<String>,
     allowed: alliance_adapter_http::AllowedDestinations,
-) -> (&'static str, serde_json::Value) {
+) -> (ApplicationStatus, serde_json::Value) {
     let failed = |why: String| {
         (
-            "conformance_failed",
+            ApplicationStatus::ConformanceFailed,
             serde_json::json!({ "ok": false, "error": why }),
         )
     };
@@ -136,9 +136,9 @@ async fn conformance(
     )
     .await;
     let status = if report.ok() {
-        "awaiting_approval"
+        ApplicationStatus::AwaitingApproval
     } else {
-        "conformance_failed"
+        ApplicationStatus::ConformanceFailed
     };
     (
         status,
@@ -153,7 +153,11 @@ fn unreachable_tenant() -> TenantId {
 
 /// Re-runs conformance for applications a crash left running.
 pub async fn resume_conformance(state: &AppState) -> anyhow::Result<()> {
-    for row in state.store.applications_in("conformance_running").await? {
+    for row in state
+        .store
+        .applications_in(ApplicationStatus::ConformanceRunning)
+        .await?
+    {
         let token = match &row.credentials {
             Some(sealed) => state
                 .sealer
@@ -165,4 +169,3 @@ pub async fn resume_conformance(state: &AppState) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alliance_core::{Certification, ImageName, Jurisdiction, MemberId, MemberStatus, ResourceType, SizeName};
+use alliance_core::{
+    ApplicationStatus, Certification, ImageName, Jurisdiction, MemberId, MemberStatus,
+    ResourceType, SizeName,
+};
 
 use super::audit;
 use crate::auth::Principal;
@@ -27,7 +30,7 @@ pub async fn approve(
         .application(id)
         .await?
         .ok_or_else(|| ApiError::not_found("partner application", id))?;
-    if row.status != "awaiting_approval" {
+    if row.status != ApplicationStatus::AwaitingApproval {
         return Err(ApiError::new(
             ErrorCode::ApplicationNotApprovable,
             format!(

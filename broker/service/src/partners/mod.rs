@@ -14,7 +14,9 @@ pub mod lifecycle;
 
 use std::collections::BTreeMap;
 
-use alliance_core::{Certification, ImageName, Jurisdiction, MemberId, ResourceType, SizeName};
+use alliance_core::{
+    ApplicationStatus, Certification, ImageName, Jurisdiction, MemberId, ResourceType, SizeName,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -217,7 +219,7 @@ pub async fn submit(
         id: format!("app-{}", uuid::Uuid::now_v7().simple()),
         member_id: member_id.to_string(),
         submitted_by: format!("{}|{}", principal.issuer, principal.subject),
-        status: "conformance_running".into(),
+        status: ApplicationStatus::ConformanceRunning,
         description: public,
         credentials,
         conformance: None,
@@ -242,4 +244,3 @@ pub async fn submit(
     );
     Ok(row)
 }
-

@@ -14,14 +14,14 @@ use std::time::Duration;
 use alliance_adapter_api::{
     AdapterError, CallContext, MemberResource, MemberResourceStatus, ResourceRef, ResourceSpec,
 };
-use alliance_core::{DataClassName, ImageName, Jurisdiction, SizeName, TenantId};
+use alliance_core::{OperationKind, ResourceStatus};
 use rand::Rng;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::config::OperationsConfig;
+use crate::error::{problem_document, ErrorCode};
 use crate::members::MemberRegistry;
 use crate::store::{AuditEntry, ClaimedOperation, Finish, OperationStep, Store, StoreError};
-use crate::error::{problem_document, ErrorCode};
 use crate::time::SharedClock;
 
 /// The engine of one broker process.
@@ -200,7 +200,7 @@ impl Engine {
         }
         let entry = AuditEntry::system(
             "system:engine",
-            Some(op.tenant_id.clone()),
+            Some(op.tenant_id.to_string()),
             format!("{}.{}", op.resource_type, op.kind),
             Some(op.resource_id.clone()),
             outcome,
@@ -211,7 +211,7 @@ impl Engine {
             .finish_operation(&op.id, &self.owner, &finish, &[entry], self.clock.now_ms())
             .await?;
         if done {
-            metrics::counter!("alliance_operations_total", "kind" => op.kind.clone(), "outcome" => outcome).increment(1);
+            metrics::counter!("alliance_operations_total", "kind" => op.kind.as_str(), "outcome" => outcome).increment(1);
             tracing::info!(outcome, "operation finished");
         }
         Ok(done)
@@ -220,7 +220,7 @@ impl Engine {
     async fn decide(&self, claimed: &ClaimedOperation) -> Next {
         let op = &claimed.operation;
         let resource = &claimed.resource;
-        let Some(member) = self.members.get(&resource.member_id) else {
+        let Some(member) = self.members.get(resource.member_id.as_str()) else {
             // Not (yet) in this replica's table: a member approved on another replica
             // appears within a refresh. Retry until the operation's deadline.
             return Next::Reschedule {
@@ -234,7 +234,7 @@ impl Engine {
             };
         };
         let mut ctx = CallContext::new(
-            TenantId::parse(&resource.tenant_id).ok(),
+            Some(resource.tenant_id.clone()),
             op.id.clone(),
             Duration::from_millis(self.config.call_timeout_ms),
         );
@@ -251,17 +251,9 @@ impl Engine {
         let call = |name: &'static str, outcome: &'static str| {
             tracing::debug!(call = name, outcome, "member call");
         };
-        match (op.kind.as_str(), op.step) {
-            ("create", OperationStep::Submit) => {
-                let spec = match spec_of(resource, &member) {
-                    Ok(spec) => spec,
-                    Err(e) => {
-                        return Next::Finish(
-                            Finish::Failed(problem(ErrorCode::InvalidField, e)),
-                            "failed",
-                        )
-                    }
-                };
+        match (op.kind, op.step) {
+            (OperationKind::Create, OperationStep::Submit) => {
+                let spec = spec_of(resource);
                 match adapter.create(&ctx, &spec).await {
                     Ok(found) => {
                         crash_point("after-member-create");
@@ -274,7 +266,7 @@ impl Engine {
                     }
                 }
             }
-            ("create", OperationStep::Await) => {
+            (OperationKind::Create, OperationStep::Await) => {
                 match adapter.get(&ctx, &reference).await {
                     Ok(Some(found)) => {
                         call("get", "ok");
@@ -293,7 +285,7 @@ impl Engine {
                     }
                 }
             }
-            ("delete", OperationStep::Submit) => {
+            (OperationKind::Delete, OperationStep::Submit) => {
                 match adapter.delete(&ctx, &reference).await {
                     Ok(()) => {
                         call("delete", "ok");
@@ -310,11 +302,11 @@ impl Engine {
                     }
                 }
             }
-            ("delete", OperationStep::Await) => {
+            (OperationKind::Delete, OperationStep::Await) => {
                 match adapter.get(&ctx, &reference).await {
                     Ok(None) => Next::Finish(
                         Finish::Succeeded {
-                            resource_status: "deleted",
+                            resource_status: ResourceStatus::Deleted,
                             member_resource_id: None,
                         },
                         "succeeded",
@@ -342,7 +334,7 @@ impl Engine {
         match found.status {
             MemberResourceStatus::Active => Next::Finish(
                 Finish::Succeeded {
-                    resource_status: "active",
+                    resource_status: ResourceStatus::Active,
                     member_resource_id: Some(found.member_resource_id),
                 },
                 "succeeded",
@@ -413,46 +405,18 @@ pub fn problem(code: ErrorCode, detail: impl Into<String>) -> serde_json::Value 
         .unwrap_or_default()
 }
 
-fn spec_of(
-    resource: &crate::store::ResourceRow,
-    member: &crate::members::MemberEntry,
-) -> Result<ResourceSpec, String> {
-    let text = |key: &str| {
-        resource
-            .spec
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let size = text("size")
-        .map(|s| SizeName::parse(&s))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let image = text("image")
-        .map(|s| ImageName::parse(&s))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    if let Some(size) = &size {
-        if !member.config.sizes.is_empty() && !member.config.sizes.contains_key(size) {
-            return Err(format!(
-                "member {} does not map size {size}",
-                resource.member_id
-            ));
-        }
-    }
-    Ok(ResourceSpec {
+/// What the member is asked to create: the row as it was validated at the edge and placed
+/// (placement chose a member that offers the size), nothing parsed back.
+fn spec_of(resource: &crate::store::ResourceRow) -> ResourceSpec {
+    ResourceSpec {
         broker_id: resource.id.clone(),
         resource_type: resource.resource_type,
         name: resource.name.clone(),
-        tenant: TenantId::parse(&resource.tenant_id).map_err(|e| e.to_string())?,
-        jurisdiction: Jurisdiction::parse(&resource.jurisdiction).map_err(|e| e.to_string())?,
-        data_class: DataClassName::parse(&resource.data_class).map_err(|e| e.to_string())?,
-        size,
-        image,
-        size_gb: resource
-            .spec
-            .get("size_gb")
-            .and_then(|v| v.as_u64())
-            .and_then(|n| u32::try_from(n).ok()),
-    })
+        tenant: resource.tenant_id.clone(),
+        jurisdiction: resource.jurisdiction,
+        data_class: resource.data_class.clone(),
+        size: resource.shape.size.clone(),
+        image: resource.shape.image.clone(),
+        size_gb: resource.shape.size_gb,
+    }
 }

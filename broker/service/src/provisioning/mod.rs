@@ -10,7 +10,8 @@ pub mod engine;
 pub mod placement;
 
 use alliance_core::{
-    DataClassName, ImageName, Jurisdiction, MemberId, PlacementRequest, ResourceType, SizeName,
+    DataClassName, Jurisdiction, MemberId, OperationKind, PlacementRequest, ResourceShape,
+    ResourceType,
 };
 
 use crate::auth::Principal;
@@ -38,12 +39,8 @@ pub struct CreateRequest {
     pub jurisdiction: Option<Jurisdiction>,
     /// Requested data class.
     pub data_class: Option<DataClassName>,
-    /// Instance size.
-    pub size: Option<SizeName>,
-    /// Instance image.
-    pub image: Option<ImageName>,
-    /// Volume size.
-    pub size_gb: Option<u32>,
+    /// What the tenant chose (size, image, size_gb), validated at the edge.
+    pub shape: ResourceShape,
     /// Pinned member.
     pub member: Option<MemberId>,
 }
@@ -107,7 +104,7 @@ async fn create_claimed(
         resource_type: request.resource_type,
         jurisdiction: request.jurisdiction,
         data_class: request.data_class.clone(),
-        size: request.size.clone(),
+        size: request.shape.size.clone(),
         member: request.member.clone(),
     };
     let tenant = placement::tenant_of(state, scope).await?;
@@ -137,34 +134,24 @@ async fn create_claimed(
         return Err(placement::refusal(&decision, &tenant));
     };
     let now = state.clock.now_ms();
-    let mut spec = serde_json::Map::new();
-    if let Some(size) = &request.size {
-        spec.insert("size".into(), size.as_str().into());
-    }
-    if let Some(image) = &request.image {
-        spec.insert("image".into(), image.as_str().into());
-    }
-    if let Some(gb) = request.size_gb {
-        spec.insert("size_gb".into(), gb.into());
-    }
     let resource = NewResource {
         id: resource_id.clone(),
         tenant: scope.tenant().clone(),
         resource_type: request.resource_type,
         name: request.name,
-        jurisdiction: decision.jurisdiction.to_string(),
-        member_id: member.to_string(),
-        data_class: decision.data_class.to_string(),
-        spec: serde_json::Value::Object(spec),
+        jurisdiction: decision.jurisdiction,
+        member_id: member.clone(),
+        data_class: decision.data_class.clone(),
+        shape: request.shape,
         placement: serde_json::json!({ "reasons": reasons }),
     };
     let op_id = new_id("op");
     let operation = new_operation(
         &op_id,
-        scope.tenant().as_str(),
+        scope.tenant(),
         &resource_id,
         request.resource_type,
-        "create",
+        OperationKind::Create,
         now,
     );
     let stored = render(&operation)?;
@@ -217,10 +204,10 @@ pub async fn delete(
     let op_id = new_id("op");
     let operation = new_operation(
         &op_id,
-        scope.tenant().as_str(),
+        scope.tenant(),
         id,
         resource_type,
-        "delete",
+        OperationKind::Delete,
         now,
     );
     let journal = Journal {

@@ -199,6 +199,19 @@ pub(crate) async fn append_all(
 
 /// Ends a transaction whose change was one row: with `changed`, appends `entry` (when
 /// given) and commits; otherwise rolls back. Returns `changed`.
+/// One SQL statement, committed with its audit event when it changed `expect` rows (any
+/// row when `None`); `Ok(false)`, and nothing written, when it changed none.
+pub(crate) async fn change_audited<'q>(
+    store: &super::Store,
+    statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    entry: Option<&AuditEntry>,
+    now: i64,
+) -> StoreResult<bool> {
+    let mut tx = store.write.begin().await?;
+    let done = statement.execute(&mut *tx).await?;
+    commit_audited(tx, store.backend, done.rows_affected() != 0, entry, now).await
+}
+
 pub(crate) async fn commit_audited(
     mut tx: sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,

@@ -8,6 +8,7 @@
 //! where all writes share one connection, this removes most of the per-transaction cost;
 //! on PostgreSQL it takes the audit lock once per batch instead of once per write.
 
+use alliance_core::{OperationStatus, ResourceStatus};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -148,10 +149,10 @@ pub(crate) async fn apply(
             .bind(resource.tenant.as_str())
             .bind(resource.resource_type.as_str())
             .bind(&resource.name)
-            .bind(&resource.jurisdiction)
-            .bind(&resource.member_id)
-            .bind(&resource.data_class)
-            .bind(resource.spec.to_string())
+            .bind(resource.jurisdiction.as_str())
+            .bind(resource.member_id.as_str())
+            .bind(resource.data_class.as_str())
+            .bind(serde_json::to_string(&resource.shape).map_err(|e| StoreError::Corrupt(format!("spec: {e}")))?)
             .bind(resource.placement.to_string())
             .bind(now)
             .execute(&mut *conn)
@@ -175,12 +176,17 @@ pub(crate) async fn apply(
                     resource_status,
                     member_resource_id,
                 } => (
-                    "succeeded",
+                    OperationStatus::Succeeded,
                     None,
                     *resource_status,
                     member_resource_id.clone(),
                 ),
-                Finish::Failed(problem) => ("failed", Some(problem.to_string()), "failed", None),
+                Finish::Failed(problem) => (
+                    OperationStatus::Failed,
+                    Some(problem.to_string()),
+                    ResourceStatus::Failed,
+                    None,
+                ),
             };
             let updated = sqlx::query(
                 "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
@@ -188,7 +194,7 @@ pub(crate) async fn apply(
             )
             .bind(id)
             .bind(owner)
-            .bind(status)
+            .bind(status.as_str())
             .bind(error)
             .bind(*now)
             .execute(&mut *conn)
@@ -201,7 +207,7 @@ pub(crate) async fn apply(
                  WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
             )
             .bind(id)
-            .bind(resource_status)
+            .bind(resource_status.as_str())
             .bind(member_resource_id)
             .bind(*now)
             .execute(&mut *conn)
@@ -209,11 +215,11 @@ pub(crate) async fn apply(
             // The usage ledger moves with the state change, in this transaction.
             let event = match finish {
                 Finish::Succeeded {
-                    resource_status: "active",
+                    resource_status: ResourceStatus::Active,
                     ..
                 } => Some("start"),
                 Finish::Succeeded {
-                    resource_status: "deleted",
+                    resource_status: ResourceStatus::Deleted,
                     ..
                 } => Some("stop"),
                 _ => None,

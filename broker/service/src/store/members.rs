@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use alliance_core::{MemberId, MemberStatus};
+use alliance_core::{Jurisdiction, MemberId, MemberStatus, ResourceStatus, ResourceType, TenantId};
 
-use super::{col, Store, StoreError, StoreResult};
+use super::{col, parsed_col, Store, StoreError, StoreResult};
 
 impl Store {
     /// Records a member as active unless it is already known.
@@ -59,13 +59,13 @@ pub struct MemberHolding {
     /// Broker id.
     pub id: String,
     /// Tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Kind.
-    pub resource_type: String,
+    pub resource_type: ResourceType,
     /// Jurisdiction.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// Broker status.
-    pub status: String,
+    pub status: ResourceStatus,
     /// The member's id for it.
     pub member_resource_id: Option<String>,
     /// ms.
@@ -91,10 +91,10 @@ impl Store {
             .map(|row| {
                 Ok(MemberHolding {
                     id: col(row, "id")?,
-                    tenant_id: col(row, "tenant_id")?,
-                    resource_type: col(row, "resource_type")?,
-                    jurisdiction: col(row, "jurisdiction")?,
-                    status: col(row, "status")?,
+                    tenant_id: parsed_col(row, "tenant_id", TenantId::parse)?,
+                    resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
+                    jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
+                    status: parsed_col(row, "status", ResourceStatus::parse)?,
                     member_resource_id: col(row, "member_resource_id")?,
                     created_at: col(row, "created_at")?,
                 })

@@ -31,11 +31,10 @@ use sqlx::{AnyPool, Executor};
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
 pub use members::MemberHolding;
-pub use partners::{ApplicationRow, Transition};
 pub use operations::{new_operation, ClaimedOperation, Finish, OperationRow, OperationStep};
+pub use partners::{ApplicationRow, Transition};
 pub use resources::{DeleteStart, Journal, NewResource, ResidencyRow, ResourceRow};
 pub use tenants::TenantRow;
-pub use usage::sku_of;
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), rescheduled and finished fenced by that lease,
 //! so that a worker that lost its lease cannot overwrite the work of the one that took over.
 
-use alliance_core::ResourceType;
+use alliance_core::{OperationKind, OperationStatus, ResourceStatus, ResourceType, TenantId};
 use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
@@ -16,15 +16,15 @@ pub struct OperationRow {
     /// Id.
     pub id: String,
     /// Tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Resource.
     pub resource_id: String,
     /// Resource kind.
     pub resource_type: ResourceType,
-    /// create | delete.
-    pub kind: String,
-    /// pending | running | succeeded | failed.
-    pub status: String,
+    /// What it does.
+    pub kind: OperationKind,
+    /// Where it is.
+    pub status: OperationStatus,
     /// Where the engine is.
     pub step: OperationStep,
     /// Attempts so far.
@@ -84,8 +84,8 @@ pub struct ClaimedOperation {
 pub enum Finish {
     /// It worked: the resource's new status and the member's id for it.
     Succeeded {
-        /// active (create) or deleted (delete).
-        resource_status: &'static str,
+        /// Active (create) or deleted (delete).
+        resource_status: ResourceStatus,
         /// The member's id.
         member_resource_id: Option<String>,
     },
@@ -97,11 +97,11 @@ pub(super) fn operation_from_row(row: &AnyRow) -> StoreResult<OperationRow> {
     let error: Option<String> = col(row, "error")?;
     Ok(OperationRow {
         id: col(row, "id")?,
-        tenant_id: col(row, "tenant_id")?,
+        tenant_id: parsed_col(row, "tenant_id", TenantId::parse)?,
         resource_id: col(row, "resource_id")?,
         resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
-        kind: col(row, "kind")?,
-        status: col(row, "status")?,
+        kind: parsed_col(row, "kind", OperationKind::parse)?,
+        status: parsed_col(row, "status", OperationStatus::parse)?,
         step: parsed_col(row, "step", OperationStep::parse)?,
         attempts: col(row, "attempts")?,
         error: error.and_then(|e| serde_json::from_str(&e).ok()),
@@ -113,19 +113,19 @@ pub(super) fn operation_from_row(row: &AnyRow) -> StoreResult<OperationRow> {
 /// A new operation row, as the API answers it before it is stored.
 pub fn new_operation(
     id: &str,
-    tenant: &str,
+    tenant: &TenantId,
     resource_id: &str,
     resource_type: ResourceType,
-    kind: &str,
+    kind: OperationKind,
     now: i64,
 ) -> OperationRow {
     OperationRow {
         id: id.to_owned(),
-        tenant_id: tenant.to_owned(),
+        tenant_id: tenant.clone(),
         resource_id: resource_id.to_owned(),
         resource_type,
-        kind: kind.to_owned(),
-        status: "pending".to_owned(),
+        kind,
+        status: OperationStatus::Pending,
         step: OperationStep::Submit,
         attempts: 0,
         error: None,
@@ -145,10 +145,10 @@ pub(super) async fn insert_operation(
          VALUES ($1, $2, $3, $4, $5, 'pending', 'submit', 0, $6, $7, $8, $6, $6)",
     )
     .bind(&op.id)
-    .bind(&op.tenant_id)
+    .bind(op.tenant_id.as_str())
     .bind(&op.resource_id)
     .bind(op.resource_type.as_str())
-    .bind(&op.kind)
+    .bind(op.kind.as_str())
     .bind(op.created_at)
     .bind(deadline_at)
     .bind(traceparent)

@@ -1,10 +1,10 @@
 //! Partner applications and the members they become, and member lifecycle transitions.
 
-use alliance_core::{MemberId, MemberStatus};
+use alliance_core::{ApplicationStatus, MemberId, MemberStatus};
 use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEntry, ChainCursor};
-use super::{col, Store, StoreError, StoreResult};
+use super::{col, parsed_col, Store, StoreError, StoreResult};
 use crate::members::MemberDefinition;
 
 /// A partner application as stored (credentials stay sealed).
@@ -17,7 +17,7 @@ pub struct ApplicationRow {
     /// Who submitted it (issuer|subject).
     pub submitted_by: String,
     /// conformance_running | conformance_failed | awaiting_approval | approved | rejected.
-    pub status: String,
+    pub status: ApplicationStatus,
     /// The self-description without credentials.
     pub description: serde_json::Value,
     /// Sealed credentials.
@@ -59,7 +59,7 @@ fn application_from_row(row: &AnyRow) -> StoreResult<ApplicationRow> {
         id: col(row, "id")?,
         member_id: col(row, "member_id")?,
         submitted_by: col(row, "submitted_by")?,
-        status: col(row, "status")?,
+        status: parsed_col(row, "status", ApplicationStatus::parse)?,
         description: json("description")?.unwrap_or(serde_json::Value::Null),
         credentials: col(row, "credentials")?,
         conformance: json("conformance")?,
@@ -85,7 +85,7 @@ impl Store {
         .bind(&row.id)
         .bind(&row.member_id)
         .bind(&row.submitted_by)
-        .bind(&row.status)
+        .bind(row.status.as_str())
         .bind(row.description.to_string())
         .bind(row.credentials.as_deref())
         .bind(row.created_at)
@@ -113,9 +113,12 @@ impl Store {
     }
 
     /// Applications in a status (e.g. to resume conformance runs after a restart).
-    pub async fn applications_in(&self, status: &str) -> StoreResult<Vec<ApplicationRow>> {
+    pub async fn applications_in(
+        &self,
+        status: ApplicationStatus,
+    ) -> StoreResult<Vec<ApplicationRow>> {
         let rows = sqlx::query("SELECT * FROM partner_applications WHERE status = $1 ORDER BY id")
-            .bind(status)
+            .bind(status.as_str())
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(application_from_row).collect()
@@ -137,29 +140,19 @@ impl Store {
     pub async fn set_conformance(
         &self,
         id: &str,
-        status: &str,
+        status: ApplicationStatus,
         report: &serde_json::Value,
         audit_entry: &AuditEntry,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE partner_applications SET status = $2, conformance = $3, updated_at = $4 WHERE id = $1 AND status = 'conformance_running'",
         )
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(report.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        audit::commit_audited(
-            tx,
-            self.backend,
-            done.rows_affected() != 0,
-            Some(audit_entry),
-            now,
-        )
-        .await
+        .bind(now);
+        audit::change_audited(self, statement, Some(audit_entry), now).await
     }
 
     /// Approves an application awaiting approval and creates its member (active), in one
@@ -218,25 +211,15 @@ impl Store {
         audit_entry: &AuditEntry,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE partner_applications SET status = 'rejected', decided_by = $2, reason = $3, updated_at = $4 \
              WHERE id = $1 AND status IN ('awaiting_approval', 'conformance_failed')",
         )
         .bind(id)
         .bind(decided_by)
         .bind(reason)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        audit::commit_audited(
-            tx,
-            self.backend,
-            done.rows_affected() != 0,
-            Some(audit_entry),
-            now,
-        )
-        .await
+        .bind(now);
+        audit::change_audited(self, statement, Some(audit_entry), now).await
     }
 
     /// Members that joined by application: definition and sealed credentials.

@@ -4,13 +4,15 @@
 //! events (and completes its idempotency key) in ONE transaction; the operations journal
 //! (`operations.rs`) then drives it.
 
-use alliance_core::{ResourceType, TenantId};
+use alliance_core::{
+    DataClassName, Jurisdiction, MemberId, ResourceShape, ResourceStatus, ResourceType, TenantId,
+};
 use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEntry, ChainCursor};
 use super::batch::Write;
-use super::operations::{insert_operation, operation_from_row, OperationRow};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
+use super::operations::{insert_operation, operation_from_row, OperationRow};
 use super::{col, json_col, parsed_col, Store, StoreResult, TenantScope};
 
 /// A resource to insert.
@@ -25,13 +27,13 @@ pub struct NewResource {
     /// Tenant's name for it.
     pub name: String,
     /// Where it lives.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// Which member holds it.
-    pub member_id: String,
+    pub member_id: MemberId,
     /// Data class.
-    pub data_class: String,
-    /// Type-specific fields: size, image, size_gb.
-    pub spec: serde_json::Value,
+    pub data_class: DataClassName,
+    /// What the tenant chose: size, image, size_gb.
+    pub shape: ResourceShape,
     /// The placement decision: `{"reasons": [...]}`.
     pub placement: serde_json::Value,
 }
@@ -42,21 +44,21 @@ pub struct ResourceRow {
     /// Broker id.
     pub id: String,
     /// Owner.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Kind.
     pub resource_type: ResourceType,
     /// Tenant's name.
     pub name: String,
     /// Where.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// Member.
-    pub member_id: String,
-    /// provisioning | active | deleting | deleted | failed.
-    pub status: String,
+    pub member_id: MemberId,
+    /// Where it is in its life.
+    pub status: ResourceStatus,
     /// Data class.
-    pub data_class: String,
-    /// Type-specific fields.
-    pub spec: serde_json::Value,
+    pub data_class: DataClassName,
+    /// What the tenant chose.
+    pub shape: ResourceShape,
     /// The member's own id, once known.
     pub member_resource_id: Option<String>,
     /// Placement decision.
@@ -75,11 +77,11 @@ pub struct ResidencyRow {
     /// Kind.
     pub resource_type: ResourceType,
     /// Where.
-    pub jurisdiction: String,
+    pub jurisdiction: Jurisdiction,
     /// Member.
-    pub member_id: String,
+    pub member_id: MemberId,
     /// Status.
-    pub status: String,
+    pub status: ResourceStatus,
 }
 
 /// How a delete request went.
@@ -98,14 +100,14 @@ pub enum DeleteStart {
 pub(super) fn resource_from_row(row: &AnyRow) -> StoreResult<ResourceRow> {
     Ok(ResourceRow {
         id: col(row, "id")?,
-        tenant_id: col(row, "tenant_id")?,
+        tenant_id: parsed_col(row, "tenant_id", TenantId::parse)?,
         resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
         name: col(row, "name")?,
-        jurisdiction: col(row, "jurisdiction")?,
-        member_id: col(row, "member_id")?,
-        status: col(row, "status")?,
-        data_class: col(row, "data_class")?,
-        spec: json_col(row, "spec")?,
+        jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
+        member_id: parsed_col(row, "member_id", MemberId::parse)?,
+        status: parsed_col(row, "status", ResourceStatus::parse)?,
+        data_class: parsed_col(row, "data_class", DataClassName::parse)?,
+        shape: json_col(row, "spec")?,
         member_resource_id: col(row, "member_resource_id")?,
         placement: json_col(row, "placement")?,
         created_at: col(row, "created_at")?,
@@ -279,13 +281,11 @@ impl Store {
                 Ok(ResidencyRow {
                     id: col(row, "id")?,
                     resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
-                    jurisdiction: col(row, "jurisdiction")?,
-                    member_id: col(row, "member_id")?,
-                    status: col(row, "status")?,
+                    jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
+                    member_id: parsed_col(row, "member_id", MemberId::parse)?,
+                    status: parsed_col(row, "status", ResourceStatus::parse)?,
                 })
             })
             .collect()
     }
-
 }
-

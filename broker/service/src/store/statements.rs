@@ -14,8 +14,7 @@ impl Store {
         audit: &super::AuditEntry,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO statements (member_id, period, body, uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (member_id, period) DO UPDATE SET body = excluded.body, uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
         )
@@ -23,10 +22,8 @@ impl Store {
         .bind(period)
         .bind(body)
         .bind(by)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        super::audit::commit_audited(tx, self.backend, true, Some(audit), now).await?;
+        .bind(now);
+        super::audit::change_audited(self, statement, Some(audit), now).await?;
         Ok(())
     }
 

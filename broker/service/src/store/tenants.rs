@@ -60,8 +60,7 @@ impl Store {
         now: i64,
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO tenants (id, name, home_jurisdiction, allowed_jurisdictions, default_data_class, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
         )
@@ -70,10 +69,8 @@ impl Store {
         .bind(policy.home_jurisdiction.as_str())
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        super::audit::commit_audited(tx, self.backend, done.rows_affected() == 1, audit, now).await
+        .bind(now);
+        super::audit::change_audited(self, statement, audit, now).await
     }
 
     /// Replaces a tenant's policy and name, with its audit event in the same transaction
@@ -85,8 +82,7 @@ impl Store {
         now: i64,
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE tenants SET name = $2, home_jurisdiction = $3, allowed_jurisdictions = $4, \
              default_data_class = $5, updated_at = $6 WHERE id = $1",
         )
@@ -95,10 +91,8 @@ impl Store {
         .bind(policy.home_jurisdiction.as_str())
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        super::audit::commit_audited(tx, self.backend, done.rows_affected() == 1, audit, now).await
+        .bind(now);
+        super::audit::change_audited(self, statement, audit, now).await
     }
 
     /// One tenant.

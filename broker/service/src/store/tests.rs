@@ -108,12 +108,16 @@ fn new_resource(id: &str, tenant: &str) -> NewResource {
         tenant: TenantId::parse(tenant).expect("tenant"),
         resource_type: ResourceType::Bucket,
         name: "b".into(),
-        jurisdiction: "FR".into(),
-        member_id: "m".into(),
-        data_class: "standard".into(),
-        spec: serde_json::json!({}),
+        jurisdiction: Jurisdiction::parse("FR").expect("jurisdiction"),
+        member_id: alliance_core::MemberId::parse("m").expect("member"),
+        data_class: DataClassName::parse("standard").expect("class"),
+        shape: alliance_core::ResourceShape::default(),
         placement: serde_json::json!({"reasons": ["r"]}),
     }
+}
+
+fn acme_id() -> TenantId {
+    TenantId::parse("acme").expect("tenant")
 }
 
 fn entry(action: &str) -> AuditEntry {
@@ -132,7 +136,14 @@ fn entry(action: &str) -> AuditEntry {
 async fn resource_lifecycle_through_the_journal(store: Store) {
     let acme = TenantScope::new(TenantId::parse("acme").expect("id"));
     let other = TenantScope::new(TenantId::parse("other").expect("id"));
-    let op = new_operation("op-1", "acme", "bkt-1", ResourceType::Bucket, "create", 100);
+    let op = new_operation(
+        "op-1",
+        &acme_id(),
+        "bkt-1",
+        ResourceType::Bucket,
+        alliance_core::OperationKind::Create,
+        100,
+    );
     let journal = Journal {
         audit: vec![entry("bucket.create")],
         ..Journal::default()
@@ -170,7 +181,7 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
     assert_eq!(again.len(), 1);
     // The first worker lost its lease: its commit is refused.
     let done = Finish::Succeeded {
-        resource_status: "active",
+        resource_status: alliance_core::ResourceStatus::Active,
         member_resource_id: Some("x".into()),
     };
     assert!(!store
@@ -186,7 +197,7 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
         .await
         .expect("read")
         .expect("exists");
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, alliance_core::ResourceStatus::Active);
     assert_eq!(row.member_resource_id.as_deref(), Some("x"));
     assert_eq!(
         store
@@ -195,15 +206,15 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
             .expect("op")
             .expect("op")
             .status,
-        "succeeded"
+        alliance_core::OperationStatus::Succeeded
     );
     // Delete goes through the journal too, and a second delete returns the same operation.
     let del = new_operation(
         "op-2",
-        "acme",
+        &acme_id(),
         "bkt-1",
         ResourceType::Bucket,
-        "delete",
+        alliance_core::OperationKind::Delete,
         2000,
     );
     let started = store
@@ -220,10 +231,10 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
     assert!(matches!(started, DeleteStart::Started(_)));
     let del2 = new_operation(
         "op-3",
-        "acme",
+        &acme_id(),
         "bkt-1",
         ResourceType::Bucket,
-        "delete",
+        alliance_core::OperationKind::Delete,
         2001,
     );
     match store
@@ -257,7 +268,7 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
     ));
     let residency = store.residency(&acme).await.expect("residency");
     assert_eq!(residency.len(), 1);
-    assert_eq!(residency[0].status, "deleting");
+    assert_eq!(residency[0].status, alliance_core::ResourceStatus::Deleting);
 }
 
 async fn idempotency_keys(store: Store) {

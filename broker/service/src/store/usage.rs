@@ -3,18 +3,9 @@
 use std::collections::BTreeMap;
 
 use alliance_core::billing::{Period, UsageSpan};
-use rust_decimal::Decimal;
+use alliance_core::{sku_of, Jurisdiction, MemberId, ResourceShape, ResourceType, TenantId};
 
-use super::{col, Store, StoreResult};
-
-/// The SKU and units per hour of a resource from its stored spec.
-pub fn sku_of(resource_type: &str, spec: &serde_json::Value) -> (String, Decimal) {
-    alliance_core::billing::sku_of(
-        resource_type,
-        spec.get("size").and_then(|s| s.as_str()),
-        spec.get("size_gb").and_then(|v| v.as_u64()),
-    )
-}
+use super::{col, json_col, parsed_col, Store, StoreResult};
 
 impl Store {
     /// Spans of resources live at some point of `period`, optionally for one tenant or member.
@@ -38,17 +29,16 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let spec: String = col(row, "spec")?;
-            let spec: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
-            let resource_type: String = col(row, "resource_type")?;
-            let (sku, units) = sku_of(&resource_type, &spec);
+            let shape: ResourceShape = json_col(row, "spec")?;
+            let resource_type = parsed_col(row, "resource_type", ResourceType::parse)?;
+            let (sku, units) = sku_of(resource_type, &shape);
             out.push(UsageSpan {
                 resource_id: col(row, "resource_id")?,
                 resource_name: col(row, "name")?,
                 resource_type,
-                tenant: col(row, "tenant_id")?,
-                member: col(row, "member_id")?,
-                jurisdiction: col(row, "jurisdiction")?,
+                tenant: parsed_col(row, "tenant_id", TenantId::parse)?,
+                member: parsed_col(row, "member_id", MemberId::parse)?,
+                jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
                 sku,
                 units,
                 start_ms: col(row, "start_at")?,

@@ -22,17 +22,30 @@ async fn a_finished_volume(app: &TestApp) -> String {
         )
         .await
         .ok(202);
-    app.settle(Actor::TenantA, op["id"].as_str().expect("id")).await;
+    app.settle(Actor::TenantA, op["id"].as_str().expect("id"))
+        .await;
     let id = op["resource_id"].as_str().expect("id").to_owned();
     let delete = app
-        .call(Actor::TenantA, Method::DELETE, &format!("/v1/volumes/{id}"), None)
+        .call(
+            Actor::TenantA,
+            Method::DELETE,
+            &format!("/v1/volumes/{id}"),
+            None,
+        )
         .await
         .ok(202);
-    app.settle(Actor::TenantA, delete["id"].as_str().expect("id")).await;
+    app.settle(Actor::TenantA, delete["id"].as_str().expect("id"))
+        .await;
     id
 }
 
-async fn put_statement(app: &TestApp, actor: Actor, member: &str, period: &str, csv: String) -> crate::support::Reply {
+async fn put_statement(
+    app: &TestApp,
+    actor: Actor,
+    member: &str,
+    period: &str,
+    csv: String,
+) -> crate::support::Reply {
     let mut request = Request::builder()
         .method(Method::PUT)
         .uri(format!("/v1/members/{member}/statements/{period}"))
@@ -40,7 +53,8 @@ async fn put_statement(app: &TestApp, actor: Actor, member: &str, period: &str, 
     if let Some(token) = app.token(actor) {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    app.raw(request.body(Body::from(csv)).expect("request")).await
+    app.raw(request.body(Body::from(csv)).expect("request"))
+        .await
 }
 
 #[tokio::test]
@@ -49,37 +63,76 @@ async fn usage_is_metered_per_tenant_and_exported_as_focus() {
     let volume = a_finished_volume(&app).await;
     let period = this_month(&app);
     let usage = app
-        .call(Actor::TenantA, Method::GET, &format!("/v1/usage?period={period}"), None)
+        .call(
+            Actor::TenantA,
+            Method::GET,
+            &format!("/v1/usage?period={period}"),
+            None,
+        )
         .await
         .ok(200);
     let lines = usage["lines"].as_array().expect("lines");
     assert!(!lines.is_empty());
-    assert!(lines.iter().all(|l| l["resource_id"] == volume.as_str() && l["member"] == "numergy-fr"));
+    assert!(lines
+        .iter()
+        .all(|l| l["resource_id"] == volume.as_str() && l["member"] == "numergy-fr"));
     // Santé Plus sees none of it, and cannot ask for Acme's.
     let theirs = app
-        .call(Actor::TenantB, Method::GET, &format!("/v1/usage?period={period}"), None)
+        .call(
+            Actor::TenantB,
+            Method::GET,
+            &format!("/v1/usage?period={period}"),
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(theirs["lines"], json!([]));
     let asked = app
-        .call(Actor::TenantB, Method::GET, &format!("/v1/usage?period={period}&tenant=acme"), None)
+        .call(
+            Actor::TenantB,
+            Method::GET,
+            &format!("/v1/usage?period={period}&tenant=acme"),
+            None,
+        )
         .await;
     assert!(asked.status == 404 || asked.status == 403, "{}", asked.text);
     let export = app
-        .call(Actor::Billing, Method::GET, &format!("/v1/usage/export?period={period}"), None)
+        .call(
+            Actor::Billing,
+            Method::GET,
+            &format!("/v1/usage/export?period={period}"),
+            None,
+        )
         .await;
     assert_eq!(export.status, 200);
     let header_line = export.text.lines().next().expect("header");
-    for column in ["BilledCost", "BillingCurrency", "ChargePeriodStart", "ResourceId", "SubAccountId", "Tags"] {
+    for column in [
+        "BilledCost",
+        "BillingCurrency",
+        "ChargePeriodStart",
+        "ResourceId",
+        "SubAccountId",
+        "Tags",
+    ] {
         assert!(header_line.contains(column), "{header_line}");
     }
     assert!(export.text.contains(&volume));
-    app.call(Actor::Billing, Method::GET, "/v1/usage?period=2026-13", None)
-        .await
-        .problem(400, "validation.invalid_query");
-    app.call(Actor::Billing, Method::GET, &format!("/v1/usage/export?period={period}&format=xml"), None)
-        .await
-        .problem(400, "validation.invalid_query");
+    app.call(
+        Actor::Billing,
+        Method::GET,
+        "/v1/usage?period=2026-13",
+        None,
+    )
+    .await
+    .problem(400, "validation.invalid_query");
+    app.call(
+        Actor::Billing,
+        Method::GET,
+        &format!("/v1/usage/export?period={period}&format=xml"),
+        None,
+    )
+    .await
+    .problem(400, "validation.invalid_query");
 }
 
 #[tokio::test]
@@ -96,11 +149,22 @@ async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
         )
         .await;
     assert_eq!(ledger.status, 200);
-    put_statement(&app, Actor::Partner, "numergy-fr", &period, ledger.text.clone())
-        .await;
+    put_statement(
+        &app,
+        Actor::Partner,
+        "numergy-fr",
+        &period,
+        ledger.text.clone(),
+    )
+    .await;
     let request = json!({"period": period, "member": "numergy-fr"});
     let clean = app
-        .call(Actor::Billing, Method::POST, "/v1/reconciliations", Some(request.clone()))
+        .call(
+            Actor::Billing,
+            Method::POST,
+            "/v1/reconciliations",
+            Some(request.clone()),
+        )
         .await
         .ok(201);
     assert_eq!(clean["status"], "clean", "{clean}");
@@ -124,7 +188,12 @@ async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
     let stored = put_statement(&app, Actor::Billing, "numergy-fr", &period, padded).await;
     assert_eq!(stored.status, 204, "{}", stored.text);
     let report = app
-        .call(Actor::Billing, Method::POST, "/v1/reconciliations", Some(request))
+        .call(
+            Actor::Billing,
+            Method::POST,
+            "/v1/reconciliations",
+            Some(request),
+        )
         .await
         .ok(201);
     assert_eq!(report["status"], "discrepancies", "{report}");
@@ -134,10 +203,19 @@ async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
 async fn statements_are_checked_and_books_are_for_billing() {
     let app = TestApp::start().await;
     let period = this_month(&app);
-    let problem = put_statement(&app, Actor::Partner, "numergy-fr", &period, "not,a,focus\nfile".into())
-        .await
-        .problem(422, "statement.invalid");
-    assert!(problem["detail"].as_str().expect("detail").contains("FOCUS"));
+    let problem = put_statement(
+        &app,
+        Actor::Partner,
+        "numergy-fr",
+        &period,
+        "not,a,focus\nfile".into(),
+    )
+    .await
+    .problem(422, "statement.invalid");
+    assert!(problem["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("FOCUS"));
     // A partner uploads for its own member only; tenants never.
     put_statement(&app, Actor::Partner, "belgacom-be", &period, String::new())
         .await

@@ -33,17 +33,28 @@ async fn unknown_routes_methods_and_bodies_are_problems() {
         .await
         .problem(405, "route.method_not_allowed");
     let not_json = app
-        .send(Actor::TenantA, Method::POST, "/v1/buckets", None, &[("content-type", b"text/plain")])
+        .send(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/buckets",
+            None,
+            &[("content-type", b"text/plain")],
+        )
         .await;
     not_json.problem(415, "validation.unsupported_media_type");
     let request = axum::http::Request::builder()
         .method(Method::POST)
         .uri("/v1/buckets")
-        .header("authorization", format!("Bearer {}", app.token(Actor::TenantA).expect("token")))
+        .header(
+            "authorization",
+            format!("Bearer {}", app.token(Actor::TenantA).expect("token")),
+        )
         .header("content-type", "application/json")
         .body(axum::body::Body::from("{\"name\": "))
         .expect("request");
-    app.raw(request).await.problem(400, "validation.invalid_json");
+    app.raw(request)
+        .await
+        .problem(400, "validation.invalid_json");
     let big = serde_json::json!({ "name": "x".repeat(2 << 20) });
     app.call(Actor::TenantA, Method::POST, "/v1/buckets", Some(big))
         .await

@@ -40,12 +40,20 @@ async fn an_application_that_fails_conformance_can_be_rejected_not_approved() {
     let row = submitted.ok(202);
     assert_eq!(row["status"], "conformance_running");
     assert_eq!(row["has_credentials"], true);
-    assert!(!submitted.text.contains("s3cret-partner-token"), "credentials are write-only");
+    assert!(
+        !submitted.text.contains("s3cret-partner-token"),
+        "credentials are write-only"
+    );
     let id = row["id"].as_str().expect("id");
     let mut status = String::new();
     for _ in 0..200 {
         let read = app
-            .call(Actor::Operator, Method::GET, &format!("/v1/partner-applications/{id}"), None)
+            .call(
+                Actor::Operator,
+                Method::GET,
+                &format!("/v1/partner-applications/{id}"),
+                None,
+            )
             .await
             .ok(200);
         status = read["status"].as_str().expect("status").to_owned();
@@ -56,9 +64,14 @@ async fn an_application_that_fails_conformance_can_be_rejected_not_approved() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, "conformance_failed");
-    app.call(Actor::Operator, Method::POST, &format!("/v1/partner-applications/{id}/approve"), None)
-        .await
-        .problem(409, "partner_application.not_approvable");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        &format!("/v1/partner-applications/{id}/approve"),
+        None,
+    )
+    .await
+    .problem(409, "partner_application.not_approvable");
     let rejected = app
         .call(
             Actor::Operator,
@@ -70,13 +83,23 @@ async fn an_application_that_fails_conformance_can_be_rejected_not_approved() {
         .ok(200);
     assert_eq!(rejected["status"], "rejected");
     assert_eq!(rejected["reason"], "endpoint down");
-    app.call(Actor::Operator, Method::POST, &format!("/v1/partner-applications/{id}/reject"), None)
-        .await
-        .problem(409, "partner_application.not_rejectable");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        &format!("/v1/partner-applications/{id}/reject"),
+        None,
+    )
+    .await
+    .problem(409, "partner_application.not_rejectable");
     // Nobody else reads it.
-    app.call(Actor::Partner, Method::GET, &format!("/v1/partner-applications/{id}"), None)
-        .await
-        .problem(404, "resource.not_found");
+    app.call(
+        Actor::Partner,
+        Method::GET,
+        &format!("/v1/partner-applications/{id}"),
+        None,
+    )
+    .await
+    .problem(404, "resource.not_found");
 }
 
 #[tokio::test]
@@ -92,7 +115,11 @@ async fn applications_are_checked_before_anything_is_stored_or_dialled() {
     .await
     .problem(403, "auth.forbidden");
     // Outside allowed_member_networks: refused without a connection.
-    for endpoint in ["http://10.1.2.3:8710", "http://169.254.169.254/latest", "file:///etc/passwd"] {
+    for endpoint in [
+        "http://10.1.2.3:8710",
+        "http://169.254.169.254/latest",
+        "file:///etc/passwd",
+    ] {
         let problem = app
             .call(
                 Actor::Operator,
@@ -113,9 +140,14 @@ async fn applications_are_checked_before_anything_is_stored_or_dialled() {
     .problem(409, "resource.conflict");
     let mut bad = application("luxcloud-lu", "http://127.0.0.1:8710");
     bad["evidence"] = json!([{"certification": "hds", "reference": "x"}]);
-    app.call(Actor::Operator, Method::POST, "/v1/partner-applications", Some(bad))
-        .await
-        .problem(422, "validation.invalid_field");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/partner-applications",
+        Some(bad),
+    )
+    .await
+    .problem(422, "validation.invalid_field");
 }
 
 #[tokio::test]
@@ -123,34 +155,74 @@ async fn member_lifecycle_steers_placement_at_once() {
     let app = TestApp::start().await;
     let bucket_in_be = || json!({"name": "b", "jurisdiction": "BE"});
     let suspended = app
-        .call(Actor::Operator, Method::POST, "/v1/members/belgacom-be/suspend", None)
+        .call(
+            Actor::Operator,
+            Method::POST,
+            "/v1/members/belgacom-be/suspend",
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(suspended["status"], "suspended");
-    app.call(Actor::TenantA, Method::POST, "/v1/buckets", Some(bucket_in_be()))
-        .await
-        .problem(422, "placement.no_eligible_member");
-    app.call(Actor::Operator, Method::POST, "/v1/members/belgacom-be/resume", None)
-        .await
-        .ok(200);
-    app.call(Actor::TenantA, Method::POST, "/v1/buckets", Some(bucket_in_be()))
-        .await
-        .ok(202);
-    app.call(Actor::Partner, Method::POST, "/v1/members/belgacom-be/suspend", None)
-        .await
-        .problem(403, "auth.forbidden");
+    app.call(
+        Actor::TenantA,
+        Method::POST,
+        "/v1/buckets",
+        Some(bucket_in_be()),
+    )
+    .await
+    .problem(422, "placement.no_eligible_member");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/members/belgacom-be/resume",
+        None,
+    )
+    .await
+    .ok(200);
+    app.call(
+        Actor::TenantA,
+        Method::POST,
+        "/v1/buckets",
+        Some(bucket_in_be()),
+    )
+    .await
+    .ok(202);
+    app.call(
+        Actor::Partner,
+        Method::POST,
+        "/v1/members/belgacom-be/suspend",
+        None,
+    )
+    .await
+    .problem(403, "auth.forbidden");
     // A member holding resources cannot retire; an empty one can, once.
-    app.call(Actor::Operator, Method::POST, "/v1/members/belgacom-be/retire", None)
-        .await
-        .problem(409, "member.has_resources");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/members/belgacom-be/retire",
+        None,
+    )
+    .await
+    .problem(409, "member.has_resources");
     let retired = app
-        .call(Actor::Operator, Method::POST, "/v1/members/telekom-de/retire", None)
+        .call(
+            Actor::Operator,
+            Method::POST,
+            "/v1/members/telekom-de/retire",
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(retired["status"], "retired");
-    app.call(Actor::Operator, Method::POST, "/v1/members/telekom-de/resume", None)
-        .await
-        .problem(409, "member.invalid_transition");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/members/telekom-de/resume",
+        None,
+    )
+    .await
+    .problem(409, "member.invalid_transition");
 }
 
 #[tokio::test]
@@ -170,9 +242,14 @@ async fn a_partner_sees_its_own_member_and_nothing_else() {
     app.call(Actor::Partner, Method::GET, "/v1/members/belgacom-be", None)
         .await
         .problem(404, "resource.not_found");
-    app.call(Actor::Partner, Method::GET, "/v1/members/belgacom-be/resources", None)
-        .await
-        .problem(404, "resource.not_found");
+    app.call(
+        Actor::Partner,
+        Method::GET,
+        "/v1/members/belgacom-be/resources",
+        None,
+    )
+    .await
+    .problem(404, "resource.not_found");
     let all = app
         .call(Actor::TenantA, Method::GET, "/v1/members", None)
         .await

@@ -20,25 +20,41 @@ async fn an_instance_is_placed_created_listed_and_deleted() {
     assert_eq!(op["kind"], "create");
     assert_eq!(op["status"], "pending");
     let location = accepted.headers["location"].to_str().expect("location");
-    assert_eq!(location, format!("/v1/operations/{}", op["id"].as_str().expect("id")));
-    let done = app.settle(Actor::TenantA, op["id"].as_str().expect("id")).await;
+    assert_eq!(
+        location,
+        format!("/v1/operations/{}", op["id"].as_str().expect("id"))
+    );
+    let done = app
+        .settle(Actor::TenantA, op["id"].as_str().expect("id"))
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let id = op["resource_id"].as_str().expect("resource id");
     assert!(id.starts_with("ins-"), "{id}");
     let instance = app
-        .call(Actor::TenantA, Method::GET, &format!("/v1/instances/{id}"), None)
+        .call(
+            Actor::TenantA,
+            Method::GET,
+            &format!("/v1/instances/{id}"),
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(instance["status"], "active");
     assert_eq!(instance["member"], "belgacom-be");
     assert_eq!(instance["jurisdiction"], "BE");
-    assert!(!instance["placement"]["reasons"].as_array().expect("reasons").is_empty());
+    assert!(!instance["placement"]["reasons"]
+        .as_array()
+        .expect("reasons")
+        .is_empty());
 
     // Another tenant cannot tell it exists, whatever it tries.
     for (method, path) in [
         (Method::GET, format!("/v1/instances/{id}")),
         (Method::DELETE, format!("/v1/instances/{id}")),
-        (Method::GET, format!("/v1/operations/{}", op["id"].as_str().expect("id"))),
+        (
+            Method::GET,
+            format!("/v1/operations/{}", op["id"].as_str().expect("id")),
+        ),
     ] {
         app.call(Actor::TenantB, method, &path, None)
             .await
@@ -51,14 +67,26 @@ async fn an_instance_is_placed_created_listed_and_deleted() {
     assert_eq!(theirs["items"], json!([]));
 
     let deleting = app
-        .call(Actor::TenantA, Method::DELETE, &format!("/v1/instances/{id}"), None)
+        .call(
+            Actor::TenantA,
+            Method::DELETE,
+            &format!("/v1/instances/{id}"),
+            None,
+        )
         .await
         .ok(202);
     assert_eq!(deleting["kind"], "delete");
-    let gone = app.settle(Actor::TenantA, deleting["id"].as_str().expect("id")).await;
+    let gone = app
+        .settle(Actor::TenantA, deleting["id"].as_str().expect("id"))
+        .await;
     assert_eq!(gone["status"], "succeeded");
     let instance = app
-        .call(Actor::TenantA, Method::GET, &format!("/v1/instances/{id}"), None)
+        .call(
+            Actor::TenantA,
+            Method::GET,
+            &format!("/v1/instances/{id}"),
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(instance["status"], "deleted");
@@ -84,18 +112,33 @@ async fn lists_page_with_limit_and_a_token_only_that_list_accepts() {
     assert_eq!(first["items"].as_array().expect("items").len(), 2);
     let token = first["next_page_token"].as_str().expect("a next page");
     let second = app
-        .call(Actor::TenantA, Method::GET, &format!("/v1/buckets?limit=2&page_token={token}"), None)
+        .call(
+            Actor::TenantA,
+            Method::GET,
+            &format!("/v1/buckets?limit=2&page_token={token}"),
+            None,
+        )
         .await
         .ok(200);
     assert_eq!(second["items"].as_array().expect("items").len(), 1);
     assert!(second["next_page_token"].is_null());
-    app.call(Actor::TenantA, Method::GET, &format!("/v1/volumes?page_token={token}"), None)
+    app.call(
+        Actor::TenantA,
+        Method::GET,
+        &format!("/v1/volumes?page_token={token}"),
+        None,
+    )
+    .await
+    .problem(400, "validation.invalid_query");
+    for bad in ["0", "501", "ten", "-1"] {
+        app.call(
+            Actor::TenantA,
+            Method::GET,
+            &format!("/v1/buckets?limit={bad}"),
+            None,
+        )
         .await
         .problem(400, "validation.invalid_query");
-    for bad in ["0", "501", "ten", "-1"] {
-        app.call(Actor::TenantA, Method::GET, &format!("/v1/buckets?limit={bad}"), None)
-            .await
-            .problem(400, "validation.invalid_query");
     }
 }
 
@@ -104,23 +147,55 @@ async fn an_idempotency_key_replays_refuses_another_body_and_must_be_visible_asc
     let app = TestApp::start().await;
     let key: &[(&str, &[u8])] = &[("idempotency-key", b"first-try")];
     let first = app
-        .send(Actor::TenantA, Method::POST, "/v1/volumes", Some(json!({"name": "v", "size_gb": 10})), key)
+        .send(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/volumes",
+            Some(json!({"name": "v", "size_gb": 10})),
+            key,
+        )
         .await;
     let again = app
-        .send(Actor::TenantA, Method::POST, "/v1/volumes", Some(json!({"name": "v", "size_gb": 10})), key)
+        .send(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/volumes",
+            Some(json!({"name": "v", "size_gb": 10})),
+            key,
+        )
         .await;
     assert_eq!(first.status, 202);
     assert_eq!(again.status, 202);
-    assert_eq!(first.text, again.text, "a replay is the first answer, byte for byte");
-    app.send(Actor::TenantA, Method::POST, "/v1/volumes", Some(json!({"name": "v", "size_gb": 11})), key)
-        .await
-        .problem(422, "idempotency.key_reused");
+    assert_eq!(
+        first.text, again.text,
+        "a replay is the first answer, byte for byte"
+    );
+    app.send(
+        Actor::TenantA,
+        Method::POST,
+        "/v1/volumes",
+        Some(json!({"name": "v", "size_gb": 11})),
+        key,
+    )
+    .await
+    .problem(422, "idempotency.key_reused");
     // The same key belongs to each tenant on its own.
-    app.send(Actor::TenantB, Method::POST, "/v1/volumes", Some(json!({"name": "v", "size_gb": 10})), key)
-        .await
-        .ok(202);
+    app.send(
+        Actor::TenantB,
+        Method::POST,
+        "/v1/volumes",
+        Some(json!({"name": "v", "size_gb": 10})),
+        key,
+    )
+    .await
+    .ok(202);
 
-    for bad in ["clé-42".as_bytes(), b"\xe9t\xe9", b"two words", &[b'k'; 256][..]] {
+    for bad in [
+        "clé-42".as_bytes(),
+        b"\xe9t\xe9",
+        b"two words",
+        &[b'k'; 256][..],
+    ] {
         app.send(
             Actor::TenantA,
             Method::POST,
@@ -147,15 +222,32 @@ async fn an_idempotency_key_replays_refuses_another_body_and_must_be_visible_asc
 async fn refusals_name_the_field_and_change_nothing() {
     let app = TestApp::start().await;
     let cases = [
-        (json!({"name": "w", "size": "small", "image": "debian-12", "colour": "red"}), "`colour` is not a field"),
-        (json!({"name": "w", "size": "huge", "image": "debian-12"}), "`size`"),
+        (
+            json!({"name": "w", "size": "small", "image": "debian-12", "colour": "red"}),
+            "`colour` is not a field",
+        ),
+        (
+            json!({"name": "w", "size": "huge", "image": "debian-12"}),
+            "`size`",
+        ),
         (json!({"name": "w", "size": "small"}), "`image` is required"),
-        (json!({"name": "w", "size": "small", "image": "debian-12", "jurisdiction": "XX"}), "`jurisdiction`"),
-        (json!({"name": "", "size": "small", "image": "debian-12"}), "`name`"),
+        (
+            json!({"name": "w", "size": "small", "image": "debian-12", "jurisdiction": "XX"}),
+            "`jurisdiction`",
+        ),
+        (
+            json!({"name": "", "size": "small", "image": "debian-12"}),
+            "`name`",
+        ),
     ];
     for (body, detail) in cases {
         let problem = app
-            .call(Actor::TenantA, Method::POST, "/v1/instances", Some(body.clone()))
+            .call(
+                Actor::TenantA,
+                Method::POST,
+                "/v1/instances",
+                Some(body.clone()),
+            )
             .await
             .problem(422, "validation.invalid_field");
         let text = problem["detail"].as_str().expect("detail");
@@ -180,7 +272,12 @@ async fn refusals_name_the_field_and_change_nothing() {
     assert_eq!(volumes["items"], json!([]));
     // The refused placement is in the audit log.
     let audit = app
-        .call(Actor::Operator, Method::GET, "/v1/audit?tenant=santeplus", None)
+        .call(
+            Actor::Operator,
+            Method::GET,
+            "/v1/audit?tenant=santeplus",
+            None,
+        )
         .await
         .ok(200);
     assert!(audit["items"]
@@ -201,9 +298,15 @@ async fn only_tenant_roles_provision_and_every_route_wants_a_token() {
     app.call(Actor::Anonymous, Method::GET, "/v1/instances", None)
         .await
         .problem(401, "auth.invalid_token");
-    app.send(Actor::Anonymous, Method::GET, "/v1/instances", None, &[("authorization", b"Bearer not.a.jwt")])
-        .await
-        .problem(401, "auth.invalid_token");
+    app.send(
+        Actor::Anonymous,
+        Method::GET,
+        "/v1/instances",
+        None,
+        &[("authorization", b"Bearer not.a.jwt")],
+    )
+    .await
+    .problem(401, "auth.invalid_token");
 }
 
 #[tokio::test]

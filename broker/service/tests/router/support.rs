@@ -51,8 +51,7 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// Asserts a problem+json answer with this status and code; returns the problem.
@@ -207,7 +206,12 @@ impl TestApp {
     pub async fn settle(&self, actor: Actor, operation: &str) -> serde_json::Value {
         for _ in 0..400 {
             let op = self
-                .call(actor, Method::GET, &format!("/v1/operations/{operation}"), None)
+                .call(
+                    actor,
+                    Method::GET,
+                    &format!("/v1/operations/{operation}"),
+                    None,
+                )
                 .await
                 .ok(200);
             if op["status"] == "succeeded" || op["status"] == "failed" {

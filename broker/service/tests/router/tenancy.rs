@@ -14,13 +14,23 @@ fn luxbank() -> serde_json::Value {
 async fn operators_create_change_and_list_tenants() {
     let app = TestApp::start().await;
     let created = app
-        .call(Actor::Operator, Method::POST, "/v1/tenants", Some(luxbank()))
+        .call(
+            Actor::Operator,
+            Method::POST,
+            "/v1/tenants",
+            Some(luxbank()),
+        )
         .await
         .ok(201);
     assert_eq!(created["default_data_class"], "standard");
-    app.call(Actor::Operator, Method::POST, "/v1/tenants", Some(luxbank()))
-        .await
-        .problem(409, "resource.conflict");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/tenants",
+        Some(luxbank()),
+    )
+    .await
+    .problem(409, "resource.conflict");
     let changed = app
         .call(
             Actor::Operator,
@@ -62,7 +72,12 @@ async fn operators_create_change_and_list_tenants() {
     assert!(page["next_page_token"].is_string());
     // Changes are audited with who made them.
     let audit = app
-        .call(Actor::Operator, Method::GET, "/v1/audit?resource=luxbank", None)
+        .call(
+            Actor::Operator,
+            Method::GET,
+            "/v1/audit?resource=luxbank",
+            None,
+        )
         .await
         .ok(200);
     let actions: Vec<&str> = audit["items"]
@@ -107,9 +122,17 @@ async fn residency_is_the_tenants_own_and_an_operators() {
             .await
             .ok(200);
         assert_eq!(residency["by_jurisdiction"]["DE"]["bucket"], 1);
-        assert_eq!(residency["by_jurisdiction"]["DE"]["members"], json!(["telekom-de"]));
+        assert_eq!(
+            residency["by_jurisdiction"]["DE"]["members"],
+            json!(["telekom-de"])
+        );
     }
-    app.call(Actor::TenantB, Method::GET, "/v1/tenants/acme/residency", None)
-        .await
-        .problem(404, "resource.not_found");
+    app.call(
+        Actor::TenantB,
+        Method::GET,
+        "/v1/tenants/acme/residency",
+        None,
+    )
+    .await
+    .problem(404, "resource.not_found");
 }
