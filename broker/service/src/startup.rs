@@ -195,13 +195,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         crate::partners::resume_conformance(&state).await?;
-        let engine = Engine::new(
-            state.store.clone(),
-            state.members.clone(),
-            state.config.operations.clone(),
-            state.wake.clone(),
-            state.clock.clone(),
-        );
+        let engine = Engine::for_state(&state);
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
         let drift_task = tokio::spawn(drift_loop(state.clone(), stop_rx.clone()));

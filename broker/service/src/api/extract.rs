@@ -59,15 +59,19 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Bytes::from_request(req, state)
             .await
             .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        ErrorCode::TooLarge,
-                        "the request body is larger than the broker accepts",
-                    )
-                } else {
-                    ApiError::invalid_json(format!("cannot read the body: {rejection}"))
-                }
-            })
+            .map_err(body_rejection)
+    }
+}
+
+/// A body that could not be read: over the limit is 413 `request.too_large`, anything else
+/// 400 `validation.invalid_json`.
+pub(crate) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            "the request body is larger than the broker accepts",
+        )
+    } else {
+        ApiError::invalid_json(format!("cannot read the body: {rejection}"))
     }
 }

@@ -44,11 +44,7 @@ pub async fn get(
     auth: Authorized<ApplyAsPartner>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    let row = state
-        .store
-        .application(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner application", &id))?;
+    let row = partners::lifecycle::application(&state, &id).await?;
     let own = auth
         .principal
         .member

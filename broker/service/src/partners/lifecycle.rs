@@ -19,17 +19,22 @@ use crate::members::MemberDefinition;
 use crate::state::AppState;
 use crate::store::{ApplicationRow, Transition};
 
+/// One application; 404 when unknown.
+pub async fn application(state: &AppState, id: &str) -> ApiResult<ApplicationRow> {
+    state
+        .store
+        .application(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("partner application", id))
+}
+
 /// Approves an application: the member becomes active at once.
 pub async fn approve(
     state: &AppState,
     principal: &Principal,
     id: &str,
 ) -> ApiResult<ApplicationRow> {
-    let row = state
-        .store
-        .application(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner application", id))?;
+    let row = application(state, id).await?;
     if row.status != ApplicationStatus::AwaitingApproval {
         return Err(ApiError::new(
             ErrorCode::ApplicationNotApprovable,
@@ -124,11 +129,7 @@ pub async fn approve(
     }
     state.members.insert(entry, MemberStatus::Active);
     tracing::info!(member.id = %definition.id, "member joined the alliance");
-    state
-        .store
-        .application(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner application", id))
+    application(state, id).await
 }
 
 /// Rejects an application.
@@ -138,11 +139,7 @@ pub async fn reject(
     id: &str,
     reason: Option<&str>,
 ) -> ApiResult<ApplicationRow> {
-    let row = state
-        .store
-        .application(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner application", id))?;
+    let row = application(state, id).await?;
     let entry = audit(
         principal,
         "partner_application.reject",
@@ -162,11 +159,7 @@ pub async fn reject(
             format!("the application is {}", row.status),
         ));
     }
-    state
-        .store
-        .application(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner application", id))
+    application(state, id).await
 }
 
 /// A lifecycle action on a member.

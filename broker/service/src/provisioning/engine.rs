@@ -66,6 +66,17 @@ impl Engine {
         }
     }
 
+    /// The engine of a broker's state (its store, members, config, wake-up and clock).
+    pub fn for_state(state: &crate::state::AppState) -> Self {
+        Self::new(
+            state.store.clone(),
+            state.members.clone(),
+            state.config.operations.clone(),
+            state.wake.clone(),
+            state.clock.clone(),
+        )
+    }
+
     /// Runs until `shutdown` turns true, then waits for the steps in flight.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));

@@ -103,13 +103,7 @@ impl TestApp {
             .await
             .expect("state");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = Engine::new(
-            state.store.clone(),
-            state.members.clone(),
-            state.config.operations.clone(),
-            state.wake.clone(),
-            state.clock.clone(),
-        );
+        let engine = Engine::for_state(&state);
         tokio::spawn(engine.run(stop_rx));
         let issuer = DevIssuer::load_or_create(dir.path()).expect("dev issuer");
         Self {
