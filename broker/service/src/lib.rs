@@ -23,6 +23,7 @@ pub mod provisioning;
 pub mod ratelimit;
 pub mod reconciliation;
 pub mod secrets;
+pub mod ssh_keys;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -12,6 +12,7 @@ pub mod partners;
 pub mod problem;
 pub mod reconciliation;
 pub mod resources;
+pub mod ssh_keys;
 pub mod tenants;
 pub mod usage;
 pub mod views;
@@ -39,7 +40,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "alliance", description = "Cloud federation broker: one API, resources placed by jurisdiction on the member clouds of the alliance."),
     modifiers(&BearerAuth),
-    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "partners"), (name = "usage"), (name = "billing"), (name = "operations-ops", description = "health, readiness, metrics"))
+    tags((name = "instances"), (name = "volumes"), (name = "buckets"), (name = "ssh-keys"), (name = "operations"), (name = "placement"), (name = "members"), (name = "tenants"), (name = "audit"), (name = "partners"), (name = "usage"), (name = "billing"), (name = "operations-ops", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;
 
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(resources::create_bucket, resources::list_buckets))
         .routes(routes!(resources::get_bucket, resources::delete_bucket))
         .routes(routes!(resources::get_operation))
+        .routes(routes!(ssh_keys::create_ssh_key, ssh_keys::list_ssh_keys))
+        .routes(routes!(ssh_keys::get_ssh_key, ssh_keys::delete_ssh_key))
         .routes(routes!(catalogue::evaluate))
         .routes(routes!(catalogue::list_members))
         .routes(routes!(catalogue::get_member))

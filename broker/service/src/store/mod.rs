@@ -16,6 +16,7 @@ mod members;
 mod operations;
 mod partners;
 mod resources;
+mod ssh_keys;
 mod statements;
 mod tenants;
 mod usage;
@@ -34,6 +35,7 @@ pub use members::MemberHolding;
 pub use operations::{new_operation, ClaimedOperation, Finish, OperationRow, OperationStep};
 pub use partners::{ApplicationRow, Transition};
 pub use resources::{DeleteStart, Journal, NewResource, ResidencyRow, ResourceRow};
+pub use ssh_keys::SshKeyRow;
 pub use tenants::TenantRow;
 
 /// Which database the store talks to.

@@ -1,6 +1,6 @@
 //! Service tests: the `Router` driven in process on a fresh database, by the actors
 //! `tenant_a`, `tenant_b`, `partner`, `billing` and `operator` (see `support.rs`).
-//! One file per service: provisioning, tenancy, partners, billing, and the error
+//! One file per service: provisioning, SSH keys, tenancy, partners, billing, and the error
 //! vocabulary.
 #![expect(
     clippy::panic,
@@ -11,5 +11,6 @@ mod billing;
 mod errors;
 mod partners;
 mod provisioning;
+mod ssh_keys;
 mod support;
 mod tenancy;

@@ -1,0 +1,11 @@
+-- Tenants' OpenSSH public keys, by the tenant's name for each.
+-- Kept in step with ../sqlite/0006_ssh_keys.sql.
+CREATE TABLE ssh_keys (
+    tenant_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    algorithm   TEXT NOT NULL,               -- ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ...
+    public_key  TEXT NOT NULL,               -- the OpenSSH line as validated
+    fingerprint TEXT NOT NULL,               -- SHA256:... as ssh-keygen -l prints it
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
