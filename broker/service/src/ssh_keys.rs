@@ -57,10 +57,12 @@ pub fn parse_public_key(line: &str) -> ApiResult<ValidKey> {
                 )));
             }
         }
-        _ => return Err(refused(format!(
+        _ => {
+            return Err(refused(format!(
             "`{}` keys are not accepted; use Ed25519, ECDSA or RSA of at least {MIN_RSA_BITS} bits",
             key.algorithm().as_str()
-        ))),
+        )))
+        }
     }
     let public_key = key
         .to_openssh()

@@ -56,7 +56,8 @@ both_backends!(
     tenants_round_trip,
     resource_lifecycle_through_the_journal,
     idempotency_keys,
-    audit_chain_detects_tampering
+    audit_chain_detects_tampering,
+    ssh_keys_are_per_tenant_and_named_once
 );
 
 fn policy(id: &str) -> TenantPolicy {
@@ -374,4 +375,73 @@ async fn audit_chain_detects_tampering(store: Store) {
         .expect("verify")
         .expect_err("tampered");
     assert_eq!(broken.seq, events[2].seq);
+}
+
+async fn ssh_keys_are_per_tenant_and_named_once(store: Store) {
+    let acme = TenantScope::new(TenantId::parse("acme").expect("id"));
+    let other = TenantScope::new(TenantId::parse("other").expect("id"));
+    let key = |name: &str, at: i64| SshKeyRow {
+        name: name.to_owned(),
+        algorithm: "ssh-ed25519".into(),
+        public_key: "ssh-ed25519 AAAA x".into(),
+        fingerprint: "SHA256:abc".into(),
+        created_at: at,
+    };
+    assert!(store
+        .insert_ssh_key(&acme, &key("b", 10), &entry("ssh_key.create"))
+        .await
+        .expect("insert"));
+    assert!(store
+        .insert_ssh_key(&acme, &key("a", 11), &entry("ssh_key.create"))
+        .await
+        .expect("insert"));
+    assert!(!store
+        .insert_ssh_key(&acme, &key("a", 12), &entry("ssh_key.create"))
+        .await
+        .expect("taken"));
+    assert!(store
+        .insert_ssh_key(&other, &key("a", 13), &entry("ssh_key.create"))
+        .await
+        .expect("theirs"));
+    let names: Vec<String> = store
+        .ssh_keys(&acme, None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let after: Vec<String> = store
+        .ssh_keys(&acme, Some("a"), 10)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(after, ["b"]);
+    assert_eq!(
+        store
+            .ssh_key(&acme, "a")
+            .await
+            .expect("read")
+            .expect("kept")
+            .created_at,
+        11
+    );
+    assert!(store
+        .delete_ssh_key(&acme, "a", &entry("ssh_key.delete"), 20)
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_ssh_key(&acme, "a", &entry("ssh_key.delete"), 21)
+        .await
+        .expect("gone"));
+    assert!(store.ssh_key(&acme, "a").await.expect("read").is_none());
+    assert!(store.ssh_key(&other, "a").await.expect("read").is_some());
+    // The refused insert and the refused delete wrote no audit event.
+    let events = store
+        .audit_events(&AuditFilter::default(), 0, 100)
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 4);
 }
