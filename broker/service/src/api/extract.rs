@@ -44,7 +44,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))
-            .map_err(|e| ApiError::invalid_query(format!("invalid query: {}", e.body_text())))
+            .map_err(|e| {
+                // axum says "Failed to deserialize query string: <serde's words>"; say which
+                // parameter broke which rule instead.
+                let text = e.body_text();
+                let words = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                // "<parameter>: <rule>" when serde knew which parameter it was.
+                let (path, rule) = match words.split_once(": ") {
+                    Some((path, rule)) if !path.contains(' ') && !path.contains('`') => {
+                        (path, rule)
+                    }
+                    _ => ("", words),
+                };
+                ApiError::invalid_query(format!(
+                    "query: {}",
+                    super::json::field_problem(path, &rule)
+                ))
+            })
     }
 }
 

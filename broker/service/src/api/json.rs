@@ -65,7 +65,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<StrictJson<T>, ApiErro
 
 /// Says which field broke which rule, in the broker's words: never serde's own message
 /// (no Rust type names, no `unknown variant`, no line and column).
-fn field_problem(path: &str, error: &serde_json::Error) -> String {
+pub(crate) fn field_problem(path: &str, error: &dyn std::fmt::Display) -> String {
     let message = error.to_string();
     let quoted = |text: &str| text.split('`').nth(1).map(str::to_owned);
     let at = |field: &str| {

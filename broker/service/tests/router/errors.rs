@@ -60,3 +60,24 @@ async fn unknown_routes_methods_and_bodies_are_problems() {
         .await
         .problem(413, "request.too_large");
 }
+
+#[tokio::test]
+async fn query_errors_name_the_parameter_not_the_parser() {
+    let app = TestApp::start().await;
+    let problem = app
+        .call(
+            Actor::TenantA,
+            Method::GET,
+            "/v1/instances?colour=red",
+            None,
+        )
+        .await
+        .problem(400, "validation.invalid_query");
+    let detail = problem["detail"].as_str().expect("detail");
+    assert_eq!(detail, "query: `colour` is not a field of this request");
+    let problem = app
+        .call(Actor::Billing, Method::GET, "/v1/usage", None)
+        .await
+        .problem(400, "validation.invalid_query");
+    assert_eq!(problem["detail"], "query: `period` is required");
+}
