@@ -11,7 +11,7 @@ use alliance_adapter_federation::FederationAdapter;
 use alliance_conformance::Options as ConformanceOptions;
 use alliance_core::{ApplicationStatus, ImageName, Jurisdiction, ResourceType, SizeName, TenantId};
 
-use super::system;
+use super::application_event;
 use crate::state::AppState;
 use crate::store::ApplicationRow;
 
@@ -20,7 +20,8 @@ pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<Str
     tokio::spawn(async move {
         let allowed = state.members.allowed_destinations().clone();
         let (status, report) = conformance(&row, token, allowed).await;
-        let entry = system(
+        let entry = application_event(
+            None,
             "partner_application.conformance",
             &row.member_id,
             &row.id,

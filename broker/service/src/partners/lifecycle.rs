@@ -12,7 +12,7 @@ use alliance_core::{
     ResourceType, SizeName,
 };
 
-use super::audit;
+use super::application_event;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::members::MemberDefinition;
@@ -102,8 +102,8 @@ pub async fn approve(
             state.members.allowed_destinations(),
         )
         .map_err(ApiError::internal)?;
-    let audit_entry = audit(
-        principal,
+    let audit_entry = application_event(
+        Some(principal),
         "partner_application.approve",
         &row.member_id,
         id,
@@ -140,8 +140,8 @@ pub async fn reject(
     reason: Option<&str>,
 ) -> ApiResult<ApplicationRow> {
     let row = application(state, id).await?;
-    let entry = audit(
-        principal,
+    let entry = application_event(
+        Some(principal),
         "partner_application.reject",
         &row.member_id,
         id,

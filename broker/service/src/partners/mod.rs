@@ -97,36 +97,30 @@ pub(crate) fn invalid(field: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_field(format!("`{field}`: {e}"))
 }
 
-pub(crate) fn audit(
-    principal: &Principal,
+/// An audit event about an application and the member it would create: by `by`, or by
+/// the conformance job when `None`.
+pub(crate) fn application_event(
+    by: Option<&Principal>,
     action: &str,
     member: &str,
     application: &str,
     outcome: &str,
-    details: serde_json::Value,
+    mut details: serde_json::Value,
 ) -> AuditEntry {
-    let mut details = details;
     details["application"] = application.into();
     details["member"] = member.into();
-    principal.audit(action, None, Some(member.to_owned()), outcome, details)
-}
-
-pub(crate) fn system(
-    action: &str,
-    member: &str,
-    application: &str,
-    outcome: &str,
-    details: serde_json::Value,
-) -> AuditEntry {
-    let system = Principal {
-        issuer: String::new(),
-        subject: "system:conformance".into(),
-        roles: Default::default(),
-        tenant: None,
-        member: None,
-        request_id: None,
-    };
-    audit(&system, action, member, application, outcome, details)
+    let resource = Some(member.to_owned());
+    match by {
+        Some(principal) => principal.audit(action, None, resource, outcome, details),
+        None => AuditEntry::system(
+            "system:conformance",
+            None,
+            action.to_owned(),
+            resource,
+            outcome,
+            details,
+        ),
+    }
 }
 
 /// Validates and stores an application, then starts its conformance run.
@@ -228,8 +222,8 @@ pub async fn submit(
         created_at: now,
         updated_at: now,
     };
-    let entry = audit(
-        principal,
+    let entry = application_event(
+        Some(principal),
         "partner_application.submit",
         member_id.as_str(),
         &row.id,
