@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alliance_service::store::{resolve_url, Store};
+use alliance_service::store::Store;
 
 use crate::Common;
 
@@ -15,8 +15,7 @@ pub struct Args {
 
 /// Exit 0 intact, 1 tampered (naming the first broken event), 2 error.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&args.common)?;
-    let url = resolve_url(&config.database.url, &args.common.data_dir);
+    let (_, url) = super::config_and_database(&args.common)?;
     super::runtime()?.block_on(async {
         let store = Store::connect(&url, 2).await?;
         let verdict = store.verify_audit_chain().await?;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alliance_service::store::{resolve_url, Store};
+use alliance_service::store::Store;
 
 use crate::Common;
 
@@ -15,9 +15,8 @@ pub struct Args {
 
 /// Migrates and reports the backend.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&args.common)?;
+    let (_, url) = super::config_and_database(&args.common)?;
     std::fs::create_dir_all(&args.common.data_dir)?;
-    let url = resolve_url(&config.database.url, &args.common.data_dir);
     super::runtime()?.block_on(async {
         let store = Store::connect(&url, 2).await?;
         store.migrate().await?;

@@ -28,6 +28,13 @@ pub fn load_config(common: &Common) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The config named by `common` and the database URL it resolves to in the data dir.
+pub fn config_and_database(common: &Common) -> anyhow::Result<(Config, String)> {
+    let config = load_config(common)?;
+    let url = alliance_service::store::resolve_url(&config.database.url, &common.data_dir);
+    Ok((config, url))
+}
+
 /// A single-threaded runtime for short commands.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()

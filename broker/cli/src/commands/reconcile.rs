@@ -16,7 +16,7 @@ use alliance_core::billing::Period;
 use alliance_core::reconcile::{
     discrepancies_csv, reconcile, reconcile_sorted, FocusReader, MergeError, Outcome, Tolerance,
 };
-use alliance_service::store::{resolve_url, Store};
+use alliance_service::store::Store;
 use rust_decimal::Decimal;
 
 use crate::Common;
@@ -230,8 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, statement, Some(period), Some(member)) => {
             let period = Period::parse(period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-            let config = super::load_config(&args.common)?;
-            let url = resolve_url(&config.database.url, &args.common.data_dir);
+            let (config, url) = super::config_and_database(&args.common)?;
             let member_config = config
                 .members
                 .iter()

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use alliance_core::billing::Period;
-use alliance_service::store::{resolve_url, Store};
+use alliance_service::store::Store;
 
 use crate::Common;
 
@@ -39,8 +39,7 @@ pub struct Args {
 /// Writes the export; exit 2 on bad input.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let period = Period::parse(&args.period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-    let config = super::load_config(&args.common)?;
-    let url = resolve_url(&config.database.url, &args.common.data_dir);
+    let (config, url) = super::config_and_database(&args.common)?;
     let usage = super::runtime()?.block_on(async {
         let store = Store::connect(&url, 2).await?;
         store.migrate().await?;
