@@ -174,7 +174,12 @@ pub async fn audit(
         page_token: params.page_token.clone(),
     };
     let (limit, after) = paging.resolve("audit")?;
-    let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
+    let after: i64 = match after {
+        None => 0,
+        Some(seq) => seq
+            .parse()
+            .map_err(|_| ApiError::invalid_query("page_token is not a token this list gave out"))?,
+    };
     let time = |name: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
         v.as_deref()
             .map(|t| {

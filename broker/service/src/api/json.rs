@@ -52,6 +52,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
 
 /// Parses bytes strictly.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<StrictJson<T>, ApiError> {
+    // A key given twice is refused: a gateway in front may read the first where serde
+    // would keep the last.
+    serde_json::from_slice::<NoDuplicateKeys>(bytes)
+        .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     let canonical: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     if !canonical.is_object() {
@@ -61,6 +65,63 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<StrictJson<T>, ApiErro
     let value = serde_path_to_error::deserialize(canonical.clone())
         .map_err(|e| ApiError::invalid_field(field_problem(&e.path().to_string(), e.inner())))?;
     Ok(StrictJson { value, canonical })
+}
+
+/// Any JSON document in which no object names a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if !seen.insert(key.clone()) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{shown}` is given twice"
+                )));
+            }
+        }
+        Ok(NoDuplicateKeys)
+    }
 }
 
 /// Says which field broke which rule, in the broker's words: never serde's own message
@@ -165,6 +226,19 @@ mod tests {
 
     fn detail(body: &str) -> String {
         parse::<Body>(body.as_bytes()).expect_err("refused").detail
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"name": "a", "size_gb": 1, "name": "b"}"#,
+            r#"{"name": "a", "size_gb": 1, "kind": null, "x": [{"k": 1, "k": 2}]}"#,
+        ] {
+            let error = parse::<serde_json::Value>(body.as_bytes()).expect_err(body);
+            assert_eq!(error.code, crate::error::ErrorCode::InvalidJson, "{body}");
+            assert!(error.detail.contains("given twice"), "{}", error.detail);
+        }
+        assert!(parse::<serde_json::Value>(br#"{"a": {"k": 1}, "b": {"k": 2}}"#).is_ok());
     }
 
     #[test]

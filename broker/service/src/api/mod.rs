@@ -129,7 +129,31 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, tenant.id = tracing::field::Empty)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// The longest client `x-request-id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Keeps a client's `x-request-id` only when it is 1 to 64 of `A-Z a-z 0-9 . _ : -`; any
+/// other is dropped, so one is generated: a request id goes into logs and the audit log,
+/// and must not be able to forge their lines.
+async fn drop_unsafe_request_id(mut request: Request, next: Next) -> Response {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=MAX_REQUEST_ID).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    };
+    if request
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !safe(v))
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
 }
 
 async fn request_timeout(

@@ -81,3 +81,84 @@ async fn query_errors_name_the_parameter_not_the_parser() {
         .problem(400, "validation.invalid_query");
     assert_eq!(problem["detail"], "query: `period` is required");
 }
+
+#[tokio::test]
+async fn a_401_names_its_scheme() {
+    let app = TestApp::start().await;
+    let reply = app
+        .call(Actor::Anonymous, Method::GET, "/v1/instances", None)
+        .await;
+    reply.problem(401, "auth.invalid_token");
+    assert_eq!(
+        reply.headers["www-authenticate"].to_str().expect("ascii"),
+        "Bearer realm=\"alliance\""
+    );
+}
+
+#[tokio::test]
+async fn client_request_ids_are_kept_only_when_safe() {
+    let app = TestApp::start().await;
+    let kept = app
+        .send(
+            Actor::TenantA,
+            Method::GET,
+            "/v1/instances",
+            None,
+            &[("x-request-id", b"trace-42.a:b")],
+        )
+        .await;
+    assert_eq!(kept.headers["x-request-id"], "trace-42.a:b");
+    for forged in [
+        &b"x\" tenant.id=\"santeplus\"} operation finished"[..],
+        &[b'a'; 65][..],
+        b"\xe9t\xe9",
+        b"two words",
+    ] {
+        let reply = app
+            .send(
+                Actor::TenantA,
+                Method::GET,
+                "/v1/instances",
+                None,
+                &[("x-request-id", forged)],
+            )
+            .await;
+        let id = reply.headers["x-request-id"]
+            .to_str()
+            .expect("generated id is ascii");
+        assert_ne!(id.as_bytes(), forged);
+        assert!(
+            id.len() <= 64 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forged_audit_page_token_is_refused_not_restarted() {
+    use base64::Engine;
+    let app = TestApp::start().await;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(br#"{"l":"audit","a":"not-a-seq"}"#);
+    app.call(
+        Actor::Operator,
+        Method::GET,
+        &format!("/v1/audit?page_token={forged}"),
+        None,
+    )
+    .await
+    .problem(400, "validation.invalid_query");
+    let duplicate = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/v1/buckets")
+        .header(
+            "authorization",
+            format!("Bearer {}", app.token(Actor::TenantA).expect("token")),
+        )
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"name": "a", "name": "b"}"#))
+        .expect("request");
+    app.raw(duplicate)
+        .await
+        .problem(400, "validation.invalid_json");
+}
