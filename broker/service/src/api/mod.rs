@@ -118,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            (body_limit, state.config.server.statement_limit_bytes),
+            refuse_declared_oversize,
+        ))
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(record_metrics))
@@ -131,6 +135,33 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// A body whose declared `Content-Length` is over its route's limit is 413 at once, before
+/// a byte of it is read (else a client declaring a terabyte and sending seven bytes holds
+/// the request until its timeout). The limit read while the body streams still applies.
+async fn refuse_declared_oversize(
+    State((general, statements)): State<(usize, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = match request.extensions().get::<MatchedPath>() {
+        Some(path) if path.as_str().ends_with("/statements/{period}") => statements,
+        _ => general,
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the request body is declared larger than this route accepts ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The longest client `x-request-id` kept.

@@ -162,3 +162,27 @@ async fn a_forged_audit_page_token_is_refused_not_restarted() {
         .await
         .problem(400, "validation.invalid_json");
 }
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_413_before_it_is_read() {
+    let app = TestApp::start().await;
+    for (method, path) in [
+        (Method::POST, "/v1/buckets"),
+        (Method::PUT, "/v1/members/numergy-fr/statements/2026-11"),
+    ] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(
+                "authorization",
+                format!("Bearer {}", app.token(Actor::Billing).expect("token")),
+            )
+            .header("content-type", "application/json")
+            .header("content-length", "1000000000000")
+            .body(axum::body::Body::from("{\"a\":1}"))
+            .expect("request");
+        // Read, these seven bytes would be a 422 (unknown field, not FOCUS): the 413 comes
+        // from the declared length alone.
+        app.raw(request).await.problem(413, "request.too_large");
+    }
+}
