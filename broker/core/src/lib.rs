@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod placement;
 pub mod policy;
 pub mod reconcile;
+pub mod text;
 
 pub use ids::{
     Certification, DataClassName, IdError, ImageName, Jurisdiction, MemberId, ResourceType,
@@ -29,3 +30,4 @@ pub use placement::{
     PlacementOutcome, PlacementRequest, Rejection,
 };
 pub use policy::{DataClassPolicy, DataClasses, TenantPolicy};
+pub use text::{check_text, TextError};

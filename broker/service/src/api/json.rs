@@ -193,13 +193,15 @@ pub fn field<T, E: std::fmt::Display>(
         .transpose()
 }
 
-/// A resource name: 1 to 128 characters, no control characters.
+/// A resource or tenant name: the text rule, at most 128 characters.
 pub fn name(value: &str) -> Result<String, ApiError> {
-    if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_field(
-            "`name`: use 1 to 128 characters without control characters",
-        ));
-    }
+    text("name", value, 128)
+}
+
+/// A field a person types, under the one text rule (`alliance_core::check_text`).
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    alliance_core::check_text(value, max)
+        .map_err(|e| ApiError::invalid_field(format!("`{field}`: {e}")))?;
     Ok(value.to_owned())
 }
 

@@ -90,6 +90,9 @@ pub async fn reject(
     } else {
         super::json::parse::<Decision>(&body)?.value.reason
     };
+    let reason = reason
+        .map(|r| super::json::text("reason", &r, 500))
+        .transpose()?;
     let row = partners::reject(&state, &auth.principal, &id, reason.as_deref()).await?;
     Ok(Json(ApplicationView::from(&row)))
 }

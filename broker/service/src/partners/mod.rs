@@ -136,6 +136,14 @@ pub async fn submit(
             "a partner applies for its own member id only (the token's `member` claim)",
         ));
     }
+    alliance_core::check_text(&description.name, 200).map_err(|e| invalid("name", e))?;
+    if description.evidence.len() > 32 {
+        return Err(invalid("evidence", "at most 32 references"));
+    }
+    for evidence in &description.evidence {
+        alliance_core::check_text(&evidence.reference, 500)
+            .map_err(|e| invalid("evidence.reference", e))?;
+    }
     Jurisdiction::parse(&description.country).map_err(|e| invalid("country", e))?;
     if description.jurisdictions.is_empty() {
         return Err(invalid("jurisdictions", "at least one"));

@@ -148,6 +148,34 @@ async fn applications_are_checked_before_anything_is_stored_or_dialled() {
     )
     .await
     .problem(422, "validation.invalid_field");
+    // Free text follows the one text rule: what every member list will show.
+    for (field, value) in [
+        ("name", json!("Lux\u{0}Cloud")),
+        ("name", json!("\u{1b}[2J")),
+        ("name", json!("   ")),
+        ("name", json!("x".repeat(500_000))),
+        ("name", json!("Lux\u{202E}duolC")),
+        (
+            "evidence",
+            json!([{"certification": "gaia-x-1", "reference": "ok\u{200B}"}]),
+        ),
+    ] {
+        let mut bad = application("luxcloud-lu", "http://127.0.0.1:8710");
+        bad[field] = value;
+        let problem = app
+            .call(
+                Actor::Operator,
+                Method::POST,
+                "/v1/partner-applications",
+                Some(bad),
+            )
+            .await
+            .problem(422, "validation.invalid_field");
+        assert!(
+            problem["detail"].as_str().expect("detail").contains(field),
+            "{problem}"
+        );
+    }
 }
 
 #[tokio::test]
