@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alliance_e2e::{Backend, Broker, Options, DEMO_CONFIG};
+use alliance_e2e::{eventually, get_json, Backend, Broker, Options, DEMO_CONFIG};
 use serde_json::json;
 
 fn zero_delay_config() -> String {
@@ -97,16 +97,18 @@ async fn main() {
         t.await.unwrap();
     }
     let accepted_in = started.elapsed();
-    loop {
-        if succeeded(&http, &broker.url).await >= operations as u64 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "operations did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(600),
+        Duration::from_millis(20),
+        || async {
+            if succeeded(&http, &broker.url).await >= operations as u64 {
+                Ok(())
+            } else {
+                Err("operations did not complete".to_owned())
+            }
+        },
+    )
+    .await;
     let completed_in = started.elapsed();
     println!(
         "{:?}: {operations} operations accepted in {:.2} s ({:.0}/s), completed in {:.2} s => {:.0} completed operations/s",
@@ -118,15 +120,7 @@ async fn main() {
     );
 
     // A resource to GET, and the token, for wrk.
-    let list: serde_json::Value = http
-        .get(format!("{}/v1/buckets?limit=1", broker.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&format!("{}/v1/buckets?limit=1", broker.url), &token).await;
     let id = list["items"][0]["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/buckets/{id}");
     if std::env::var("ALLIANCE_BENCH_WRK").is_ok() {

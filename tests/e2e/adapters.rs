@@ -305,20 +305,6 @@ async fn swift_container(name: &str) -> (u16, reqwest::header::HeaderMap) {
     (answer.status().as_u16(), answer.headers().clone())
 }
 
-async fn delete_and_wait(client: &alliance_e2e::Client, collection: &str, id: &str) {
-    let answer = client.delete(&format!("{collection}/{id}")).await;
-    assert_eq!(
-        answer.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&answer.bytes)
-    );
-    let done = client
-        .wait_operation(answer.json()["id"].as_str().unwrap())
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_provisions_on_ec2_in_france_and_openstack_in_belgium() {
     let mut moto = Moto::start();
@@ -335,10 +321,7 @@ async fn a_tenant_provisions_on_ec2_in_france_and_openstack_in_belgium() {
             .create_and_wait("/v1/volumes", &json!({ "name": format!("data-{country}"), "jurisdiction": country, "size_gb": 10 }))
             .await;
         let bucket = acme
-            .create_and_wait(
-                "/v1/buckets",
-                &json!({ "name": format!("logs-{country}"), "jurisdiction": country }),
-            )
+            .create_bucket(&format!("logs-{country}"), country)
             .await;
         for r in [&instance, &volume, &bucket] {
             assert_eq!(r["status"], "active", "{r}");
@@ -414,9 +397,12 @@ async fn a_tenant_provisions_on_ec2_in_france_and_openstack_in_belgium() {
 
     // Deleting through the broker removes them at the members.
     for (_, instance, volume, bucket) in &created {
-        delete_and_wait(&acme, "/v1/instances", instance["id"].as_str().unwrap()).await;
-        delete_and_wait(&acme, "/v1/volumes", volume["id"].as_str().unwrap()).await;
-        delete_and_wait(&acme, "/v1/buckets", bucket["id"].as_str().unwrap()).await;
+        acme.delete_and_wait("/v1/instances", instance["id"].as_str().unwrap())
+            .await;
+        acme.delete_and_wait("/v1/volumes", volume["id"].as_str().unwrap())
+            .await;
+        acme.delete_and_wait("/v1/buckets", bucket["id"].as_str().unwrap())
+            .await;
     }
     let (_, instance, volume, _) = &created[0];
     let found = moto.ask(&format!("instances {}", instance["id"].as_str().unwrap()));
@@ -449,21 +435,14 @@ async fn crash_after_member_answer(mut options: Options, country: &str) -> (Brok
         .push(("ALLIANCE_FAILPOINT".into(), "after-member-create".into()));
     let mut armed = Broker::start(options.clone()).await;
     let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
-    let answer = acme
-        .send(
-            reqwest::Method::POST,
+    let accepted = acme
+        .post_accepted(
             "/v1/instances",
-            Some(&json!({ "name": "survivor", "jurisdiction": country, "size": "small", "image": "debian-12" })),
+            &json!({ "name": "survivor", "jurisdiction": country, "size": "small", "image": "debian-12" }),
             &[("idempotency-key", "crash-once")],
         )
-        .await;
-    assert_eq!(
-        answer.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&answer.bytes)
-    );
-    let accepted = answer.json();
+        .await
+        .json();
     // The member answers, then the broker dies before committing.
     let status = armed.wait_exit(Duration::from_secs(30));
     assert!(
@@ -482,8 +461,7 @@ async fn crash_after_member_answer(mut options: Options, country: &str) -> (Brok
     unarmed.data_dir = Some(armed.data_dir.clone());
     let restarted = Broker::start(unarmed).await;
     let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
-    let done = acme.wait_operation(accepted["id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    acme.wait_succeeded(accepted["id"].as_str().unwrap()).await;
     (
         restarted,
         accepted["resource_id"].as_str().unwrap().to_owned(),
@@ -522,29 +500,13 @@ async fn openstack_refusals_reach_the_tenant_as_problems() {
     let moto = Moto::start();
     let broker = Broker::start(real_federation(&moto, "ami-unused")).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    let submit = |collection: &'static str, body: Value| {
-        let acme = &acme;
-        async move {
-            let answer = acme.post(collection, &body).await;
-            assert_eq!(
-                answer.status,
-                202,
-                "{}",
-                String::from_utf8_lossy(&answer.bytes)
-            );
-            let op = answer.json();
-            (
-                acme.wait_operation(op["id"].as_str().unwrap()).await,
-                op["resource_id"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
     // Cinder refuses a volume beyond the project's gigabytes quota (413 overLimit).
-    let (done, _) = submit(
-        "/v1/volumes",
-        json!({ "name": "huge", "jurisdiction": "BE", "size_gb": 5000 }),
-    )
-    .await;
+    let (done, _) = acme
+        .submit_and_wait(
+            "/v1/volumes",
+            &json!({ "name": "huge", "jurisdiction": "BE", "size_gb": 5000 }),
+        )
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "member.over_quota", "{done}");
     assert!(
@@ -555,9 +517,9 @@ async fn openstack_refusals_reach_the_tenant_as_problems() {
         "{done}"
     );
     // Nova builds the server, then it ends in ERROR: the operation fails with Nova's fault.
-    let (done, id) = submit(
+    let (done, id) = acme.submit_and_wait(
         "/v1/instances",
-        json!({ "name": "doomed", "jurisdiction": "BE", "size": "small", "image": "ubuntu-24.04" }),
+        &json!({ "name": "doomed", "jurisdiction": "BE", "size": "small", "image": "ubuntu-24.04" }),
     )
     .await;
     assert_eq!(done["status"], "failed", "{done}");
@@ -571,6 +533,6 @@ async fn openstack_refusals_reach_the_tenant_as_problems() {
     );
     // The failed resource is deletable, and deleting it removes the ERROR server.
     assert_eq!(servers_tagged(&id).await.len(), 1);
-    delete_and_wait(&acme, "/v1/instances", &id).await;
+    acme.delete_and_wait("/v1/instances", &id).await;
     assert!(servers_tagged(&id).await.is_empty());
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alliance_e2e::{Broker, Client, Options, DEMO_CONFIG, FAST_OPERATIONS};
+use alliance_e2e::{Answer, Broker, Client, Options, DEMO_CONFIG, FAST_OPERATIONS};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -101,15 +101,20 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-async fn assert_401(client: &Client, token: &str, case: &str) {
-    let answer = client
+/// `GET /v1/instances` with `authorization` as the whole `Authorization` header.
+async fn instances_with(client: &Client, authorization: &str) -> Answer {
+    client
         .send(
             reqwest::Method::GET,
             "/v1/instances",
             None,
-            &[("authorization", &format!("Bearer {token}"))],
+            &[("authorization", authorization)],
         )
-        .await;
+        .await
+}
+
+async fn assert_401(client: &Client, token: &str, case: &str) {
+    let answer = instances_with(client, &format!("Bearer {token}")).await;
     assert_eq!(
         answer.status,
         401,
@@ -140,20 +145,9 @@ async fn forged_and_malformed_tokens_are_refused() {
 
     // A valid token from the configured issuer works.
     let valid = sign(&good, "k1", &claims(&iss));
-    let answer = anon
-        .send(
-            reqwest::Method::GET,
-            "/v1/instances",
-            None,
-            &[("authorization", &format!("Bearer {valid}"))],
-        )
-        .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.bytes)
-    );
+    instances_with(&anon, &format!("Bearer {valid}"))
+        .await
+        .assert_status(200);
 
     let mut expired = claims(&iss);
     expired["exp"] = json!(now() - 3600);
@@ -268,15 +262,9 @@ async fn forged_and_malformed_tokens_are_refused() {
         "Bearer ...",
         "Bearer é.é.é",
     ] {
-        let answer = anon
-            .send(
-                reqwest::Method::GET,
-                "/v1/instances",
-                None,
-                &[("authorization", garbage)],
-            )
-            .await;
-        answer.assert_problem(401, "auth.invalid_token");
+        instances_with(&anon, garbage)
+            .await
+            .assert_problem(401, "auth.invalid_token");
     }
 
     // The development issuer's tokens are still accepted beside the configured issuer.
@@ -292,24 +280,16 @@ async fn roles_are_decided_at_one_point() {
     let operator = broker.client(&broker.token("operator", None));
     let billing = broker.client(&broker.token("billing", None));
     let tenant = json!({ "id": "globex", "name": "Globex", "home_jurisdiction": "DE", "allowed_jurisdictions": ["DE", "BE"] });
-    user.post("/v1/tenants", &tenant)
-        .await
-        .assert_problem(403, "auth.forbidden");
+    user.post_problem("/v1/tenants", &tenant, 403, "auth.forbidden")
+        .await;
     admin
-        .post("/v1/tenants", &tenant)
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .post_problem("/v1/tenants", &tenant, 403, "auth.forbidden")
+        .await;
     billing
-        .post("/v1/tenants", &tenant)
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .post_problem("/v1/tenants", &tenant, 403, "auth.forbidden")
+        .await;
     let created = operator.post("/v1/tenants", &tenant).await;
-    assert_eq!(
-        created.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&created.bytes)
-    );
+    created.assert_status(201);
     assert_eq!(created.json()["default_data_class"], "standard");
     let trail = operator.get("/v1/audit?resource=globex").await.json();
     let event = &trail["items"][0];
@@ -319,20 +299,16 @@ async fn roles_are_decided_at_one_point() {
         "{event}"
     );
     operator
-        .post("/v1/tenants", &tenant)
-        .await
-        .assert_problem(409, "resource.conflict");
+        .post_problem("/v1/tenants", &tenant, 409, "resource.conflict")
+        .await;
     let bad = json!({ "id": "x", "name": "X", "home_jurisdiction": "FR", "allowed_jurisdictions": ["DE"] });
     operator
-        .post("/v1/tenants", &bad)
-        .await
-        .assert_problem(422, "validation.invalid_field");
+        .post_problem("/v1/tenants", &bad, 422, "validation.invalid_field")
+        .await;
     let patched = operator
-        .send(
-            reqwest::Method::PATCH,
+        .patch(
             "/v1/tenants/globex",
-            Some(&json!({ "allowed_jurisdictions": ["DE", "BE", "FR"] })),
-            &[],
+            &json!({ "allowed_jurisdictions": ["DE", "BE", "FR"] }),
         )
         .await;
     assert_eq!(patched.status, 200);
@@ -350,20 +326,15 @@ async fn roles_are_decided_at_one_point() {
 
     // Operators and billing are not tenants: tenant routes are 403 for them.
     operator
-        .get("/v1/instances")
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem("/v1/instances", 403, "auth.forbidden")
+        .await;
     billing
-        .get("/v1/instances")
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem("/v1/instances", 403, "auth.forbidden")
+        .await;
     billing
-        .get("/v1/audit")
-        .await
-        .assert_problem(403, "auth.forbidden");
-    user.get("/v1/audit")
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem("/v1/audit", 403, "auth.forbidden")
+        .await;
+    user.get_problem("/v1/audit", 403, "auth.forbidden").await;
     assert_eq!(operator.get("/v1/audit").await.status, 200);
     for client in [&user, &admin, &operator, &billing] {
         assert_eq!(client.get("/v1/members").await.status, 200);
@@ -389,13 +360,11 @@ async fn every_tenant_route_hides_other_tenants() {
     }
     for (collection, id) in &owned {
         sante
-            .get(&format!("{collection}/{id}"))
-            .await
-            .assert_problem(404, "resource.not_found");
+            .get_problem(&format!("{collection}/{id}"), 404, "resource.not_found")
+            .await;
         sante
-            .delete(&format!("{collection}/{id}"))
-            .await
-            .assert_problem(404, "resource.not_found");
+            .delete_problem(&format!("{collection}/{id}"), 404, "resource.not_found")
+            .await;
         assert_eq!(sante.get(collection).await.json()["items"], json!([]));
     }
     let op = acme
@@ -403,17 +372,18 @@ async fn every_tenant_route_hides_other_tenants() {
         .await
         .json();
     sante
-        .get(&format!("/v1/operations/{}", op["id"].as_str().unwrap()))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(
+            &format!("/v1/operations/{}", op["id"].as_str().unwrap()),
+            404,
+            "resource.not_found",
+        )
+        .await;
     sante
-        .get("/v1/tenants/acme/residency")
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem("/v1/tenants/acme/residency", 404, "resource.not_found")
+        .await;
     sante
-        .get("/v1/tenants/nobody/residency")
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem("/v1/tenants/nobody/residency", 404, "resource.not_found")
+        .await;
     // The owner still sees everything.
     for (collection, id) in &owned {
         assert_eq!(acme.get(&format!("{collection}/{id}")).await.status, 200);

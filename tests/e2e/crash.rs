@@ -4,29 +4,24 @@
 
 use std::time::Duration;
 
-use alliance_e2e::{sim_creations, Backend, Broker, Options};
+use alliance_e2e::{
+    assert_created_once, member_creations, sim_creations, Backend, Broker, Client, Options,
+};
 use serde_json::json;
 
-async fn create_many(client: &alliance_e2e::Client, n: usize) -> Vec<(String, String)> {
+async fn create_many(client: &Client, n: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for i in 0..n {
         let country = ["FR", "BE", "DE"][i % 3];
         let key = format!("crash-{i}");
-        let answer = client
-            .send(
-                reqwest::Method::POST,
+        let op = client
+            .post_accepted(
                 "/v1/buckets",
-                Some(&json!({ "name": format!("c{i}"), "jurisdiction": country })),
+                &json!({ "name": format!("c{i}"), "jurisdiction": country }),
                 &[("idempotency-key", key.as_str())],
             )
-            .await;
-        assert_eq!(
-            answer.status,
-            202,
-            "{}",
-            String::from_utf8_lossy(&answer.bytes)
-        );
-        let op = answer.json();
+            .await
+            .json();
         out.push((
             op["id"].as_str().unwrap().to_owned(),
             op["resource_id"].as_str().unwrap().to_owned(),
@@ -35,36 +30,38 @@ async fn create_many(client: &alliance_e2e::Client, n: usize) -> Vec<(String, St
     out
 }
 
-async fn kill9_then_restart(backend: Backend) {
-    let mut broker = Broker::start(Options::demo_on(backend).await).await;
+/// Has acme submit 30 creations, kills the broker (SIGKILL) `after` that, restarts it and
+/// waits until every accepted operation succeeded; returns the restarted broker, acme's
+/// client on it and the accepted (operation, resource) ids.
+async fn kill9_in_flight(
+    mut broker: Broker,
+    after: Duration,
+) -> (Broker, Client, Vec<(String, String)>) {
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
     let accepted = create_many(&acme, 30).await;
-    // Members take 300 ms: most operations are in flight when the broker dies.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(after).await;
     broker.kill9();
     let restarted = broker.restart().await;
     let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
     for (op, _) in &accepted {
-        let done = acme.wait_operation(op).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
+        acme.wait_succeeded(op).await;
     }
+    (restarted, acme, accepted)
+}
+
+async fn kill9_then_restart(backend: Backend) {
+    let broker = Broker::start(Options::demo_on(backend).await).await;
+    // Members take 300 ms: most operations are in flight when the broker dies.
+    let (restarted, acme, accepted) = kill9_in_flight(broker, Duration::from_millis(150)).await;
     // Retried requests after the crash replay, they do not create again.
     let replayed = create_many(&acme, 30).await;
     assert_eq!(replayed, accepted);
-    let creations = sim_creations(&[&restarted.data_dir]);
-    for (_, resource) in &accepted {
-        assert_eq!(
-            creations.get(resource),
-            Some(&1),
-            "resource {resource} was created {:?} times at its member",
-            creations.get(resource)
-        );
-    }
-    assert_eq!(
-        creations.len(),
-        accepted.len(),
-        "no other resource was created at any member"
-    );
+    assert_created_once(&sim_creations(&[&restarted.data_dir]), resources(&accepted));
+}
+
+/// The resource ids of accepted (operation, resource) pairs.
+fn resources(accepted: &[(String, String)]) -> impl ExactSizeIterator<Item = &str> {
+    accepted.iter().map(|(_, resource)| resource.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,16 +72,6 @@ async fn kill9_with_operations_in_flight_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_with_operations_in_flight_on_postgres() {
     kill9_then_restart(Backend::Postgres).await;
-}
-
-fn creations(members: &[alliance_e2e::MemberSim]) -> std::collections::BTreeMap<String, usize> {
-    let mut all = std::collections::BTreeMap::new();
-    for m in members {
-        for (id, n) in m.creations() {
-            *all.entry(id).or_insert(0) += n;
-        }
-    }
-    all
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,18 +101,9 @@ async fn two_replicas_on_one_postgres_run_each_operation_once() {
     }
     for (op, _) in &ops {
         // Either replica answers for any operation: they share the store.
-        assert_eq!(on_b.wait_operation(op).await["status"], "succeeded");
+        on_b.wait_succeeded(op).await;
     }
-    let created = creations(&members);
-    for (_, resource) in &ops {
-        assert_eq!(
-            created.get(resource),
-            Some(&1),
-            "resource {resource} created {:?} times",
-            created.get(resource)
-        );
-    }
-    assert_eq!(created.len(), ops.len());
+    assert_created_once(&member_creations(&members), resources(&ops));
     // Both replicas did engine work (the lease spreads it), and the audit chain holds.
     let operator = a.client(&a.token("operator", None));
     let audit = operator.get("/v1/audit?limit=500").await.json();
@@ -141,24 +119,7 @@ async fn two_replicas_on_one_postgres_run_each_operation_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_with_an_out_of_process_member_creates_nothing_twice() {
     let (members, options) = alliance_e2e::demo_federation(Backend::Sqlite, 300, "s3cret-fr").await;
-    let mut broker = Broker::start(options).await;
-    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    let accepted = create_many(&acme, 30).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    broker.kill9();
-    let restarted = broker.restart().await;
-    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
-    for (op, _) in &accepted {
-        assert_eq!(acme.wait_operation(op).await["status"], "succeeded");
-    }
-    let created = creations(&members);
-    for (_, resource) in &accepted {
-        assert_eq!(
-            created.get(resource),
-            Some(&1),
-            "resource {resource} created {:?} times",
-            created.get(resource)
-        );
-    }
-    assert_eq!(created.len(), accepted.len());
+    let broker = Broker::start(options).await;
+    let (_restarted, _acme, accepted) = kill9_in_flight(broker, Duration::from_millis(100)).await;
+    assert_created_once(&member_creations(&members), resources(&accepted));
 }

@@ -3,24 +3,26 @@
 //! accepted while its member is down finishes when the member comes back, created once.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use alliance_e2e::{federation_config, Broker, Client, MemberSim, Options};
+use alliance_e2e::{eventually, federation_config, Broker, Client, MemberSim, Options};
 use serde_json::json;
 
 async fn wait_health(operator: &Client, member: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let health = operator.get(&format!("/v1/members/{member}")).await.json()["health"].clone();
-        if health == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{member} health stayed {health}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = format!("/v1/members/{member}");
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let health = operator.get(&path).await.json()["health"].clone();
+            if health == want {
+                Ok(())
+            } else {
+                Err(format!("{member} health stayed {health}, expected {want}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,12 +47,7 @@ async fn failover_stays_in_the_jurisdiction_and_operations_survive_an_outage() {
     // numergy-fr goes down: FR placements fail over to ovh-fr, never to another country.
     members[0].kill();
     wait_health(&operator, "numergy-fr", "down").await;
-    let bucket = acme
-        .create_and_wait(
-            "/v1/buckets",
-            &json!({ "name": "fr", "jurisdiction": "FR" }),
-        )
-        .await;
+    let bucket = acme.create_bucket("fr", "FR").await;
     assert_eq!(bucket["member"], "ovh-fr");
     let evaluation = acme
         .post(
@@ -80,11 +77,7 @@ async fn failover_stays_in_the_jurisdiction_and_operations_survive_an_outage() {
     refused.assert_problem(503, "member.unavailable");
     assert!(refused.header("retry-after").is_some());
     // Other countries are not affected.
-    acme.create_and_wait(
-        "/v1/buckets",
-        &json!({ "name": "be", "jurisdiction": "BE" }),
-    )
-    .await;
+    acme.create_bucket("be", "BE").await;
 
     // An operation accepted just as its member dies finishes once it is back, created once.
     members[2].kill();

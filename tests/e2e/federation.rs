@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use alliance_e2e::{bin, free_port, MemberSim};
+use alliance_e2e::{bin, free_port, get_json, MemberSim};
 
 fn conformance(endpoint: &str, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut command = Command::new(bin());
@@ -54,15 +54,11 @@ async fn member_sim_passes_conformance() {
     // Conformance created one resource per service.
     assert!(member.creations().len() >= 3);
     // The protocol's own OpenAPI document is served by the reference member.
-    let doc: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/federation/v1/openapi.json", member.url))
-        .bearer_auth("lux-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(
+        &format!("{}/federation/v1/openapi.json", member.url),
+        "lux-token",
+    )
+    .await;
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/federation/v1/capabilities",
@@ -90,9 +86,9 @@ async fn unreachable_and_unauthorised_members_fail() {
 }
 
 mod onboarding {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use alliance_e2e::{free_port, Broker, Client, MemberSim, Options};
+    use alliance_e2e::{eventually, free_port, Answer, Broker, Client, MemberSim, Options};
     use serde_json::{json, Value};
 
     fn application(member: &str, endpoint: &str, token: Option<&str>) -> Value {
@@ -109,22 +105,41 @@ mod onboarding {
         body
     }
 
+    /// Submits a partner application (as from [`application`]) with `client`.
+    async fn apply(client: &Client, member: &str, endpoint: &str, token: Option<&str>) -> Answer {
+        client
+            .post(
+                "/v1/partner-applications",
+                &application(member, endpoint, token),
+            )
+            .await
+    }
+
+    /// Asks, with `client`, to approve application `id`.
+    async fn approve(client: &Client, id: &str) -> Answer {
+        client
+            .post(
+                &format!("/v1/partner-applications/{id}/approve"),
+                &json!({}),
+            )
+            .await
+    }
+
     async fn settled(client: &Client, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let app = client
-                .get(&format!("/v1/partner-applications/{id}"))
-                .await
-                .json();
-            if app["status"] != "conformance_running" {
-                return app;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "conformance did not finish: {app}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let path = format!("/v1/partner-applications/{id}");
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                let app = client.get(&path).await.json();
+                if app["status"] != "conformance_running" {
+                    Ok(app)
+                } else {
+                    Err(format!("conformance did not finish: {app}"))
+                }
+            },
+        )
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -137,34 +152,16 @@ mod onboarding {
         let operator = broker.client(&broker.token_with(&["--role", "operator"]));
 
         // A partner applies for another member's id: refused.
-        partner
-            .post(
-                "/v1/partner-applications",
-                &application("other-lu", &member.url, None),
-            )
+        apply(&partner, "other-lu", &member.url, None)
             .await
             .assert_problem(403, "auth.forbidden");
         // An endpoint outside the allowed networks: refused before any connection.
-        partner
-            .post(
-                "/v1/partner-applications",
-                &application("luxcloud-lu", "http://10.20.30.40:8710", None),
-            )
+        apply(&partner, "luxcloud-lu", "http://10.20.30.40:8710", None)
             .await
             .assert_problem(422, "security.endpoint_not_allowed");
 
-        let submitted = partner
-            .post(
-                "/v1/partner-applications",
-                &application("luxcloud-lu", &member.url, Some("lux-secret")),
-            )
-            .await;
-        assert_eq!(
-            submitted.status,
-            202,
-            "{}",
-            String::from_utf8_lossy(&submitted.bytes)
-        );
+        let submitted = apply(&partner, "luxcloud-lu", &member.url, Some("lux-secret")).await;
+        submitted.assert_status(202);
         assert!(
             !String::from_utf8_lossy(&submitted.bytes).contains("lux-secret"),
             "credentials are write-only"
@@ -173,11 +170,7 @@ mod onboarding {
         assert_eq!(app["status"], "conformance_running");
         assert_eq!(app["has_credentials"], true);
         let id = app["id"].as_str().unwrap().to_owned();
-        partner
-            .post(
-                "/v1/partner-applications",
-                &application("luxcloud-lu", &member.url, None),
-            )
+        apply(&partner, "luxcloud-lu", &member.url, None)
             .await
             .assert_problem(409, "resource.conflict");
 
@@ -188,38 +181,23 @@ mod onboarding {
         assert!(!app.to_string().contains("lux-secret"));
 
         // A partner cannot approve itself; another partner cannot even see the application.
-        partner
-            .post(
-                &format!("/v1/partner-applications/{id}/approve"),
-                &json!({}),
-            )
+        approve(&partner, &id)
             .await
             .assert_problem(403, "auth.forbidden");
         let stranger =
             broker.client(&broker.token_with(&["--role", "partner", "--member", "someone-else"]));
         stranger
-            .get(&format!("/v1/partner-applications/{id}"))
-            .await
-            .assert_problem(404, "resource.not_found");
-
-        let approved = operator
-            .post(
-                &format!("/v1/partner-applications/{id}/approve"),
-                &json!({}),
+            .get_problem(
+                &format!("/v1/partner-applications/{id}"),
+                404,
+                "resource.not_found",
             )
             .await;
-        assert_eq!(
-            approved.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&approved.bytes)
-        );
+
+        let approved = approve(&operator, &id).await;
+        approved.assert_status(200);
         assert_eq!(approved.json()["status"], "approved");
-        operator
-            .post(
-                &format!("/v1/partner-applications/{id}/approve"),
-                &json!({}),
-            )
+        approve(&operator, &id)
             .await
             .assert_problem(409, "partner_application.not_approvable");
         let listed = operator.get("/v1/members/luxcloud-lu").await.json();
@@ -228,11 +206,9 @@ mod onboarding {
 
         // acme may now use LU; its instance lands on the new member, no restart.
         let patched = operator
-            .send(
-                reqwest::Method::PATCH,
+            .patch(
                 "/v1/tenants/acme",
-                Some(&json!({ "allowed_jurisdictions": ["FR", "BE", "DE", "LU"] })),
-                &[],
+                &json!({ "allowed_jurisdictions": ["FR", "BE", "DE", "LU"] }),
             )
             .await;
         assert_eq!(patched.status, 200);
@@ -257,13 +233,7 @@ mod onboarding {
         let broker = Broker::start(Options::demo()).await;
         let operator = broker.client(&broker.token_with(&["--role", "operator"]));
         let nowhere = format!("http://127.0.0.1:{}", free_port());
-        let app = operator
-            .post(
-                "/v1/partner-applications",
-                &application("ghost-lu", &nowhere, None),
-            )
-            .await
-            .json();
+        let app = apply(&operator, "ghost-lu", &nowhere, None).await.json();
         let id = app["id"].as_str().unwrap().to_owned();
         let app = settled(&operator, &id).await;
         assert_eq!(app["status"], "conformance_failed", "{app}");
@@ -274,17 +244,12 @@ mod onboarding {
                 .contains("capabilities"),
             "{app}"
         );
-        operator
-            .post(
-                &format!("/v1/partner-applications/{id}/approve"),
-                &json!({}),
-            )
+        approve(&operator, &id)
             .await
             .assert_problem(409, "partner_application.not_approvable");
         operator
-            .get("/v1/members/ghost-lu")
-            .await
-            .assert_problem(404, "resource.not_found");
+            .get_problem("/v1/members/ghost-lu", 404, "resource.not_found")
+            .await;
         let rejected = operator
             .post(
                 &format!("/v1/partner-applications/{id}/reject"),
@@ -301,37 +266,41 @@ mod onboarding {
         let broker = Broker::start(Options::demo()).await;
         let operator = broker.client(&broker.token_with(&["--role", "operator"]));
         let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-        let before = acme
-            .create_and_wait(
-                "/v1/buckets",
-                &json!({ "name": "kept", "jurisdiction": "FR" }),
-            )
-            .await;
+        let before = acme.create_bucket("kept", "FR").await;
         let id = before["id"].as_str().unwrap();
 
         let partner =
             broker.client(&broker.token_with(&["--role", "partner", "--member", "numergy-fr"]));
         partner
-            .post("/v1/members/numergy-fr/suspend", &json!({}))
-            .await
-            .assert_problem(403, "auth.forbidden");
+            .post_problem(
+                "/v1/members/numergy-fr/suspend",
+                &json!({}),
+                403,
+                "auth.forbidden",
+            )
+            .await;
         let suspended = operator
             .post("/v1/members/numergy-fr/suspend", &json!({}))
             .await;
         assert_eq!(suspended.status, 200);
         assert_eq!(suspended.json()["status"], "suspended");
         operator
-            .post("/v1/members/numergy-fr/suspend", &json!({}))
-            .await
-            .assert_problem(409, "member.invalid_transition");
+            .post_problem(
+                "/v1/members/numergy-fr/suspend",
+                &json!({}),
+                409,
+                "member.invalid_transition",
+            )
+            .await;
 
         let refused = acme
-            .post(
+            .post_problem(
                 "/v1/buckets",
                 &json!({ "name": "new", "jurisdiction": "FR" }),
+                422,
+                "placement.no_eligible_member",
             )
-            .await
-            .assert_problem(422, "placement.no_eligible_member");
+            .await;
         assert!(
             refused["detail"].as_str().unwrap().contains("suspended"),
             "{refused}"
@@ -344,9 +313,13 @@ mod onboarding {
 
         // Retiring a member that holds resources is refused.
         operator
-            .post("/v1/members/numergy-fr/retire", &json!({}))
-            .await
-            .assert_problem(409, "member.has_resources");
+            .post_problem(
+                "/v1/members/numergy-fr/retire",
+                &json!({}),
+                409,
+                "member.has_resources",
+            )
+            .await;
         // Its resources stay deletable.
         let op = acme.delete(&format!("/v1/buckets/{id}")).await.json();
         assert_eq!(
@@ -361,11 +334,7 @@ mod onboarding {
                 .json()["status"],
             "active"
         );
-        acme.create_and_wait(
-            "/v1/buckets",
-            &json!({ "name": "again", "jurisdiction": "FR" }),
-        )
-        .await;
+        acme.create_bucket("again", "FR").await;
         assert_eq!(
             operator
                 .post("/v1/members/belgacom-be/drain", &json!({}))
@@ -373,9 +342,13 @@ mod onboarding {
                 .json()["status"],
             "draining"
         );
-        acme.post("/v1/buckets", &json!({ "name": "x", "jurisdiction": "BE" }))
-            .await
-            .assert_problem(422, "placement.no_eligible_member");
+        acme.post_problem(
+            "/v1/buckets",
+            &json!({ "name": "x", "jurisdiction": "BE" }),
+            422,
+            "placement.no_eligible_member",
+        )
+        .await;
         assert_eq!(
             operator
                 .post("/v1/members/belgacom-be/retire", &json!({}))
@@ -389,8 +362,9 @@ mod onboarding {
 /// Replicas on one PostgreSQL agree on a lifecycle change within seconds, with no restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_agree_on_a_suspension_within_seconds() {
-    use alliance_e2e::{Backend, Broker, Options};
+    use alliance_e2e::{eventually, Backend, Broker, Options};
     use serde_json::json;
+    use std::time::Duration;
     let options = Options::demo_on(Backend::Postgres).await;
     let a = Broker::start(options.clone()).await;
     let b = Broker::start(options).await;
@@ -404,23 +378,18 @@ async fn replicas_agree_on_a_suspension_within_seconds() {
     );
     let acme_b = b.client(&b.token("tenant-admin", Some("acme")));
     let started = std::time::Instant::now();
-    loop {
-        let answer = acme_b
-            .post(
-                "/v1/placement/evaluate",
-                &json!({ "resource_type": "bucket", "jurisdiction": "DE" }),
-            )
-            .await
-            .json();
-        if answer["chosen"].is_null() {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
-            "replica b still places on a suspended member"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || async {
+            if acme_b.evaluate_bucket("DE").await["chosen"].is_null() {
+                Ok(())
+            } else {
+                Err("replica b still places on a suspended member".to_owned())
+            }
+        },
+    )
+    .await;
     println!("replica b agreed after {:?}", started.elapsed());
     assert_eq!(
         b.client(&b.token_with(&["--role", "operator"]))
@@ -439,18 +408,8 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
     let (members, options) = demo_federation(Backend::Sqlite, 0, "t0k").await;
     let broker = Broker::start(options).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    let kept = acme
-        .create_and_wait(
-            "/v1/buckets",
-            &json!({ "name": "kept", "jurisdiction": "FR" }),
-        )
-        .await;
-    let lost = acme
-        .create_and_wait(
-            "/v1/buckets",
-            &json!({ "name": "lost", "jurisdiction": "FR" }),
-        )
-        .await;
+    let kept = acme.create_bucket("kept", "FR").await;
+    let lost = acme.create_bucket("lost", "FR").await;
     let lost_id = lost["id"].as_str().unwrap();
 
     // Someone works on the member behind the broker's back.
@@ -478,20 +437,21 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
         .await
         .json();
     assert_eq!(report["complete"], true, "{report}");
-    let orphans: Vec<&str> = report["orphans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["resource_id"].as_str())
-        .collect();
-    assert_eq!(orphans, vec!["bkt-made-at-the-member"], "{report}");
-    let missing: Vec<&str> = report["missing"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["resource_id"].as_str())
-        .collect();
-    assert_eq!(missing, vec![lost_id], "{report}");
+    // The resource ids of the report's findings of one kind.
+    let findings = |kind: &str| -> Vec<&str> {
+        report[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["resource_id"].as_str())
+            .collect()
+    };
+    assert_eq!(
+        findings("orphans"),
+        vec!["bkt-made-at-the-member"],
+        "{report}"
+    );
+    assert_eq!(findings("missing"), vec![lost_id], "{report}");
     assert_eq!(
         operator.get("/v1/members/numergy-fr/drift").await.json()["orphans"],
         report["orphans"]
@@ -518,9 +478,8 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert_eq!(listed["items"][0]["id"], "numergy-fr");
     partner
-        .get("/v1/members/belgacom-be")
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem("/v1/members/belgacom-be", 404, "resource.not_found")
+        .await;
     let placed = partner.get("/v1/members/numergy-fr/resources").await.json();
     let ids: Vec<&str> = placed
         .as_array()
@@ -534,14 +493,15 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
         "tenant-chosen names are not shown to partners"
     );
     partner
-        .get("/v1/members/belgacom-be/resources")
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(
+            "/v1/members/belgacom-be/resources",
+            404,
+            "resource.not_found",
+        )
+        .await;
     partner
-        .get("/v1/members/numergy-fr/drift")
-        .await
-        .assert_problem(403, "auth.forbidden");
-    acme.get("/v1/members/numergy-fr/resources")
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem("/v1/members/numergy-fr/drift", 403, "auth.forbidden")
+        .await;
+    acme.get_problem("/v1/members/numergy-fr/resources", 403, "auth.forbidden")
+        .await;
 }

@@ -58,9 +58,8 @@ async fn every_error_is_problem_json() {
             .replacen("[server]\n", "[server]\nbody_limit_bytes = 4096\n", 1);
     let broker = Broker::start(options).await;
     let anon = broker.anonymous();
-    anon.get("/v1/instances")
-        .await
-        .assert_problem(401, "auth.invalid_token");
+    anon.get_problem("/v1/instances", 401, "auth.invalid_token")
+        .await;
     anon.send(
         reqwest::Method::GET,
         "/v1/instances",
@@ -69,9 +68,8 @@ async fn every_error_is_problem_json() {
     )
     .await
     .assert_problem(401, "auth.invalid_token");
-    anon.get("/no/such/route")
-        .await
-        .assert_problem(404, "route.not_found");
+    anon.get_problem("/no/such/route", 404, "route.not_found")
+        .await;
     anon.send(reqwest::Method::PUT, "/healthz", None, &[])
         .await
         .assert_problem(405, "route.method_not_allowed");
@@ -89,42 +87,53 @@ async fn every_error_is_problem_json() {
     assert_eq!(raw.headers()["content-type"], "application/problem+json");
     let big = json!({ "name": "x".repeat(8 * 1024) });
     admin
-        .post("/v1/buckets", &big)
-        .await
-        .assert_problem(413, "request.too_large");
+        .post_problem("/v1/buckets", &big, 413, "request.too_large")
+        .await;
     let unknown = admin
-        .post("/v1/buckets", &json!({ "name": "b", "colour": "blue" }))
-        .await
-        .assert_problem(422, "validation.invalid_field");
+        .post_problem(
+            "/v1/buckets",
+            &json!({ "name": "b", "colour": "blue" }),
+            422,
+            "validation.invalid_field",
+        )
+        .await;
     assert!(
         unknown["detail"].as_str().unwrap().contains("colour"),
         "{unknown}"
     );
     admin
-        .post("/v1/buckets", &json!({ "name": "b", "jurisdiction": "XX" }))
-        .await
-        .assert_problem(422, "validation.invalid_field");
+        .post_problem(
+            "/v1/buckets",
+            &json!({ "name": "b", "jurisdiction": "XX" }),
+            422,
+            "validation.invalid_field",
+        )
+        .await;
     admin
-        .get("/v1/buckets?limit=0")
-        .await
-        .assert_problem(400, "validation.invalid_query");
+        .get_problem("/v1/buckets?limit=0", 400, "validation.invalid_query")
+        .await;
     admin
-        .get("/v1/buckets?page_token=garbage")
-        .await
-        .assert_problem(400, "validation.invalid_query");
+        .get_problem(
+            "/v1/buckets?page_token=garbage",
+            400,
+            "validation.invalid_query",
+        )
+        .await;
     admin
-        .get("/v1/buckets?colour=blue")
-        .await
-        .assert_problem(400, "validation.invalid_query");
+        .get_problem("/v1/buckets?colour=blue", 400, "validation.invalid_query")
+        .await;
     admin
-        .get("/v1/usage")
-        .await
-        .assert_problem(400, "validation.invalid_query");
+        .get_problem("/v1/usage", 400, "validation.invalid_query")
+        .await;
     // A tenant-user may read but not create; an operator is not a tenant.
     let user = broker.client(&broker.token("tenant-user", Some("acme")));
-    user.post("/v1/buckets", &json!({ "name": "b" }))
-        .await
-        .assert_problem(403, "auth.forbidden");
+    user.post_problem(
+        "/v1/buckets",
+        &json!({ "name": "b" }),
+        403,
+        "auth.forbidden",
+    )
+    .await;
     assert_eq!(user.get("/v1/buckets").await.status, 200);
     // Nothing was created by any of it.
     assert_eq!(admin.get("/v1/buckets").await.json()["items"], json!([]));

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use alliance_e2e::{free_port, Broker, Options, DEMO_CONFIG, FAST_OPERATIONS};
+use alliance_e2e::{free_port, json_of, Broker, Options, DEMO_CONFIG, FAST_OPERATIONS};
 
 fn peer(var: &str) -> String {
     std::env::var(var)
@@ -27,15 +27,12 @@ impl Drop for Killed {
 async fn issue(http: &reqwest::Client, port: u16, claims: &[(&str, &str)]) -> serde_json::Value {
     let mut form = vec![("grant_type", "client_credentials")];
     form.extend_from_slice(claims);
-    http.post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("broker-e2e", Some("secret"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(
+        http.post(format!("http://127.0.0.1:{port}/token"))
+            .basic_auth("broker-e2e", Some("secret"))
+            .form(&form),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,12 +80,7 @@ async fn a_real_oidc_issuer_is_trusted_through_discovery() {
     let access = token["access_token"].as_str().unwrap();
     let acme = broker.client(access);
     let answer = acme.get("/v1/instances").await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.bytes)
-    );
+    answer.assert_status(200);
     let bucket = acme
         .create_and_wait("/v1/buckets", &serde_json::json!({ "name": "from-oidc" }))
         .await;
@@ -107,9 +99,8 @@ async fn a_real_oidc_issuer_is_trusted_through_discovery() {
     .await;
     broker
         .client(other["access_token"].as_str().unwrap())
-        .get("/v1/instances")
-        .await
-        .assert_problem(401, "auth.invalid_token");
+        .get_problem("/v1/instances", 401, "auth.invalid_token")
+        .await;
 }
 
 fn schemathesis(broker: &Broker, token: &str) -> String {

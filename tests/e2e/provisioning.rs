@@ -38,13 +38,9 @@ async fn instances_land_on_the_member_of_their_country(backend: Backend) {
         ("BE", "belgacom-be"),
         ("DE", "telekom-de"),
     ] {
-        let answer = acme.post("/v1/instances", &instance(country)).await;
-        assert_eq!(
-            answer.status,
-            202,
-            "{}",
-            String::from_utf8_lossy(&answer.bytes)
-        );
+        let answer = acme
+            .post_accepted("/v1/instances", &instance(country), &[])
+            .await;
         let op = answer.json();
         assert_eq!(
             answer.header("location"),
@@ -52,15 +48,7 @@ async fn instances_land_on_the_member_of_their_country(backend: Backend) {
         );
         assert_eq!(op["status"], "pending");
         assert_eq!(op["kind"], "create");
-        let done = acme.wait_operation(op["id"].as_str().unwrap()).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
-        let resource = acme
-            .get(&format!(
-                "/v1/instances/{}",
-                op["resource_id"].as_str().unwrap()
-            ))
-            .await
-            .json();
+        let resource = acme.created("/v1/instances", &op).await;
         assert_eq!(resource["status"], "active");
         assert_eq!(resource["member"], member);
         assert_eq!(resource["jurisdiction"], country);
@@ -92,15 +80,23 @@ async fn instances_land_on_the_member_of_their_country(backend: Backend) {
 
 async fn refusals_explain_themselves(backend: Backend) {
     let (_broker, acme) = start(backend).await;
-    acme.post("/v1/instances", &instance("IT"))
-        .await
-        .assert_problem(422, "placement.jurisdiction_not_allowed");
+    acme.post_problem(
+        "/v1/instances",
+        &instance("IT"),
+        422,
+        "placement.jurisdiction_not_allowed",
+    )
+    .await;
     let mut health = instance("BE");
     health["data_class"] = json!("health");
     let problem = acme
-        .post("/v1/instances", &health)
-        .await
-        .assert_problem(422, "placement.no_eligible_member");
+        .post_problem(
+            "/v1/instances",
+            &health,
+            422,
+            "placement.no_eligible_member",
+        )
+        .await;
     assert!(
         problem["detail"].as_str().unwrap().contains("hds"),
         "{problem}"
@@ -123,23 +119,22 @@ async fn refusals_explain_themselves(backend: Backend) {
         .clone();
     assert_eq!(be["eligible"], false);
     assert!(be["reasons"].to_string().contains("hds"), "{be}");
-    let fr = acme
-        .post(
-            "/v1/placement/evaluate",
-            &json!({ "resource_type": "bucket", "jurisdiction": "FR" }),
-        )
-        .await
-        .json();
+    let fr = acme.evaluate_bucket("FR").await;
     assert_eq!(fr["chosen"], "numergy-fr");
-    acme.post(
+    acme.post_problem(
         "/v1/instances",
         &json!({ "name": "x", "size": "huge", "image": "debian-12" }),
+        422,
+        "validation.invalid_field",
     )
-    .await
-    .assert_problem(422, "validation.invalid_field");
-    acme.post("/v1/volumes", &json!({ "name": "x", "size_gb": 0 }))
-        .await
-        .assert_problem(422, "validation.invalid_field");
+    .await;
+    acme.post_problem(
+        "/v1/volumes",
+        &json!({ "name": "x", "size_gb": 0 }),
+        422,
+        "validation.invalid_field",
+    )
+    .await;
     // Nothing was created by the refusals.
     assert_eq!(acme.get("/v1/instances").await.json()["items"], json!([]));
 }
@@ -157,9 +152,13 @@ async fn santeplus_defaults_to_health_in_france(backend: Backend) {
     assert_eq!(resource["data_class"], "health");
     assert_eq!(resource["member"], "numergy-fr");
     sante
-        .post("/v1/buckets", &json!({ "name": "b", "jurisdiction": "DE" }))
-        .await
-        .assert_problem(422, "placement.jurisdiction_not_allowed");
+        .post_problem(
+            "/v1/buckets",
+            &json!({ "name": "b", "jurisdiction": "DE" }),
+            422,
+            "placement.jurisdiction_not_allowed",
+        )
+        .await;
 }
 
 async fn other_tenants_resources_are_404(backend: Backend) {
@@ -175,26 +174,21 @@ async fn other_tenants_resources_are_404(backend: Backend) {
     );
     acme.wait_operation(op).await;
     sante
-        .get(&format!("/v1/buckets/{id}"))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(&format!("/v1/buckets/{id}"), 404, "resource.not_found")
+        .await;
     sante
-        .get(&format!("/v1/operations/{op}"))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(&format!("/v1/operations/{op}"), 404, "resource.not_found")
+        .await;
     sante
-        .delete(&format!("/v1/buckets/{id}"))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .delete_problem(&format!("/v1/buckets/{id}"), 404, "resource.not_found")
+        .await;
     sante
-        .get("/v1/tenants/acme/residency")
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem("/v1/tenants/acme/residency", 404, "resource.not_found")
+        .await;
     assert_eq!(sante.get("/v1/buckets").await.json()["items"], json!([]));
     // The wrong type is as unknown as a wrong id.
-    acme.get(&format!("/v1/instances/{id}"))
-        .await
-        .assert_problem(404, "resource.not_found");
+    acme.get_problem(&format!("/v1/instances/{id}"), 404, "resource.not_found")
+        .await;
     // Still there for its owner.
     assert_eq!(
         acme.get(&format!("/v1/buckets/{id}")).await.json()["status"],
@@ -206,26 +200,20 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     let (_broker, acme) = start(backend).await;
     let body = json!({ "name": "once", "jurisdiction": "BE" });
     let key = [("idempotency-key", "create-once-1")];
-    let first = acme
-        .send(reqwest::Method::POST, "/v1/buckets", Some(&body), &key)
-        .await;
+    let first = acme.post_with("/v1/buckets", &body, &key).await;
     assert_eq!(first.status, 202);
-    let second = acme
-        .send(reqwest::Method::POST, "/v1/buckets", Some(&body), &key)
-        .await;
+    let second = acme.post_with("/v1/buckets", &body, &key).await;
     assert_eq!(second.status, 202);
     assert_eq!(first.bytes, second.bytes, "a replay is byte-identical");
     assert_eq!(first.header("location"), second.header("location"));
     let reordered = json!({ "jurisdiction": "BE", "name": "once" });
-    let third = acme
-        .send(reqwest::Method::POST, "/v1/buckets", Some(&reordered), &key)
-        .await;
+    let third = acme.post_with("/v1/buckets", &reordered, &key).await;
     assert_eq!(
         third.bytes, first.bytes,
         "the same JSON in another key order is the same request"
     );
     let other = json!({ "name": "twice", "jurisdiction": "BE" });
-    acme.send(reqwest::Method::POST, "/v1/buckets", Some(&other), &key)
+    acme.post_with("/v1/buckets", &other, &key)
         .await
         .assert_problem(422, "idempotency.key_reused");
     acme.wait_operation(first.json()["id"].as_str().unwrap())
@@ -237,22 +225,13 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     assert_eq!(items, 1, "one bucket for three requests with one key");
     // A refusal is the first response too, and is replayed.
     let refused_key = [("idempotency-key", "refused-1")];
+    let refused_body = json!({ "name": "x", "jurisdiction": "IT" });
     let refused = acme
-        .send(
-            reqwest::Method::POST,
-            "/v1/buckets",
-            Some(&json!({ "name": "x", "jurisdiction": "IT" })),
-            &refused_key,
-        )
+        .post_with("/v1/buckets", &refused_body, &refused_key)
         .await;
     refused.assert_problem(422, "placement.jurisdiction_not_allowed");
     let again = acme
-        .send(
-            reqwest::Method::POST,
-            "/v1/buckets",
-            Some(&json!({ "name": "x", "jurisdiction": "IT" })),
-            &refused_key,
-        )
+        .post_with("/v1/buckets", &refused_body, &refused_key)
         .await;
     assert_eq!(again.bytes, refused.bytes);
 }
@@ -261,12 +240,7 @@ async fn residency_delete_and_paging(backend: Backend) {
     let (broker, acme) = start(backend).await;
     let mut ids = Vec::new();
     for (i, country) in ["FR", "BE", "DE", "FR", "BE"].iter().enumerate() {
-        let bucket = acme
-            .create_and_wait(
-                "/v1/buckets",
-                &json!({ "name": format!("b{i}"), "jurisdiction": country }),
-            )
-            .await;
+        let bucket = acme.create_bucket(&format!("b{i}"), country).await;
         ids.push(bucket["id"].as_str().unwrap().to_owned());
     }
     let report = acme.get("/v1/tenants/acme/residency").await.json();
@@ -308,8 +282,7 @@ async fn residency_delete_and_paging(backend: Backend) {
     assert_eq!(op["kind"], "delete");
     let again = acme.delete(&format!("/v1/buckets/{}", ids[0])).await.json();
     assert_eq!(again["id"], op["id"]);
-    let done = acme.wait_operation(op["id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    acme.wait_succeeded(op["id"].as_str().unwrap()).await;
     assert_eq!(
         acme.get(&format!("/v1/buckets/{}", ids[0])).await.json()["status"],
         "deleted"
@@ -363,12 +336,7 @@ async fn every_creating_post_honours_idempotency_keys() {
         let client = client.clone();
         async move {
             client
-                .send(
-                    reqwest::Method::POST,
-                    path,
-                    Some(&body),
-                    &[("idempotency-key", key)],
-                )
+                .post_with(path, &body, &[("idempotency-key", key)])
                 .await
         }
     };
@@ -377,12 +345,7 @@ async fn every_creating_post_honours_idempotency_keys() {
     let operator = broker.client(&broker.token_with(&["--role", "operator"]));
     let tenant = json!({ "id": "globex", "name": "Globex", "home_jurisdiction": "DE", "allowed_jurisdictions": ["DE", "FR"] });
     let first = send(&operator, "/v1/tenants", tenant.clone(), "tenant-1").await;
-    assert_eq!(
-        first.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&first.bytes)
-    );
+    first.assert_status(201);
     let again = send(&operator, "/v1/tenants", tenant.clone(), "tenant-1").await;
     assert_eq!(
         (again.status, &again.bytes),
@@ -396,9 +359,8 @@ async fn every_creating_post_honours_idempotency_keys() {
         .assert_problem(422, "idempotency.key_reused");
     // Without a key, the same request is a conflict as before.
     operator
-        .post("/v1/tenants", &tenant)
-        .await
-        .assert_problem(409, "resource.conflict");
+        .post_problem("/v1/tenants", &tenant, 409, "resource.conflict")
+        .await;
 
     // Partner applications: one application for two submissions with one key.
     let partner =
@@ -414,12 +376,7 @@ async fn every_creating_post_honours_idempotency_keys() {
         "apply-1",
     )
     .await;
-    assert_eq!(
-        first.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&first.bytes)
-    );
+    first.assert_status(202);
     let again = send(&partner, "/v1/partner-applications", application, "apply-1").await;
     assert_eq!(again.bytes, first.bytes);
 
@@ -427,12 +384,7 @@ async fn every_creating_post_honours_idempotency_keys() {
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
     let request = json!({ "period": alliance_e2e::this_month(), "member": "numergy-fr" });
     let first = send(&billing, "/v1/reconciliations", request.clone(), "rec-1").await;
-    assert_eq!(
-        first.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&first.bytes)
-    );
+    first.assert_status(201);
     let again = send(&billing, "/v1/reconciliations", request, "rec-1").await;
     assert_eq!(again.json()["id"], first.json()["id"]);
 }

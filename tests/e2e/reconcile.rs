@@ -21,12 +21,8 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 async fn statements_reconcile_and_discrepancies_are_named() {
     let broker = Broker::start(Options::demo()).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    let a = acme
-        .create_and_wait("/v1/buckets", &json!({ "name": "a", "jurisdiction": "FR" }))
-        .await;
-    let b = acme
-        .create_and_wait("/v1/buckets", &json!({ "name": "b", "jurisdiction": "FR" }))
-        .await;
+    let a = acme.create_bucket("a", "FR").await;
+    let b = acme.create_bucket("b", "FR").await;
     acme.create_and_wait(
         "/v1/instances",
         &json!({ "name": "c", "jurisdiction": "FR", "size": "small", "image": "debian-12" }),
@@ -39,12 +35,7 @@ async fn statements_reconcile_and_discrepancies_are_named() {
     // that absorbs the milliseconds between the two clocks.
     let request = json!({ "period": period, "member": "numergy-fr", "tolerance_absolute": "0.01" });
     let clean = billing.post("/v1/reconciliations", &request).await;
-    assert_eq!(
-        clean.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&clean.bytes)
-    );
+    clean.assert_status(201);
     let clean = clean.json();
     assert_eq!(clean["status"], "clean", "{clean}");
     assert_eq!(clean["statement_source"], "member");
@@ -149,9 +140,8 @@ async fn statements_reconcile_and_discrepancies_are_named() {
     let problem: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(problem["code"], "statement.invalid");
     assert_eq!(problem["column"], "BillingCurrency");
-    acme.post("/v1/reconciliations", &request)
-        .await
-        .assert_problem(403, "auth.forbidden");
+    acme.post_problem("/v1/reconciliations", &request, 403, "auth.forbidden")
+        .await;
     partner
         .send(
             reqwest::Method::PUT,
@@ -297,7 +287,6 @@ async fn statements_larger_than_other_bodies_are_accepted_up_to_their_own_limit(
     let big_json = serde_json::json!({ "name": "x".repeat(70_000), "jurisdiction": "FR" });
     broker
         .client(&broker.token("tenant-admin", Some("acme")))
-        .post("/v1/buckets", &big_json)
-        .await
-        .assert_problem(413, "request.too_large");
+        .post_problem("/v1/buckets", &big_json, 413, "request.too_large")
+        .await;
 }

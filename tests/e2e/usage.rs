@@ -100,9 +100,12 @@ async fn metering(backend: Backend) {
         json!([])
     );
     sante
-        .get(&format!("/v1/usage?period={period}&tenant=acme"))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(
+            &format!("/v1/usage?period={period}&tenant=acme"),
+            404,
+            "resource.not_found",
+        )
+        .await;
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
     let all = billing
         .get(&format!("/v1/usage?period={period}&member=telekom-de"))
@@ -117,15 +120,13 @@ async fn metering(backend: Backend) {
             .filter(|l| l["member"] == "telekom-de")
             .count()
     );
-    acme.get("/v1/usage?period=2026-13")
-        .await
-        .assert_problem(400, "validation.invalid_query");
+    acme.get_problem("/v1/usage?period=2026-13", 400, "validation.invalid_query")
+        .await;
     let partner =
         broker.client(&broker.token_with(&["--role", "partner", "--member", "numergy-fr"]));
     partner
-        .get(&format!("/v1/usage?period={period}"))
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem(&format!("/v1/usage?period={period}"), 403, "auth.forbidden")
+        .await;
 
     // The CLI export lists the same lines.
     let out = cli_for(
@@ -179,23 +180,13 @@ async fn metering_on_postgres() {
 async fn members_publish_their_own_statements() {
     let broker = Broker::start(Options::demo()).await;
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    let bucket = acme
-        .create_and_wait(
-            "/v1/buckets",
-            &json!({ "name": "stated", "jurisdiction": "BE" }),
-        )
-        .await;
+    let bucket = acme.create_bucket("stated", "BE").await;
     let period = this_month();
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
     let statement = billing
         .get(&format!("/v1/members/belgacom-be/statements/{period}"))
         .await;
-    assert_eq!(
-        statement.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&statement.bytes)
-    );
+    statement.assert_status(200);
     let text = String::from_utf8(statement.bytes).unwrap();
     assert!(text.starts_with("BilledCost,EffectiveCost"), "{text}");
     assert!(text.contains(bucket["id"].as_str().unwrap()), "{text}");
@@ -213,12 +204,18 @@ async fn members_publish_their_own_statements() {
         200
     );
     partner
-        .get(&format!("/v1/members/numergy-fr/statements/{period}"))
-        .await
-        .assert_problem(404, "resource.not_found");
-    acme.get(&format!("/v1/members/belgacom-be/statements/{period}"))
-        .await
-        .assert_problem(403, "auth.forbidden");
+        .get_problem(
+            &format!("/v1/members/numergy-fr/statements/{period}"),
+            404,
+            "resource.not_found",
+        )
+        .await;
+    acme.get_problem(
+        &format!("/v1/members/belgacom-be/statements/{period}"),
+        403,
+        "auth.forbidden",
+    )
+    .await;
     // A partner that also holds a tenant role still sees only its own member's statement.
     let mixed = broker.client(&broker.token_with(&[
         "--role",
@@ -231,9 +228,12 @@ async fn members_publish_their_own_statements() {
         "acme",
     ]));
     mixed
-        .get(&format!("/v1/members/belgacom-be/statements/{period}"))
-        .await
-        .assert_problem(404, "resource.not_found");
+        .get_problem(
+            &format!("/v1/members/belgacom-be/statements/{period}"),
+            404,
+            "resource.not_found",
+        )
+        .await;
 
     let member = alliance_e2e::MemberSim::start("stmt-lu", "LU", 0, None).await;
     let http = reqwest::Client::new();

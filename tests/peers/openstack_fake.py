@@ -71,6 +71,21 @@ def fault(start, status, kind, message, headers=()):
     return response(start, status, {kind: {"code": status, "message": message}}, headers)
 
 
+def item(start, path, method, collection, items, label, vh):
+    """For a path `/{collection}/ID`: (the item, the answer already due) where that answer is
+    404 for an unknown ID, the item itself for a GET, None for any other method (the caller's
+    to answer). None for any other path."""
+    m = re.fullmatch(rf"/{collection}/([^/]+)", path)
+    if not m:
+        return None
+    found = items.get(m.group(1))
+    if found is None:
+        return None, fault(start, 404, "itemNotFound", f"{label} {m.group(1)} could not be found.", vh)
+    if method == "GET":
+        return found, response(start, 200, {collection[:-1]: public(found)}, vh)
+    return found, None
+
+
 def microversion(environ, service, legacy, lo, hi):
     """The requested microversion: (version, error). `latest` means the maximum."""
     raw = None
@@ -201,13 +216,11 @@ def nova(environ, start, project, path, method):
             if path.endswith("detail"):
                 return response(start, 200, {"servers": [public(s) for s in found]}, vh)
             return response(start, 200, {"servers": [{"id": s["id"], "name": s["name"], "links": s["links"]} for s in found]}, vh)
-        m = re.fullmatch(r"/servers/([^/]+)", path)
-        if m:
-            s = servers.get(m.group(1))
-            if s is None:
-                return fault(start, 404, "itemNotFound", f"Instance {m.group(1)} could not be found.", vh)
-            if method == "GET":
-                return response(start, 200, {"server": public(s)}, vh)
+        found = item(start, path, method, "servers", servers, "Instance", vh)
+        if found:
+            s, answer = found
+            if answer is not None:
+                return answer
             if method == "DELETE":
                 s.setdefault("_deleted_at", time.time())
                 return response(start, 204, None, vh)
@@ -262,13 +275,11 @@ def cinder(environ, start, project, path, method):
             if found is None:
                 return fault(start, 400, "badRequest", "marker not found or invalid limit", vh)
             return response(start, 200, {"volumes": [public(x) for x in found]}, vh)
-        m = re.fullmatch(r"/volumes/([^/]+)", path)
-        if m:
-            x = volumes.get(m.group(1))
-            if x is None:
-                return fault(start, 404, "itemNotFound", f"Volume {m.group(1)} could not be found.", vh)
-            if method == "GET":
-                return response(start, 200, {"volume": public(x)}, vh)
+        found = item(start, path, method, "volumes", volumes, "Volume", vh)
+        if found:
+            x, answer = found
+            if answer is not None:
+                return answer
             if method == "DELETE":
                 if x["status"] not in ("available", "error", "deleting"):
                     return fault(start, 400, "badRequest", "Invalid volume: Volume status must be available or error.", vh)

@@ -62,6 +62,49 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Polls `attempt` every `every` until it returns `Ok`, and returns that value; once
+/// `timeout` has passed, fails with the last `Err` (what was seen instead).
+pub async fn eventually<T, F, Fut>(timeout: Duration, every: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "{seen}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits (from synchronous code) for `child` to exit; fails with `stuck()` after `timeout`.
+fn wait_child(child: &mut Child, timeout: Duration, stuck: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{}", stuck());
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "waits on a child process from synchronous test code"
+        )]
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `request` and returns the JSON body.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// GETs `url` with a bearer `token` and returns the JSON body.
+pub async fn get_json(url: &str, token: &str) -> Value {
+    json_of(reqwest::Client::new().get(url).bearer_auth(token)).await
+}
+
 /// A fresh PostgreSQL database on the cluster of `ALLIANCE_TEST_POSTGRES_URL`.
 pub async fn postgres_database() -> String {
     let admin = std::env::var("ALLIANCE_TEST_POSTGRES_URL")
@@ -194,47 +237,40 @@ impl Broker {
 
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(r) = client
-                .get(format!("{}/readyz", self.url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return;
+        let ready = format!("{}/readyz", self.url);
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(25),
+            || async {
+                match client
+                    .get(&ready)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    _ => Err(format!(
+                        "broker at {} not ready after 60 s; log:\n{}",
+                        self.url,
+                        self.log_text()
+                    )),
                 }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "broker at {} not ready after 60 s; log:\n{}",
-            self.url,
-            self.log_text()
-        );
+            },
+        )
+        .await;
     }
 
     /// Waits for the process to exit on its own (e.g. at a failpoint).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let log = &self.log;
+        let status = wait_child(self.child.as_mut().unwrap(), timeout, || {
+            format!(
                 "the broker did not exit; log:\n{}",
-                self.log_text()
-            );
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "waits on a child process from synchronous test code"
-            )]
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
+        self.child = None;
+        status
     }
 
     /// Its stderr so far.
@@ -319,21 +355,9 @@ impl Broker {
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker did not stop within 30 s of SIGTERM"
-            );
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "waits on a child process from synchronous test code"
-            )]
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut child, Duration::from_secs(30), || {
+            "broker did not stop within 30 s of SIGTERM".to_owned()
+        })
     }
 }
 
@@ -362,6 +386,17 @@ impl Answer {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    /// The body as text (lossily), for failure messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// Asserts the status (showing the body when it differs); returns the answer.
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{}", self.text());
+        self
     }
 
     /// A header as text.
@@ -441,7 +476,18 @@ impl Client {
 
     /// POST with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(body), &[])
+        self.post_with(path, body, &[]).await
+    }
+
+    /// POST with a JSON body and extra headers (e.g. `idempotency-key`).
+    pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body), headers)
+            .await
+    }
+
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::PATCH, path, Some(body), &[])
             .await
     }
 
@@ -450,45 +496,113 @@ impl Client {
         self.send(reqwest::Method::DELETE, path, None, &[]).await
     }
 
-    /// Polls an operation until it ends; returns it.
-    pub async fn wait_operation(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let answer = self.get(&format!("/v1/operations/{id}")).await;
-            assert_eq!(
-                answer.status,
-                200,
-                "operation {id}: {}",
-                String::from_utf8_lossy(&answer.bytes)
-            );
-            let op = answer.json();
-            if op["status"] == "succeeded" || op["status"] == "failed" {
-                return op;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operation {id} did not finish: {op}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// GET, asserting a problem+json answer with `status` and `code`; returns the problem.
+    pub async fn get_problem(&self, path: &str, status: u16, code: &str) -> Value {
+        self.get(path).await.assert_problem(status, code)
     }
 
-    /// Creates and waits; returns the resource.
-    pub async fn create_and_wait(&self, collection: &str, body: &Value) -> Value {
-        let answer = self.post(collection, body).await;
-        assert_eq!(
-            answer.status,
-            202,
-            "create {collection}: {}",
-            String::from_utf8_lossy(&answer.bytes)
-        );
-        let op = answer.json();
-        let done = self.wait_operation(op["id"].as_str().unwrap()).await;
+    /// POST, asserting a problem+json answer with `status` and `code`; returns the problem.
+    pub async fn post_problem(&self, path: &str, body: &Value, status: u16, code: &str) -> Value {
+        self.post(path, body).await.assert_problem(status, code)
+    }
+
+    /// DELETE, asserting a problem+json answer with `status` and `code`; returns the problem.
+    pub async fn delete_problem(&self, path: &str, status: u16, code: &str) -> Value {
+        self.delete(path).await.assert_problem(status, code)
+    }
+
+    /// POSTs `body` (with `headers`) and asserts 202 Accepted; returns the answer, whose
+    /// body is the operation.
+    pub async fn post_accepted(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let answer = self.post_with(path, body, headers).await;
+        answer.assert_status(202);
+        answer
+    }
+
+    /// Polls an operation until it ends; returns it.
+    pub async fn wait_operation(&self, id: &str) -> Value {
+        let path = format!("/v1/operations/{id}");
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || async {
+                let answer = self.get(&path).await;
+                assert_eq!(answer.status, 200, "operation {id}: {}", answer.text());
+                let op = answer.json();
+                if op["status"] == "succeeded" || op["status"] == "failed" {
+                    Ok(op)
+                } else {
+                    Err(format!("operation {id} did not finish: {op}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Polls an operation until it ends and asserts that it succeeded; returns it.
+    pub async fn wait_succeeded(&self, id: &str) -> Value {
+        let done = self.wait_operation(id).await;
         assert_eq!(done["status"], "succeeded", "{done}");
+        done
+    }
+
+    /// Waits until the create operation `op` (as accepted) succeeded; returns its resource,
+    /// read from `collection`.
+    pub async fn created(&self, collection: &str, op: &Value) -> Value {
+        self.wait_succeeded(op["id"].as_str().unwrap()).await;
         self.get(&format!(
             "{collection}/{}",
             op["resource_id"].as_str().unwrap()
         ))
+        .await
+        .json()
+    }
+
+    /// Creates and waits; returns the resource.
+    pub async fn create_and_wait(&self, collection: &str, body: &Value) -> Value {
+        let op = self.post_accepted(collection, body, &[]).await.json();
+        self.created(collection, &op).await
+    }
+
+    /// Creates the bucket `name` in `jurisdiction` and waits; returns it.
+    pub async fn create_bucket(&self, name: &str, jurisdiction: &str) -> Value {
+        self.create_and_wait(
+            "/v1/buckets",
+            &serde_json::json!({ "name": name, "jurisdiction": jurisdiction }),
+        )
+        .await
+    }
+
+    /// Submits a create and waits for its operation to end, however it ends; returns the
+    /// finished operation and the resource id.
+    pub async fn submit_and_wait(&self, collection: &str, body: &Value) -> (Value, String) {
+        let op = self.post_accepted(collection, body, &[]).await.json();
+        (
+            self.wait_operation(op["id"].as_str().unwrap()).await,
+            op["resource_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Deletes `collection/id`, asserting 202 Accepted, and waits until the operation
+    /// succeeded; returns it.
+    pub async fn delete_and_wait(&self, collection: &str, id: &str) -> Value {
+        let answer = self.delete(&format!("{collection}/{id}")).await;
+        answer.assert_status(202);
+        self.wait_succeeded(answer.json()["id"].as_str().unwrap())
+            .await
+    }
+
+    /// The dry run of placing a bucket in `jurisdiction` (`/v1/placement/evaluate`).
+    pub async fn evaluate_bucket(&self, jurisdiction: &str) -> Value {
+        self.post(
+            "/v1/placement/evaluate",
+            &serde_json::json!({ "resource_type": "bucket", "jurisdiction": jurisdiction }),
+        )
         .await
         .json()
     }
@@ -634,25 +748,24 @@ impl MemberSim {
         self.child = Some(child);
         self.url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client
-                .get(format!("{}/federation/v1/capabilities", self.url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
-                    return;
+        let capabilities = format!("{}/federation/v1/capabilities", self.url);
+        let id = &self.id;
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || async {
+                match client
+                    .get(&capabilities)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().as_u16() == 200 || r.status().as_u16() == 401 => Ok(()),
+                    _ => Err(format!("member-sim {id} did not start")),
                 }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "member-sim {} did not start",
-                self.id
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            },
+        )
+        .await;
     }
 
     /// How often each broker resource id was really created at this member.
@@ -661,6 +774,39 @@ impl MemberSim {
         count_creations(&self.state_file, &mut counts);
         counts
     }
+}
+
+/// How often each broker resource id was really created, summed over `members`.
+pub fn member_creations(members: &[MemberSim]) -> std::collections::BTreeMap<String, usize> {
+    let mut all = std::collections::BTreeMap::new();
+    for m in members {
+        for (id, n) in m.creations() {
+            *all.entry(id).or_insert(0) += n;
+        }
+    }
+    all
+}
+
+/// Asserts that each of `resources` was created exactly once at its member and that
+/// nothing else was created (`creations` as from [`sim_creations`] or [`member_creations`]).
+pub fn assert_created_once<'a>(
+    creations: &std::collections::BTreeMap<String, usize>,
+    resources: impl ExactSizeIterator<Item = &'a str>,
+) {
+    let expected = resources.len();
+    for resource in resources {
+        assert_eq!(
+            creations.get(resource),
+            Some(&1),
+            "resource {resource} was created {:?} times at its member",
+            creations.get(resource)
+        );
+    }
+    assert_eq!(
+        creations.len(),
+        expected,
+        "no other resource was created at any member"
+    );
 }
 
 impl Drop for MemberSim {
