@@ -2,7 +2,7 @@
 //! and reconciliation, each for the roles that may see them.
 
 use axum::body::Body;
-use axum::http::{header, Method, Request};
+use axum::http::{header, Method};
 use serde_json::json;
 
 use crate::support::{Actor, TestApp};
@@ -46,13 +46,13 @@ async fn put_statement(
     period: &str,
     csv: String,
 ) -> crate::support::Reply {
-    let mut request = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/v1/members/{member}/statements/{period}"))
+    let request = app
+        .request(
+            actor,
+            Method::PUT,
+            &format!("/v1/members/{member}/statements/{period}"),
+        )
         .header(header::CONTENT_TYPE, "text/csv");
-    if let Some(token) = app.token(actor) {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
     app.raw(request.body(Body::from(csv)).expect("request"))
         .await
 }

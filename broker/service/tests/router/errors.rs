@@ -42,13 +42,8 @@ async fn unknown_routes_methods_and_bodies_are_problems() {
         )
         .await;
     not_json.problem(415, "validation.unsupported_media_type");
-    let request = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri("/v1/buckets")
-        .header(
-            "authorization",
-            format!("Bearer {}", app.token(Actor::TenantA).expect("token")),
-        )
+    let request = app
+        .request(Actor::TenantA, Method::POST, "/v1/buckets")
         .header("content-type", "application/json")
         .body(axum::body::Body::from("{\"name\": "))
         .expect("request");
@@ -148,13 +143,8 @@ async fn a_forged_audit_page_token_is_refused_not_restarted() {
     )
     .await
     .problem(400, "validation.invalid_query");
-    let duplicate = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri("/v1/buckets")
-        .header(
-            "authorization",
-            format!("Bearer {}", app.token(Actor::TenantA).expect("token")),
-        )
+    let duplicate = app
+        .request(Actor::TenantA, Method::POST, "/v1/buckets")
         .header("content-type", "application/json")
         .body(axum::body::Body::from(r#"{"name": "a", "name": "b"}"#))
         .expect("request");
@@ -170,13 +160,8 @@ async fn a_body_declared_over_the_limit_is_413_before_it_is_read() {
         (Method::POST, "/v1/buckets"),
         (Method::PUT, "/v1/members/numergy-fr/statements/2026-11"),
     ] {
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(
-                "authorization",
-                format!("Bearer {}", app.token(Actor::Billing).expect("token")),
-            )
+        let request = app
+            .request(Actor::Billing, method, path)
             .header("content-type", "application/json")
             .header("content-length", "1000000000000")
             .body(axum::body::Body::from("{\"a\":1}"))

@@ -176,6 +176,20 @@ impl TestApp {
         self.raw(request).await
     }
 
+    /// A request builder for `actor` (its bearer token set), to send with `raw`.
+    pub fn request(
+        &self,
+        actor: Actor,
+        method: Method,
+        path: &str,
+    ) -> axum::http::request::Builder {
+        let builder = Request::builder().method(method).uri(path);
+        match self.token(actor) {
+            Some(token) => builder.header(header::AUTHORIZATION, format!("Bearer {token}")),
+            None => builder,
+        }
+    }
+
     /// Sends a built request.
     pub async fn raw(&self, request: Request<Body>) -> Reply {
         let response = self
