@@ -109,6 +109,8 @@ error_codes! {
     StatementInvalid = ("statement.invalid", 422),
     /// No statement exists for the period.
     StatementMissing = ("statement.missing", 422),
+    /// A tenant's new policy would leave some of its resources outside it.
+    TenantResourcesOutsidePolicy = ("tenant.resources_outside_policy", 409),
     /// The database is unavailable.
     StoreUnavailable = ("store.unavailable", 503),
     /// A bug or an unexpected failure; the cause is logged, never sent.

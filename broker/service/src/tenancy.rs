@@ -8,7 +8,7 @@
 use alliance_core::{DataClassName, Jurisdiction, TenantId, TenantPolicy};
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::store::TenantRow;
 
@@ -46,6 +46,42 @@ pub fn check_policy(state: &AppState, policy: TenantPolicy) -> ApiResult<TenantP
         )));
     }
     Ok(policy)
+}
+
+/// Refuses a policy that would leave live resources of the tenant in a jurisdiction it no
+/// longer allows: 409 `tenant.resources_outside_policy`, listing them. Nothing changes; the
+/// operator moves or deletes them first.
+async fn refuse_stranding(
+    state: &AppState,
+    scope: &crate::store::TenantScope,
+    policy: &TenantPolicy,
+) -> ApiResult<()> {
+    let outside: Vec<serde_json::Value> = state
+        .store
+        .residency(scope)
+        .await?
+        .into_iter()
+        .filter(|r| !policy.allowed_jurisdictions.contains(&r.jurisdiction))
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "resource_type": r.resource_type.as_str(),
+                "jurisdiction": r.jurisdiction.as_str(),
+                "member": r.member_id.as_str(),
+            })
+        })
+        .collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::TenantResourcesOutsidePolicy,
+        format!(
+            "{} of the tenant's resources live outside the new allowed jurisdictions; move or delete them first",
+            outside.len()
+        ),
+    )
+    .with_extensions(serde_json::json!({ "resources": outside })))
 }
 
 /// One tenant; 404 when unknown.
@@ -103,6 +139,7 @@ pub async fn update(
         policy.default_data_class = class;
     }
     let policy = check_policy(state, policy)?;
+    refuse_stranding(state, &principal.scope_for(id)?, &policy).await?;
     let name = change.name.unwrap_or(row.name);
     let entry = principal.audit(
         "tenant.update",

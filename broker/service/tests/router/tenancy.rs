@@ -136,3 +136,45 @@ async fn residency_is_the_tenants_own_and_an_operators() {
     .await
     .problem(404, "resource.not_found");
 }
+
+#[tokio::test]
+async fn narrowing_a_policy_under_live_resources_is_refused_and_changes_nothing() {
+    let app = TestApp::start().await;
+    let op = app
+        .call(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/volumes",
+            Some(json!({"name": "v", "jurisdiction": "BE", "size_gb": 5})),
+        )
+        .await
+        .ok(202);
+    let volume = op["resource_id"].as_str().expect("id").to_owned();
+    let problem = app
+        .call(
+            Actor::Operator,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"allowed_jurisdictions": ["FR", "DE"]})),
+        )
+        .await
+        .problem(409, "tenant.resources_outside_policy");
+    let listed = problem["resources"].as_array().expect("resources");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], volume.as_str());
+    assert_eq!(listed[0]["jurisdiction"], "BE");
+    let tenant = app
+        .call(Actor::Operator, Method::GET, "/v1/tenants/acme", None)
+        .await
+        .ok(200);
+    assert_eq!(tenant["allowed_jurisdictions"], json!(["BE", "DE", "FR"]));
+    // Widening, or narrowing away from where nothing lives, is fine.
+    app.call(
+        Actor::Operator,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"allowed_jurisdictions": ["FR", "BE"]})),
+    )
+    .await
+    .ok(200);
+}
