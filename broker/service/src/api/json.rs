@@ -37,6 +37,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
                     || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
+        // A body is read as sent: a compressed (or otherwise encoded) one is refused rather
+        // than parsed as if it were plain JSON.
+        if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
+            if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "send the body without Content-Encoding",
+                ));
+            }
+        }
         if !is_json {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,

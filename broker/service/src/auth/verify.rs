@@ -291,6 +291,10 @@ fn principal_from(issuer: String, claims: &Claims) -> Result<Principal, ApiError
             "the partner role needs a `member` claim",
         ));
     }
+    if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
+        // The subject names the actor in the audit log and scopes idempotency keys.
+        return Err(ApiError::invalid_token("the `sub` claim must name someone"));
+    }
     Ok(Principal {
         issuer,
         subject: claims.sub.clone(),

@@ -171,3 +171,24 @@ async fn a_body_declared_over_the_limit_is_413_before_it_is_read() {
         app.raw(request).await.problem(413, "request.too_large");
     }
 }
+
+#[tokio::test]
+async fn an_encoded_body_is_refused_not_misread() {
+    let app = TestApp::start().await;
+    for encoding in [&b"gzip"[..], b"br", b"x-unknown"] {
+        app.send(
+            Actor::TenantA,
+            Method::POST,
+            "/v1/buckets",
+            Some(serde_json::json!({"name": "b"})),
+            &[("content-encoding", encoding)],
+        )
+        .await
+        .problem(415, "validation.unsupported_media_type");
+    }
+    let buckets = app
+        .call(Actor::TenantA, Method::GET, "/v1/buckets", None)
+        .await
+        .ok(200);
+    assert_eq!(buckets["items"], serde_json::json!([]));
+}
