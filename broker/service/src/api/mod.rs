@@ -1,9 +1,10 @@
 //! The HTTP API: the router table, the middleware stack and the operational routes.
 //!
-//! Middleware, outermost first: request id (generated or propagated as `x-request-id`), a
-//! tracing span per request, panic catching (500 problem), metrics, a request timeout
-//! (503 problem), gzip compression and the body limit (413 problem). Unknown routes and
-//! methods are answered with problem+json too.
+//! Middleware, outermost first: an unsafe client `x-request-id` dropped, the request id
+//! (generated or propagated), a tracing span per request, the 5xx log, panic catching (500
+//! problem), metrics, a request timeout (503 problem), gzip compression, a declared
+//! `Content-Length` over the route's limit refused at once, and the body limit (413
+//! problem). Unknown routes and methods are answered with problem+json too.
 
 pub mod catalogue;
 pub mod extract;
