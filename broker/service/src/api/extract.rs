@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json, like every other error.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -40,27 +40,18 @@ pub struct ApiQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Parsed here rather than by axum's `Query`, so that the failing parameter and the
+        // rule come from serde as values, not out of axum's message text.
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
             .map_err(|e| {
-                // axum says "Failed to deserialize query string: <serde's words>"; say which
-                // parameter broke which rule instead.
-                let text = e.body_text();
-                let words = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                // "<parameter>: <rule>" when serde knew which parameter it was.
-                let (path, rule) = match words.split_once(": ") {
-                    Some((path, rule)) if !path.contains(' ') && !path.contains('`') => {
-                        (path, rule)
-                    }
-                    _ => ("", words),
-                };
                 ApiError::invalid_query(format!(
                     "query: {}",
-                    super::json::field_problem(path, &rule)
+                    super::json::field_problem(&e.path().to_string(), e.inner())
                 ))
             })
     }

@@ -62,11 +62,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
 
 /// Parses bytes strictly.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<StrictJson<T>, ApiError> {
-    // A key given twice is refused: a gateway in front may read the first where serde
-    // would keep the last.
-    serde_json::from_slice::<NoDuplicateKeys>(bytes)
-        .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
-    let canonical: serde_json::Value = serde_json::from_slice(bytes)
+    // One pass: the JSON value, with a key given twice refused (a gateway in front may read
+    // the first where a last-wins parser keeps the last).
+    let CanonicalJson(canonical) = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     if !canonical.is_object() {
         // Every request body of the API is an object.
@@ -77,60 +75,69 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<StrictJson<T>, ApiErro
     Ok(StrictJson { value, canonical })
 }
 
-/// Any JSON document in which no object names a key twice.
-struct NoDuplicateKeys;
+/// A JSON value in which no object names a key twice.
+struct CanonicalJson(serde_json::Value);
 
-impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+impl<'de> serde::Deserialize<'de> for CanonicalJson {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+        deserializer
+            .deserialize_any(CanonicalJsonVisitor)
+            .map(CanonicalJson)
     }
 }
 
-struct NoDuplicateKeysVisitor;
+struct CanonicalJsonVisitor;
 
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
-    type Value = NoDuplicateKeys;
+impl<'de> serde::de::Visitor<'de> for CanonicalJsonVisitor {
+    type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
+        Ok(serde_json::Value::Null)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(NoDuplicateKeys)
+        let mut items = Vec::new();
+        while let Some(CanonicalJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut seen = std::collections::HashSet::new();
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<NoDuplicateKeys>()?;
-            if !seen.insert(key.clone()) {
+            let CanonicalJson(value) = map.next_value()?;
+            if object.contains_key(&key) {
                 let shown: String = key.chars().take(64).collect();
                 return Err(serde::de::Error::custom(format!(
                     "the key `{shown}` is given twice"
                 )));
             }
+            object.insert(key, value);
         }
-        Ok(NoDuplicateKeys)
+        Ok(serde_json::Value::Object(object))
     }
 }
 
