@@ -7,7 +7,10 @@
 
 use alliance_core::{ResourceType, TenantId};
 
-use crate::{AdapterError, CallContext, MemberAdapter, MemberResource, ResourceRef, ResourceSpec};
+use crate::{
+    unsupported, AdapterError, CallContext, Capabilities, InstanceAction, MemberAdapter,
+    MemberResource, ObjectUrlRequest, ResourceRef, ResourceSpec, SignedUrl,
+};
 
 /// [`ResourceType::Instance`] as a type, for [`Serves`].
 #[derive(Debug)]
@@ -63,6 +66,54 @@ pub trait ByType: Serves<Instances> + Serves<Volumes> + Serves<Buckets> + std::f
 
     /// Checks that the member answers ([`MemberAdapter::health`]).
     async fn check_health(&self, ctx: &CallContext) -> Result<(), AdapterError>;
+
+    /// What the member offers beyond create, read and delete ([`MemberAdapter::capabilities`]).
+    fn offers(&self) -> Capabilities {
+        Capabilities::new()
+    }
+
+    /// An action on an instance ([`MemberAdapter::act`]).
+    async fn act_on_instance(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, instance, action);
+        Err(unsupported("instance actions"))
+    }
+
+    /// Attaches a volume ([`MemberAdapter::attach`]).
+    async fn attach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, volume, instance);
+        Err(unsupported("volume attachment"))
+    }
+
+    /// Detaches a volume ([`MemberAdapter::detach`]).
+    async fn detach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, volume);
+        Err(unsupported("volume attachment"))
+    }
+
+    /// A signed object URL ([`MemberAdapter::object_url`]).
+    async fn sign_object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &ObjectUrlRequest,
+    ) -> Result<SignedUrl, AdapterError> {
+        let _ = (ctx, bucket, request);
+        Err(unsupported("object URLs"))
+    }
 }
 
 /// Each call checks the deadline, then goes to the [`Serves`] of its resource type.
@@ -124,5 +175,48 @@ impl<A: ByType> MemberAdapter for A {
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         ctx.check_deadline()?;
         self.check_health(ctx).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.offers()
+    }
+
+    async fn act(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        ctx.check_deadline()?;
+        self.act_on_instance(ctx, instance, action).await
+    }
+
+    async fn attach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        ctx.check_deadline()?;
+        self.attach_volume(ctx, volume, instance).await
+    }
+
+    async fn detach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        ctx.check_deadline()?;
+        self.detach_volume(ctx, volume).await
+    }
+
+    async fn object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &ObjectUrlRequest,
+    ) -> Result<SignedUrl, AdapterError> {
+        ctx.check_deadline()?;
+        self.sign_object_url(ctx, bucket, request).await
     }
 }

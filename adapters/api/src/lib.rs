@@ -13,8 +13,14 @@
 //! its own API ([`ByType`], [`Serves`]) to that type's calls, once for every such adapter.
 #![forbid(unsafe_code)]
 
+mod access;
 mod by_type;
 
+pub use access::{
+    unsupported, Addresses, Capabilities, Capability, IngressRule, InstanceAccess, InstanceAction,
+    ObjectMethod, ObjectUrlRequest, Observed, PowerState, Protocol, SignedUrl, SshKey, UserData,
+    MAX_URL_VALIDITY,
+};
 pub use by_type::{Buckets, ByType, Instances, Serves, Volumes};
 
 use std::fmt;
@@ -93,6 +99,9 @@ pub struct ResourceSpec {
     pub image: Option<ImageName>,
     /// Volumes: the size in GB.
     pub size_gb: Option<u32>,
+    /// Instances: how the tenant reaches it (key, user data, ingress, public address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<InstanceAccess>,
 }
 
 impl ResourceSpec {
@@ -152,6 +161,9 @@ pub struct MemberResource {
     pub status: MemberResourceStatus,
     /// A member-side explanation, e.g. of an error.
     pub detail: Option<String>,
+    /// What else the member reports (addresses, power state, attachment, endpoint).
+    #[serde(default, skip_serializing_if = "Observed::is_empty")]
+    pub observed: Observed,
 }
 
 impl MemberResource {
@@ -168,6 +180,7 @@ impl MemberResource {
             tenant,
             status: MemberResourceStatus::Active,
             detail: None,
+            observed: Observed::default(),
         }
     }
 
@@ -427,5 +440,57 @@ pub trait MemberAdapter: Send + Sync + fmt::Debug {
     /// when it keeps one.
     fn observed_health(&self) -> Option<alliance_core::MemberHealth> {
         None
+    }
+
+    /// What the member offers beyond create, read and delete.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+    }
+
+    /// Runs an action on an instance and answers the instance as it is after the member
+    /// accepted it (the change may still be under way: poll `get`). Repeating the same call
+    /// with the same idempotency key has one effect: starting a running instance, stopping
+    /// a stopped one or resizing to the size it has succeeds without a change.
+    async fn act(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, instance, action);
+        Err(unsupported("instance actions"))
+    }
+
+    /// Attaches a volume to an instance of the same member, and answers the volume.
+    /// Attaching it again to the same instance succeeds without a change.
+    async fn attach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, volume, instance);
+        Err(unsupported("volume attachment"))
+    }
+
+    /// Detaches a volume, and answers it; detaching a detached volume succeeds.
+    async fn detach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let _ = (ctx, volume);
+        Err(unsupported("volume attachment"))
+    }
+
+    /// A signed, time-limited URL at the member for one object of a bucket.
+    async fn object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &ObjectUrlRequest,
+    ) -> Result<SignedUrl, AdapterError> {
+        let _ = (ctx, bucket, request);
+        Err(unsupported("object URLs"))
     }
 }

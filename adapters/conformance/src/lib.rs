@@ -173,6 +173,7 @@ impl Run<'_> {
             } else {
                 None
             },
+            access: None,
         };
         let reference = ResourceRef {
             resource_type: service,

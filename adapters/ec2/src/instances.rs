@@ -39,6 +39,7 @@ impl Ec2Adapter {
             detail: xml::child_node(node, "stateReason")
                 .and_then(|r| xml::child(r, "message"))
                 .map(str::to_owned),
+            observed: Default::default(),
         })
     }
 
@@ -118,6 +119,7 @@ mod tests {
             size: None,
             image: None,
             size_gb: None,
+            access: None,
         };
         let found = a.create(&ctx, &spec).await.unwrap();
         assert_eq!(found.status, MemberResourceStatus::Error);

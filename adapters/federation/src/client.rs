@@ -198,6 +198,7 @@ fn to_member(r: Resource) -> Result<MemberResource, AdapterError> {
         tenant,
         status: r.status,
         detail: r.detail,
+        observed: r.observed,
     })
 }
 
@@ -237,6 +238,7 @@ impl MemberAdapter for FederationAdapter {
             size: spec.size.as_ref().map(ToString::to_string),
             image: spec.image.as_ref().map(ToString::to_string),
             size_gb: spec.size_gb,
+            access: spec.access.clone(),
         };
         // PUT on the broker's id is idempotent by the protocol: a retry returns the first.
         let path = format!("/resources/{}", path_id(&spec.broker_id)?);

@@ -1,6 +1,6 @@
 //! Wire types of `/federation/v1`, shared by the adapter and the reference member.
 
-use alliance_adapter_api::{MemberResource, MemberResourceStatus};
+use alliance_adapter_api::{InstanceAccess, MemberResource, MemberResourceStatus, Observed};
 use alliance_core::ResourceType;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,10 @@ pub struct CreateResource {
     /// Volumes: GB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_gb: Option<u32>,
+    /// Instances (1.1, capability `instance.access`): SSH key, user data, ingress rules,
+    /// public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<InstanceAccess>,
 }
 
 /// A resource as a member reports it.
@@ -67,6 +71,10 @@ pub struct Resource {
     /// Why, for `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// 1.1: addresses and power state (instances), `attached_to` and `device` (volumes),
+    /// `endpoint` (buckets), as the member reports them.
+    #[serde(flatten, default)]
+    pub observed: Observed,
 }
 
 impl From<&MemberResource> for Resource {
@@ -82,6 +90,7 @@ impl From<&MemberResource> for Resource {
                 .unwrap_or_default(),
             status: r.status,
             detail: r.detail.clone(),
+            observed: r.observed.clone(),
         }
     }
 }

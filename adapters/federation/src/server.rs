@@ -268,6 +268,7 @@ async fn create(
                 .transpose()
                 .map_err(|e| e.to_string())?,
             size_gb: request.size_gb,
+            access: request.access.clone(),
         })
     })();
     let spec = match parsed {

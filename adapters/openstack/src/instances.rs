@@ -71,6 +71,7 @@ impl OpenStackAdapter {
                 .and_then(|f| f.get("message"))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            observed: Default::default(),
         })
     }
 
@@ -83,6 +84,7 @@ impl OpenStackAdapter {
             tenant: Some(spec.tenant.clone()),
             status: MemberResourceStatus::Provisioning,
             detail: None,
+            observed: Default::default(),
         })
     }
 }

@@ -364,6 +364,52 @@ impl MemberAdapter for Resilient {
     fn observed_health(&self) -> Option<MemberHealth> {
         Some(Resilient::observed_health(self))
     }
+
+    fn capabilities(&self) -> alliance_adapter_api::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn act(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &alliance_adapter_api::InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        // Safe to repeat: an action is idempotent by its key (the adapter's contract).
+        self.call(ctx, "act", || self.inner.act(ctx, instance, action))
+            .await
+    }
+
+    async fn attach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        self.call(ctx, "attach", || self.inner.attach(ctx, volume, instance))
+            .await
+    }
+
+    async fn detach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        self.call(ctx, "detach", || self.inner.detach(ctx, volume))
+            .await
+    }
+
+    async fn object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &alliance_adapter_api::ObjectUrlRequest,
+    ) -> Result<alliance_adapter_api::SignedUrl, AdapterError> {
+        self.call(ctx, "object_url", || {
+            self.inner.object_url(ctx, bucket, request)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

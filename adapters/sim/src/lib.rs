@@ -10,6 +10,11 @@
 //! that nothing was created twice.
 #![forbid(unsafe_code)]
 
+mod objects;
+mod usable;
+
+pub use objects::ObjectStore;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -18,8 +23,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alliance_adapter_api::{
-    AdapterError, CallContext, MemberAdapter, MemberResource, MemberResourceStatus, ResourceRef,
-    ResourceSpec,
+    AdapterError, CallContext, Capabilities, Capability, InstanceAccess, InstanceAction,
+    MemberAdapter, MemberResource, MemberResourceStatus, ObjectUrlRequest, ResourceRef,
+    ResourceSpec, SignedUrl,
 };
 use alliance_core::{ResourceType, TenantId};
 use rand::Rng;
@@ -61,20 +67,62 @@ struct SimResource {
     created_at_ms: u64,
     ready_at_ms: u64,
     deleted_at_ms: Option<u64>,
+    /// Instances: the key, user data, ingress and public address it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<InstanceAccess>,
+    /// Instances: the broker size it runs at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<String>,
+    /// Instances: powered off.
+    #[serde(default)]
+    stopped: bool,
+    /// Instances: a power change or resize in progress until then (power state `unknown`).
+    #[serde(default)]
+    settles_at_ms: u64,
+    /// Instances: reboots done.
+    #[serde(default)]
+    reboots: u32,
+    /// Instances: when the SKU changed (a resize), and to what, for the statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resized: Vec<(u64, String)>,
+    /// The keys of the latest actions applied, so that a repeated call has one effect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<String>,
+    /// Volumes: the member id of the instance it is attached to, and the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attached_to: Option<(String, String)>,
 }
 
 /// A journal line: the member's own record of what happened.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JournalEntry {
-    Created { resource: SimResource },
-    CreateReplayed { broker_id: String },
-    Deleted { broker_id: String, at_ms: u64 },
+    Created {
+        resource: SimResource,
+    },
+    CreateReplayed {
+        broker_id: String,
+    },
+    Deleted {
+        broker_id: String,
+        at_ms: u64,
+    },
+    /// An instance acted on or a volume (de)attached: the record as it is now.
+    Updated {
+        resource: SimResource,
+    },
+    /// A key pair imported under its member name.
+    KeyImported {
+        name: String,
+        public_key: String,
+    },
 }
 
 #[derive(Debug, Default)]
 struct State {
     by_broker_id: HashMap<String, SimResource>,
+    /// Key pairs by member name.
+    keys: HashMap<String, String>,
     journal: Option<File>,
 }
 
@@ -84,6 +132,10 @@ pub struct SimAdapter {
     member: String,
     config: SimConfig,
     state: Mutex<State>,
+    /// Where its objects are kept (under the journal's directory, or a temporary one).
+    objects_root: PathBuf,
+    /// The object store and the base URL it is served at, once started.
+    objects: std::sync::OnceLock<Result<(std::sync::Arc<ObjectStore>, String), String>>,
 }
 
 #[expect(
@@ -100,10 +152,17 @@ fn now_ms() -> u64 {
 impl SimAdapter {
     /// A simulated member with its state in memory only.
     pub fn new(member: impl Into<String>, config: SimConfig) -> Self {
+        let member = member.into();
+        let objects_root = std::env::temp_dir().join(format!(
+            "alliance-sim-objects-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         Self {
-            member: member.into(),
+            member,
             config,
             state: Mutex::new(State::default()),
+            objects_root,
+            objects: std::sync::OnceLock::new(),
         }
     }
 
@@ -135,6 +194,14 @@ impl SimAdapter {
                             r.deleted_at_ms = Some(at_ms);
                         }
                     }
+                    JournalEntry::Updated { resource } => {
+                        state
+                            .by_broker_id
+                            .insert(resource.broker_id.clone(), resource);
+                    }
+                    JournalEntry::KeyImported { name, public_key } => {
+                        state.keys.insert(name, public_key);
+                    }
                 }
             }
         }
@@ -142,10 +209,17 @@ impl SimAdapter {
             std::fs::create_dir_all(parent)?;
         }
         state.journal = Some(OpenOptions::new().create(true).append(true).open(&path)?);
+        let member = member.into();
+        let objects_root = path
+            .parent()
+            .map_or_else(std::env::temp_dir, PathBuf::from)
+            .join("objects");
         Ok(Self {
-            member: member.into(),
+            member,
             config,
             state: Mutex::new(state),
+            objects_root,
+            objects: std::sync::OnceLock::new(),
         })
     }
 
@@ -175,28 +249,48 @@ impl SimAdapter {
     /// member's clock) until it was deleted.
     pub fn usage_spans(&self) -> Vec<alliance_core::billing::UsageSpan> {
         let state = self.lock();
-        state
-            .by_broker_id
-            .values()
-            .filter_map(|r| {
-                // The journal holds values this member wrote itself: parsed back, they are
-                // valid; a line that is not is left out of the statement, not guessed at.
-                Some(alliance_core::billing::UsageSpan {
+        let ms = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let mut spans = Vec::new();
+        for r in state.by_broker_id.values() {
+            // The journal holds values this member wrote itself: parsed back, they are
+            // valid; a line that is not is left out of the statement, not guessed at.
+            let (Ok(member), Ok(jurisdiction)) = (
+                alliance_core::MemberId::parse(&self.member),
+                alliance_core::Jurisdiction::parse(&r.jurisdiction),
+            ) else {
+                continue;
+            };
+            // One span per SKU the resource ran at: a resize ends one and starts the next.
+            let mut start = r.ready_at_ms;
+            let mut sku = r.first_sku().to_owned();
+            let mut changes = r.resized.iter().peekable();
+            loop {
+                let (end, next) = match changes.next() {
+                    Some((at, next)) => (Some(*at), Some(next.clone())),
+                    None => (r.deleted_at_ms, None),
+                };
+                spans.push(alliance_core::billing::UsageSpan {
                     resource_id: r.broker_id.clone(),
                     resource_name: r.name.clone(),
                     resource_type: r.resource_type,
                     tenant: r.tenant.clone(),
-                    member: alliance_core::MemberId::parse(&self.member).ok()?,
-                    jurisdiction: alliance_core::Jurisdiction::parse(&r.jurisdiction).ok()?,
-                    sku: r.sku.clone(),
+                    member: member.clone(),
+                    jurisdiction,
+                    sku: sku.clone(),
                     units: rust_decimal::Decimal::from(r.units),
-                    start_ms: i64::try_from(r.ready_at_ms).unwrap_or(i64::MAX),
-                    end_ms: r
-                        .deleted_at_ms
-                        .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
-                })
-            })
-            .collect()
+                    start_ms: ms(start),
+                    end_ms: end.map(ms),
+                });
+                match (end, next) {
+                    (Some(at), Some(next)) => {
+                        start = at.max(start);
+                        sku = next;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        spans
     }
 
     /// The member's own FOCUS statement for `period`, metered and rated by itself.
@@ -231,6 +325,7 @@ impl SimAdapter {
             tenant: Some(r.tenant.clone()),
             status,
             detail: None,
+            observed: self.observed(r, now),
         })
     }
 }
@@ -248,6 +343,7 @@ impl State {
         let Self {
             by_broker_id,
             journal,
+            ..
         } = self;
         match by_broker_id.get_mut(broker_id) {
             Some(r) if r.deleted_at_ms.is_none() => {
@@ -308,7 +404,25 @@ impl MemberAdapter for SimAdapter {
             created_at_ms: now,
             ready_at_ms: now + self.config.delay_ms,
             deleted_at_ms: None,
+            access: spec.access.clone(),
+            size: spec.size.as_ref().map(ToString::to_string),
+            stopped: false,
+            settles_at_ms: 0,
+            reboots: 0,
+            resized: Vec::new(),
+            actions: Vec::new(),
+            attached_to: None,
         };
+        if let Some(key) = spec.access.as_ref().and_then(|a| a.ssh_key.as_ref()) {
+            let imported = JournalEntry::KeyImported {
+                name: key.member_name.clone(),
+                public_key: key.public_key.clone(),
+            };
+            append(&mut state.journal, &imported)?;
+            state
+                .keys
+                .insert(key.member_name.clone(), key.public_key.clone());
+        }
         append(
             &mut state.journal,
             &JournalEntry::Created {
@@ -340,9 +454,13 @@ impl MemberAdapter for SimAdapter {
             broker_id: resource.broker_id.clone(),
             at_ms: now,
         };
-        self.lock().change_live(&resource.broker_id, deleted, |r| {
-            r.deleted_at_ms = Some(now)
+        let member_id = self.lock().change_live(&resource.broker_id, deleted, |r| {
+            r.deleted_at_ms = Some(now);
+            r.member_resource_id.clone()
         })?;
+        if let Some(member_id) = member_id {
+            self.after_delete(resource.resource_type, &member_id)?;
+        }
         Ok(())
     }
 
@@ -377,6 +495,49 @@ impl MemberAdapter for SimAdapter {
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         self.admit(ctx)
     }
+
+    fn capabilities(&self) -> Capabilities {
+        Capability::ALL.into_iter().collect()
+    }
+
+    async fn act(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        self.admit(ctx)?;
+        self.act_now(&ctx.idempotency_key, &instance.broker_id, action)
+    }
+
+    async fn attach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        self.admit(ctx)?;
+        self.attach_now(&volume.broker_id, Some(&instance.broker_id))
+    }
+
+    async fn detach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        self.admit(ctx)?;
+        self.attach_now(&volume.broker_id, None)
+    }
+
+    async fn object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &ObjectUrlRequest,
+    ) -> Result<SignedUrl, AdapterError> {
+        self.admit(ctx)?;
+        self.sign_now(&bucket.broker_id, request, now_ms())
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +556,7 @@ mod tests {
             size: None,
             image: None,
             size_gb: None,
+            access: None,
         }
     }
 

@@ -68,6 +68,8 @@ state_enum!(
         Provisioning = "provisioning",
         /// Created at the member.
         Active = "active",
+        /// Active, with an action or an attachment running (no other change meanwhile).
+        Updating = "updating",
         /// Being deleted at the member.
         Deleting = "deleting",
         /// Gone at the member (kept in the books).
@@ -76,6 +78,14 @@ state_enum!(
         Failed = "failed",
     }
 );
+
+impl OperationKind {
+    /// Whether it changes a live resource (an action or an attachment) rather than
+    /// creating or deleting it: its failure leaves the resource as it was.
+    pub fn is_change(self) -> bool {
+        !matches!(self, Self::Create | Self::Delete)
+    }
+}
 
 impl ResourceStatus {
     /// Whether the resource still exists (or may) at its member.
@@ -91,6 +101,18 @@ state_enum!(
         Create = "create",
         /// Delete it there.
         Delete = "delete",
+        /// Power an instance on.
+        Start = "start",
+        /// Power an instance off.
+        Stop = "stop",
+        /// Restart an instance.
+        Reboot = "reboot",
+        /// Change an instance's size.
+        Resize = "resize",
+        /// Attach a volume to an instance.
+        Attach = "attach",
+        /// Detach a volume.
+        Detach = "detach",
     }
 );
 
@@ -186,7 +208,7 @@ mod tests {
         let err = OperationKind::parse("explode").expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "`explode` is not an operation kind (one of: create, delete)"
+            "`explode` is not an operation kind (one of: create, delete, start, stop, reboot, resize, attach, detach)"
         );
     }
 

@@ -93,10 +93,10 @@ pub async fn check_member(state: &AppState, entry: &MemberEntry) -> StoreResult<
                 });
             }
         }
-        for holding in holdings
-            .iter()
-            .filter(|h| h.resource_type == service && h.status == ResourceStatus::Active)
-        {
+        for holding in holdings.iter().filter(|h| {
+            h.resource_type == service
+                && matches!(h.status, ResourceStatus::Active | ResourceStatus::Updating)
+        }) {
             if !seen.contains(&holding.id) {
                 missing.push(Finding {
                     resource_type: service.as_str().to_owned(),

@@ -81,6 +81,10 @@ error_codes! {
     JurisdictionNotAllowed = ("placement.jurisdiction_not_allowed", 422),
     /// No member passes every filter.
     NoEligibleMember = ("placement.no_eligible_member", 422),
+    /// A volume and its instance would be at different members.
+    NotColocated = ("placement.not_colocated", 422),
+    /// The resource's member does not offer what was asked (an action, attachment, URLs).
+    MemberUnsupported = ("member.unsupported", 422),
     /// Every member that could hold the resource is down.
     MemberUnavailable = ("member.unavailable", 503),
     /// The member refused a change of lifecycle state.

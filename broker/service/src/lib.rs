@@ -30,3 +30,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod time;
+pub mod usable;

@@ -102,6 +102,13 @@ pub fn parse_name(name: &str) -> ApiResult<String> {
     }
 }
 
+/// The name a member knows a tenant's key by: scoped to the tenant, so that two tenants'
+/// keys of one name never meet at a member (`alliance-<tenant>-<name>`; tenant ids and key
+/// names are both of `A-Z a-z 0-9 . _ -`).
+pub fn member_key_name(tenant: &alliance_core::TenantId, name: &str) -> String {
+    format!("alliance-{tenant}-{name}")
+}
+
 /// Stores a key for the principal's tenant; 409 when the name is taken.
 pub async fn create(
     state: &AppState,

@@ -33,6 +33,8 @@ pub struct EvaluateRequest {
     pub size: Option<String>,
     /// Pin a member.
     pub member: Option<String>,
+    /// Volumes: the instance it would be attached to (co-location at its member).
+    pub attach_to: Option<String>,
 }
 
 /// Ask where a resource would go, and why, without creating it.
@@ -44,7 +46,7 @@ pub async fn evaluate(
     body: StrictJson<EvaluateRequest>,
 ) -> ApiResult<Json<EvaluationView>> {
     let b = &body.value;
-    let request = PlacementRequest {
+    let mut request = PlacementRequest {
         resource_type: ResourceType::parse(&b.resource_type)
             .map_err(|e| ApiError::invalid_field(format!("`resource_type`: {e}")))?,
         jurisdiction: field(
@@ -56,9 +58,22 @@ pub async fn evaluate(
         size: field("size", b.size.as_deref(), SizeName::parse)?,
         member: field("member", b.member.as_deref(), MemberId::parse)?,
     };
-    let decision =
-        provisioning::evaluate(&state, &auth.principal.tenant_scope()?, &request).await?;
-    Ok(Json(EvaluationView::from(&decision)))
+    let scope = auth.principal.tenant_scope()?;
+    let colocation = match &b.attach_to {
+        Some(instance) if request.resource_type == ResourceType::Volume => {
+            Some(provisioning::actions::colocate(&state, &scope, &mut request, instance).await?)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "`attach_to`: only a volume attaches to an instance",
+            ))
+        }
+        None => None,
+    };
+    let decision = provisioning::evaluate(&state, &scope, &request).await?;
+    let mut view = EvaluationView::from(&decision);
+    view.constraints.extend(colocation);
+    Ok(Json(view))
 }
 
 /// The API view of a member.

@@ -6,6 +6,7 @@
 //! `Content-Length` over the route's limit refused at once, and the body limit (413
 //! problem). Unknown routes and methods are answered with problem+json too.
 
+pub mod actions;
 pub mod catalogue;
 pub mod extract;
 pub mod json;
@@ -75,6 +76,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(resources::create_bucket, resources::list_buckets))
         .routes(routes!(resources::get_bucket, resources::delete_bucket))
         .routes(routes!(resources::get_operation))
+        .routes(routes!(actions::instance_action))
+        .routes(routes!(actions::attach_volume))
+        .routes(routes!(actions::detach_volume))
+        .routes(routes!(actions::bucket_url))
         .routes(routes!(ssh_keys::create_ssh_key, ssh_keys::list_ssh_keys))
         .routes(routes!(ssh_keys::get_ssh_key, ssh_keys::delete_ssh_key))
         .routes(routes!(catalogue::evaluate))

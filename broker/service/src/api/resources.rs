@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::ApiQuery;
-use super::json::{field, name, StrictJson};
+use super::json::{field, name, text, StrictJson};
 use super::problem::reply;
 use super::views::{accepted, page, OperationView, Page, PageParams, ResourceView};
 use crate::auth::permissions::{ProvisionResources, ReadResources};
@@ -23,6 +23,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::idempotency::RequestFacts;
 use crate::provisioning::{self, CreateRequest};
 use crate::state::AppState;
+use crate::store::ResourceSettings;
 
 /// `POST /v1/instances`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,6 +41,16 @@ pub struct CreateInstance {
     pub data_class: Option<String>,
     /// Pin a member.
     pub member: Option<String>,
+    /// The name of one of your SSH keys (`/v1/ssh-keys`), installed for the default user.
+    pub ssh_key: Option<String>,
+    /// Cloud-init user data, base64 (at most 16 KiB decoded); never returned or logged.
+    pub user_data: Option<String>,
+    /// Inbound rules; everything else is closed.
+    #[serde(default)]
+    pub ingress: Vec<crate::usable::IngressInput>,
+    /// A public address (false by default).
+    #[serde(default)]
+    pub public_ip: bool,
 }
 
 /// `POST /v1/volumes`.
@@ -56,6 +67,9 @@ pub struct CreateVolume {
     pub data_class: Option<String>,
     /// Pin a member.
     pub member: Option<String>,
+    /// An instance of yours to attach it to once created: the volume is placed at that
+    /// instance's member (co-location).
+    pub attach_to: Option<String>,
 }
 
 /// `POST /v1/buckets`.
@@ -92,6 +106,7 @@ fn common(
         data_class: field("data_class", data_class, DataClassName::parse)?,
         shape: ResourceShape::default(),
         member: field("member", member, MemberId::parse)?,
+        settings: ResourceSettings::default(),
     })
 }
 
@@ -122,6 +137,25 @@ impl CreateBody for CreateInstance {
         }
         request.shape.size = size;
         request.shape.image = image;
+        let settings = &mut request.settings;
+        settings.ssh_key = self
+            .ssh_key
+            .as_deref()
+            .map(|k| {
+                crate::ssh_keys::parse_name(k).map_err(|_| {
+                    ApiError::invalid_field(
+                        "`ssh_key`: not a key name (1 to 64 of A-Z, a-z, 0-9, '.', '_' or '-')",
+                    )
+                })
+            })
+            .transpose()?;
+        if let Some(raw) = &self.user_data {
+            let (data, sha256) = crate::usable::user_data(raw)?;
+            settings.user_data = Some(data);
+            settings.user_data_sha256 = Some(sha256);
+        }
+        settings.ingress = crate::usable::ingress(&self.ingress)?;
+        settings.public_ip = self.public_ip;
         Ok(request)
     }
 }
@@ -139,6 +173,11 @@ impl CreateBody for CreateVolume {
             return Err(ApiError::invalid_field("`size_gb` must be from 1 to 65536"));
         }
         request.shape.size_gb = Some(self.size_gb);
+        request.settings.attach_to = self
+            .attach_to
+            .as_deref()
+            .map(|id| text("attach_to", id, 64))
+            .transpose()?;
         Ok(request)
     }
 }

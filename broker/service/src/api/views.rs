@@ -95,6 +95,36 @@ pub struct ResourceView {
     /// Volumes: size in GB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_gb: Option<u64>,
+    /// The member's own id for it, once known.
+    pub member_resource_id: Option<String>,
+    /// Instances: addresses as the member reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressesView>,
+    /// Instances: `running`, `stopped` or `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<String>,
+    /// Instances: the name of the SSH key installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<String>,
+    /// Instances: the SHA-256 (hex) of the user data; the data itself is never returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data_sha256: Option<String>,
+    /// Instances: the inbound rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub ingress: Option<Vec<alliance_adapter_api::IngressRule>>,
+    /// Instances: whether it has a public address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<bool>,
+    /// Volumes: the instance it is attached to (null when detached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<Option<String>>,
+    /// Volumes: the device it is attached as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Buckets: where its objects are served (sign URLs with `POST /v1/buckets/{id}/urls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// The placement decision.
     pub placement: PlacementView,
     /// RFC 3339.
@@ -103,8 +133,18 @@ pub struct ResourceView {
     pub updated_at: String,
 }
 
+/// An instance's addresses.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AddressesView {
+    /// Inside the member's network.
+    pub private: Vec<String>,
+    /// Reachable from the internet.
+    pub public: Vec<String>,
+}
+
 impl From<&ResourceRow> for ResourceView {
     fn from(r: &ResourceRow) -> Self {
+        let instance = r.resource_type == ResourceType::Instance;
         let reasons = r
             .placement
             .get("reasons")
@@ -122,6 +162,27 @@ impl From<&ResourceRow> for ResourceView {
             size: r.shape.size.as_ref().map(ToString::to_string),
             image: r.shape.image.as_ref().map(ToString::to_string),
             size_gb: r.shape.size_gb.map(u64::from),
+            member_resource_id: r.member_resource_id.clone(),
+            addresses: instance.then(|| {
+                let a = r.observed.addresses.clone().unwrap_or_default();
+                AddressesView {
+                    private: a.private,
+                    public: a.public,
+                }
+            }),
+            power_state: instance.then(|| {
+                r.observed
+                    .power_state
+                    .map_or("unknown", |p| p.as_str())
+                    .to_owned()
+            }),
+            ssh_key: r.settings.ssh_key.clone(),
+            user_data_sha256: r.settings.user_data_sha256.clone(),
+            ingress: instance.then(|| r.settings.ingress.clone()),
+            public_ip: instance.then_some(r.settings.public_ip),
+            attached_to: (r.resource_type == ResourceType::Volume).then(|| r.attached_to.clone()),
+            device: r.attached_to.as_ref().and(r.observed.device.clone()),
+            endpoint: r.observed.endpoint.clone(),
             placement: PlacementView { reasons },
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
@@ -231,6 +292,9 @@ pub struct EvaluationView {
     pub data_class: String,
     /// Every member, best first.
     pub candidates: Vec<Candidate>,
+    /// Constraints beyond the filters, e.g. a volume co-located with its instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
 }
 
 impl From<&Decision> for EvaluationView {
@@ -240,6 +304,7 @@ impl From<&Decision> for EvaluationView {
             jurisdiction: d.jurisdiction.to_string(),
             data_class: d.data_class.to_string(),
             candidates: candidates(d),
+            constraints: Vec::new(),
         }
     }
 }

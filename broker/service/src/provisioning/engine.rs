@@ -21,7 +21,9 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::config::OperationsConfig;
 use crate::error::{problem_document, ErrorCode};
 use crate::members::MemberRegistry;
-use crate::store::{AuditEntry, ClaimedOperation, Finish, OperationStep, Store, StoreError};
+use crate::store::{
+    AuditEntry, ClaimedOperation, Finish, OperationStep, ResourceUpdate, Store, StoreError,
+};
 use crate::time::SharedClock;
 
 /// The engine of one broker process.
@@ -36,7 +38,7 @@ pub struct Engine {
 }
 
 /// What one step decided.
-enum Next {
+pub(super) enum Next {
     Finish(Finish, &'static str),
     Reschedule {
         step: OperationStep,
@@ -131,7 +133,12 @@ impl Engine {
         let _ = tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await;
     }
 
-    fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
+    /// The store the engine commits to.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
         let exp = u32::try_from(attempts.clamp(0, 6)).unwrap_or(6);
         let base = Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(5));
         let jitter = rand::rng().random_range(0.8..1.2);
@@ -167,7 +174,7 @@ impl Engine {
                             error.map(|e| format!(": {e}")).unwrap_or_default()
                         ),
                     );
-                    self.finish(&claimed, Finish::Failed(problem), "failed")
+                    self.finish(&claimed, failure(op.kind, problem), "failed")
                         .await
                 } else {
                     self.store
@@ -206,7 +213,7 @@ impl Engine {
         let op = &claimed.operation;
         let mut details =
             serde_json::json!({ "operation": op.id, "member": claimed.resource.member_id });
-        if let Finish::Failed(problem) = &finish {
+        if let Finish::Failed(problem) | Finish::Refused(problem) = &finish {
             details["error"] = problem.clone();
         }
         let entry = AuditEntry::system(
@@ -263,17 +270,29 @@ impl Engine {
             tracing::debug!(call = name, outcome, "member call");
         };
         match (op.kind, op.step) {
+            (
+                OperationKind::Attach | OperationKind::Detach,
+                OperationStep::Submit | OperationStep::Await,
+            ) => {
+                self.attachment_step(claimed, adapter.as_ref(), &ctx, &reference)
+                    .await
+            }
+            (kind, OperationStep::Submit | OperationStep::Await) if kind.is_change() => {
+                self.action_step(claimed, adapter.as_ref(), &ctx, &reference)
+                    .await
+            }
             (OperationKind::Create, OperationStep::Submit) => {
                 let spec = spec_of(resource);
                 match adapter.create(&ctx, &spec).await {
                     Ok(found) => {
                         crash_point("after-member-create");
                         call("create", "ok");
-                        self.after_create_answer(op.attempts, found)
+                        self.after_create_answer(claimed, adapter.as_ref(), &ctx, found)
+                            .await
                     }
                     Err(e) => {
                         call("create", "error");
-                        self.on_error(op.attempts, OperationStep::Submit, e)
+                        self.on_error(op.kind, op.attempts, OperationStep::Submit, e)
                     }
                 }
             }
@@ -281,7 +300,8 @@ impl Engine {
                 match adapter.get(&ctx, &reference).await {
                     Ok(Some(found)) => {
                         call("get", "ok");
-                        self.after_create_answer(op.attempts, found)
+                        self.after_create_answer(claimed, adapter.as_ref(), &ctx, found)
+                            .await
                     }
                     // The member lost it (or never committed it): ask again, idempotently.
                     Ok(None) => Next::Reschedule {
@@ -292,7 +312,7 @@ impl Engine {
                     },
                     Err(e) => {
                         call("get", "error");
-                        self.on_error(op.attempts, OperationStep::Await, e)
+                        self.on_error(op.kind, op.attempts, OperationStep::Await, e)
                     }
                 }
             }
@@ -309,7 +329,7 @@ impl Engine {
                     }
                     Err(e) => {
                         call("delete", "error");
-                        self.on_error(op.attempts, OperationStep::Submit, e)
+                        self.on_error(op.kind, op.attempts, OperationStep::Submit, e)
                     }
                 }
             }
@@ -319,6 +339,7 @@ impl Engine {
                         Finish::Succeeded {
                             resource_status: ResourceStatus::Deleted,
                             member_resource_id: None,
+                            update: ResourceUpdate::default(),
                         },
                         "succeeded",
                     ),
@@ -328,7 +349,7 @@ impl Engine {
                         error: None,
                         member_resource_id: None,
                     },
-                    Err(e) => self.on_error(op.attempts, OperationStep::Await, e),
+                    Err(e) => self.on_error(op.kind, op.attempts, OperationStep::Await, e),
                 }
             }
             (kind, step) => Next::Finish(
@@ -341,15 +362,38 @@ impl Engine {
         }
     }
 
-    fn after_create_answer(&self, attempts: i64, found: MemberResource) -> Next {
-        match found.status {
-            MemberResourceStatus::Active => Next::Finish(
-                Finish::Succeeded {
-                    resource_status: ResourceStatus::Active,
-                    member_resource_id: Some(found.member_resource_id),
+    /// A create's end: the resource active with what the member reports, attached to
+    /// its instance first when it was asked for with `attach_to`.
+    pub(super) fn created(&self, found: &MemberResource, attached_to: Option<String>) -> Next {
+        Next::Finish(
+            Finish::Succeeded {
+                resource_status: ResourceStatus::Active,
+                member_resource_id: Some(found.member_resource_id.clone()),
+                update: ResourceUpdate {
+                    observed: Some(found.observed.clone()),
+                    reshaped: None,
+                    attached_to: attached_to.map(Some),
                 },
-                "succeeded",
-            ),
+            },
+            "succeeded",
+        )
+    }
+
+    async fn after_create_answer(
+        &self,
+        claimed: &ClaimedOperation,
+        adapter: &dyn alliance_adapter_api::MemberAdapter,
+        ctx: &CallContext,
+        found: MemberResource,
+    ) -> Next {
+        let attempts = claimed.operation.attempts;
+        match found.status {
+            MemberResourceStatus::Active => {
+                match self.attach_created(claimed, adapter, ctx, &found).await {
+                    Some(next) => next,
+                    None => self.created(&found, None),
+                }
+            }
             MemberResourceStatus::Provisioning => Next::Reschedule {
                 step: OperationStep::Await,
                 delay: Self::backoff(attempts, None),
@@ -375,7 +419,13 @@ impl Engine {
         }
     }
 
-    fn on_error(&self, attempts: i64, step: OperationStep, error: AdapterError) -> Next {
+    pub(super) fn on_error(
+        &self,
+        kind: OperationKind,
+        attempts: i64,
+        step: OperationStep,
+        error: AdapterError,
+    ) -> Next {
         tracing::warn!(error = %error, "member call failed");
         if error.is_transient() {
             Next::Reschedule {
@@ -388,10 +438,15 @@ impl Engine {
             let code = match error.kind {
                 alliance_adapter_api::ErrorKind::OverQuota => ErrorCode::MemberOverQuota,
                 alliance_adapter_api::ErrorKind::AuthFailed => ErrorCode::MemberAuthFailed,
+                alliance_adapter_api::ErrorKind::Invalid
+                    if error.origin == alliance_adapter_api::ErrorSource::Broker =>
+                {
+                    ErrorCode::MemberUnsupported
+                }
                 alliance_adapter_api::ErrorKind::Invalid => ErrorCode::MemberRejected,
                 _ => ErrorCode::MemberError,
             };
-            Next::Finish(Finish::Failed(problem(code, error.message)), "failed")
+            Next::Finish(failure(kind, problem(code, error.message)), "failed")
         }
     }
 }
@@ -400,12 +455,22 @@ impl Engine {
 /// reaches the point, as a `kill -9` at that line would (no flush, no commit, no cleanup).
 /// `after-member-create` sits between a member's answer to a create and the broker's
 /// commit of it. Read once; never set in production (docs/testing.md).
-fn crash_point(name: &str) {
+pub(super) fn crash_point(name: &str) {
     static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let armed = POINT.get_or_init(|| std::env::var("ALLIANCE_FAILPOINT").ok());
     if armed.as_deref() == Some(name) {
         eprintln!("alliance: failpoint {name} reached: aborting");
         std::process::abort();
+    }
+}
+
+/// How an operation of `kind` fails: a create or delete leaves its resource `failed`, a
+/// change leaves it as it was.
+fn failure(kind: OperationKind, problem: serde_json::Value) -> Finish {
+    if kind.is_change() {
+        Finish::Refused(problem)
+    } else {
+        Finish::Failed(problem)
     }
 }
 
@@ -429,5 +494,31 @@ fn spec_of(resource: &crate::store::ResourceRow) -> ResourceSpec {
         size: resource.shape.size.clone(),
         image: resource.shape.image.clone(),
         size_gb: resource.shape.size_gb,
+        access: access_of(resource),
     }
+}
+
+/// How the tenant reaches an instance: its key (under a member name scoped to the tenant),
+/// user data, ingress and public address, as the row holds them.
+fn access_of(resource: &crate::store::ResourceRow) -> Option<alliance_adapter_api::InstanceAccess> {
+    let s = &resource.settings;
+    if resource.resource_type != alliance_core::ResourceType::Instance {
+        return None;
+    }
+    let ssh_key = s
+        .ssh_key
+        .as_ref()
+        .zip(s.ssh_public_key.as_ref())
+        .map(|(name, key)| alliance_adapter_api::SshKey {
+            member_name: crate::ssh_keys::member_key_name(&resource.tenant_id, name),
+            public_key: key.clone(),
+        });
+    let access = alliance_adapter_api::InstanceAccess {
+        ssh_key,
+        user_data: s.user_data.clone(),
+        ingress: s.ingress.clone(),
+        public_ip: s.public_ip,
+    };
+    // Nothing asked for: members of protocol 1.0 never see the field.
+    (access != alliance_adapter_api::InstanceAccess::default()).then_some(access)
 }

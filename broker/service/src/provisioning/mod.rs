@@ -6,6 +6,8 @@
 //! operation. The representation of that 202 is the API's: it hands a [`RenderOperation`]
 //! in, so the reply kept for the key is rendered once, inside the transaction's inputs.
 
+pub mod actions;
+mod changes;
 pub mod engine;
 pub mod placement;
 
@@ -20,7 +22,7 @@ use crate::idempotency::{self, Claim, RequestFacts};
 use crate::state::AppState;
 use crate::store::{
     new_operation, DeleteStart, IdempotencyKeyRecord, Journal, NewResource, OperationRow,
-    StoredResponse, TenantScope,
+    ResourceSettings, StoredResponse, TenantScope,
 };
 
 pub use placement::evaluate;
@@ -43,6 +45,8 @@ pub struct CreateRequest {
     pub shape: ResourceShape,
     /// Pinned member.
     pub member: Option<MemberId>,
+    /// What the tenant asked for besides the shape (key, user data, ingress, attach_to).
+    pub settings: ResourceSettings,
 }
 
 /// The prefix of a resource id, by type.
@@ -57,6 +61,11 @@ pub fn id_prefix(resource_type: ResourceType) -> &'static str {
 /// A new, time-ordered id with a prefix.
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new operation id.
+fn id_prefix_op() -> String {
+    new_id("op")
 }
 
 /// Creates a resource: idempotency, placement, one transaction, 202.
@@ -97,19 +106,36 @@ async fn create_claimed(
     facts: &RequestFacts,
     scope: &TenantScope,
     key: Option<&IdempotencyKeyRecord>,
-    request: CreateRequest,
+    mut request: CreateRequest,
     render: RenderOperation,
 ) -> ApiResult<StoredResponse> {
-    let placement_request = PlacementRequest {
+    // The key as it is now goes with the request: a retried create installs the same one,
+    // whatever happens to the key meanwhile.
+    if let Some(name) = &request.settings.ssh_key {
+        let key = state
+            .store
+            .ssh_key(scope, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found("ssh_key", name))?;
+        request.settings.ssh_public_key = Some(key.public_key);
+    }
+    let mut placement_request = PlacementRequest {
         resource_type: request.resource_type,
         jurisdiction: request.jurisdiction,
         data_class: request.data_class.clone(),
         size: request.shape.size.clone(),
         member: request.member.clone(),
     };
+    let colocation = match &request.settings.attach_to {
+        Some(instance) => {
+            Some(actions::colocate(state, scope, &mut placement_request, instance).await?)
+        }
+        None => None,
+    };
     let tenant = placement::tenant_of(state, scope).await?;
     let decision = placement::decide_for(state, &tenant, &placement_request)?;
-    let reasons = decision.reasons(&tenant.policy, &state.config.data_classes);
+    let mut reasons = decision.reasons(&tenant.policy, &state.config.data_classes);
+    reasons.extend(colocation);
     let resource_id = new_id(id_prefix(request.resource_type));
     let decision_details = serde_json::json!({
         "resource_type": request.resource_type.as_str(),
@@ -144,6 +170,7 @@ async fn create_claimed(
         data_class: decision.data_class.clone(),
         shape: request.shape,
         placement: serde_json::json!({ "reasons": reasons }),
+        settings: request.settings,
     };
     let op_id = new_id("op");
     let operation = new_operation(
@@ -185,7 +212,7 @@ async fn create_claimed(
     Ok(stored)
 }
 
-fn operation_timeout_ms(state: &AppState) -> i64 {
+pub(super) fn operation_timeout_ms(state: &AppState) -> i64 {
     i64::try_from(state.config.operations.operation_timeout_ms).unwrap_or(600_000)
 }
 

@@ -142,8 +142,8 @@ pub(crate) async fn apply(
         } => {
             let now = operation.created_at;
             sqlx::query(
-                "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $10, $10)",
+                "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)",
             )
             .bind(&resource.id)
             .bind(resource.tenant.as_str())
@@ -155,6 +155,7 @@ pub(crate) async fn apply(
             .bind(serde_json::to_string(&resource.shape).map_err(|e| StoreError::Corrupt(format!("spec: {e}")))?)
             .bind(resource.placement.to_string())
             .bind(now)
+            .bind(super::changes::json_or_null(&resource.settings, "settings")?)
             .execute(&mut *conn)
             .await?;
             insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
@@ -175,6 +176,7 @@ pub(crate) async fn apply(
                 Finish::Succeeded {
                     resource_status,
                     member_resource_id,
+                    ..
                 } => (
                     OperationStatus::Succeeded,
                     None,
@@ -185,6 +187,12 @@ pub(crate) async fn apply(
                     OperationStatus::Failed,
                     Some(problem.to_string()),
                     ResourceStatus::Failed,
+                    None,
+                ),
+                Finish::Refused(problem) => (
+                    OperationStatus::Failed,
+                    Some(problem.to_string()),
+                    ResourceStatus::Active,
                     None,
                 ),
             };
@@ -212,7 +220,11 @@ pub(crate) async fn apply(
             .bind(*now)
             .execute(&mut *conn)
             .await?;
-            // The usage ledger moves with the state change, in this transaction.
+            if let Finish::Succeeded { update, .. } = finish {
+                super::changes::apply_update(conn, id, update, *now).await?;
+            }
+            // The usage ledger moves with the state change, in this transaction (a
+            // change's `start` is already there, so it is not written twice).
             let event = match finish {
                 Finish::Succeeded {
                     resource_status: ResourceStatus::Active,

@@ -11,6 +11,7 @@
 
 mod audit;
 mod batch;
+mod changes;
 mod idempotency;
 mod members;
 mod operations;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
+pub use changes::{ChangeStart, OperationParams, ResourceSettings, ResourceUpdate};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
 pub use members::MemberHolding;
 pub use operations::{new_operation, ClaimedOperation, Finish, OperationRow, OperationStep};
@@ -258,3 +260,5 @@ pub(crate) fn parsed_col<T, E: std::fmt::Display>(
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_changes;

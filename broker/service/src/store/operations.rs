@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::batch::Write;
+use super::changes::{optional_json, OperationParams, ResourceUpdate};
 use super::resources::{resource_from_row, ResourceRow};
 use super::{col, parsed_col, Backend, Store, StoreResult, TenantScope};
 
@@ -31,6 +32,8 @@ pub struct OperationRow {
     pub attempts: i64,
     /// The problem when failed.
     pub error: Option<serde_json::Value>,
+    /// An action's arguments.
+    pub params: OperationParams,
     /// ms.
     pub created_at: i64,
     /// ms.
@@ -81,16 +84,25 @@ pub struct ClaimedOperation {
 
 /// The outcome of a finished operation.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived values, one per finished step; boxing buys nothing"
+)]
 pub enum Finish {
     /// It worked: the resource's new status and the member's id for it.
     Succeeded {
-        /// Active (create) or deleted (delete).
+        /// Active (create, a change) or deleted (delete).
         resource_status: ResourceStatus,
         /// The member's id.
         member_resource_id: Option<String>,
+        /// What else changes on the resource.
+        update: ResourceUpdate,
     },
     /// It failed with this problem; the resource becomes `failed`.
     Failed(serde_json::Value),
+    /// A change (an action, an attachment) failed with this problem; the resource is
+    /// `active` again, as it was.
+    Refused(serde_json::Value),
 }
 
 pub(super) fn operation_from_row(row: &AnyRow) -> StoreResult<OperationRow> {
@@ -105,6 +117,7 @@ pub(super) fn operation_from_row(row: &AnyRow) -> StoreResult<OperationRow> {
         step: parsed_col(row, "step", OperationStep::parse)?,
         attempts: col(row, "attempts")?,
         error: error.and_then(|e| serde_json::from_str(&e).ok()),
+        params: optional_json(row, "params")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })
@@ -129,6 +142,7 @@ pub fn new_operation(
         step: OperationStep::Submit,
         attempts: 0,
         error: None,
+        params: OperationParams::default(),
         created_at: now,
         updated_at: now,
     }
@@ -141,8 +155,8 @@ pub(super) async fn insert_operation(
     traceparent: Option<&str>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', 'submit', 0, $6, $7, $8, $6, $6)",
+        "INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 'submit', 0, $6, $7, $8, $9, $6, $6)",
     )
     .bind(&op.id)
     .bind(op.tenant_id.as_str())
@@ -152,6 +166,7 @@ pub(super) async fn insert_operation(
     .bind(op.created_at)
     .bind(deadline_at)
     .bind(traceparent)
+    .bind(super::changes::json_or_null(&op.params, "params")?)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -9,8 +9,11 @@ use alliance_core::{
 };
 use sqlx::any::AnyRow;
 
+use alliance_adapter_api::Observed;
+
 use super::audit::{self, AuditEntry, ChainCursor};
 use super::batch::Write;
+use super::changes::{optional_json, ResourceSettings};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
 use super::operations::{insert_operation, operation_from_row, OperationRow};
 use super::{col, json_col, parsed_col, Store, StoreResult, TenantScope};
@@ -36,6 +39,8 @@ pub struct NewResource {
     pub shape: ResourceShape,
     /// The placement decision: `{"reasons": [...]}`.
     pub placement: serde_json::Value,
+    /// What the tenant asked for besides the shape (key, user data, ingress, attach_to).
+    pub settings: ResourceSettings,
 }
 
 /// A resource as stored.
@@ -63,6 +68,12 @@ pub struct ResourceRow {
     pub member_resource_id: Option<String>,
     /// Placement decision.
     pub placement: serde_json::Value,
+    /// What the tenant asked for besides the shape.
+    pub settings: ResourceSettings,
+    /// What the member last reported (addresses, power state, device, endpoint).
+    pub observed: Observed,
+    /// Volumes: the instance (broker id) it is attached to.
+    pub attached_to: Option<String>,
     /// ms.
     pub created_at: i64,
     /// ms.
@@ -110,6 +121,9 @@ pub(super) fn resource_from_row(row: &AnyRow) -> StoreResult<ResourceRow> {
         shape: json_col(row, "spec")?,
         member_resource_id: col(row, "member_resource_id")?,
         placement: json_col(row, "placement")?,
+        settings: optional_json(row, "settings")?,
+        observed: optional_json(row, "observed")?,
+        attached_to: col(row, "attached_to")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })
@@ -159,6 +173,27 @@ impl Store {
     ) -> StoreResult<DeleteStart> {
         let now = operation.created_at;
         let mut tx = self.write.begin().await?;
+        // An attached volume, or an instance with volumes attached, is not deleted: the
+        // tenant detaches first (nothing is lost by surprise).
+        let attached: Option<String> = sqlx::query_scalar(
+            "SELECT COALESCE(r.attached_to, (SELECT v.id FROM resources v WHERE v.attached_to = r.id AND v.status <> 'deleted' ORDER BY v.id LIMIT 1)) \
+             FROM resources r WHERE r.id = $1 AND r.tenant_id = $2 AND r.resource_type = $3",
+        )
+        .bind(id)
+        .bind(scope.tenant().as_str())
+        .bind(resource_type.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        if let Some(other) = attached {
+            tx.rollback().await?;
+            return Ok(DeleteStart::Busy(match resource_type {
+                ResourceType::Volume => {
+                    format!("the volume is attached to {other}; detach it first")
+                }
+                _ => format!("volume {other} is attached to the instance; detach it first"),
+            }));
+        }
         let updated = sqlx::query(
             "UPDATE resources SET status = 'deleting', updated_at = $4 \
              WHERE id = $1 AND tenant_id = $2 AND resource_type = $3 AND status IN ('active', 'failed')",

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use alliance_core::{DataClassName, Jurisdiction, ResourceType, TenantId, TenantPolicy};
 
+use super::tests_changes::changes_keep_one_at_a_time_and_split_usage_at_a_resize;
 use super::*;
 
 pub(crate) async fn sqlite_store() -> Store {
@@ -57,7 +58,8 @@ both_backends!(
     resource_lifecycle_through_the_journal,
     idempotency_keys,
     audit_chain_detects_tampering,
-    ssh_keys_are_per_tenant_and_named_once
+    ssh_keys_are_per_tenant_and_named_once,
+    changes_keep_one_at_a_time_and_split_usage_at_a_resize
 );
 
 fn policy(id: &str) -> TenantPolicy {
@@ -114,7 +116,24 @@ fn new_resource(id: &str, tenant: &str) -> NewResource {
         data_class: DataClassName::parse("standard").expect("class"),
         shape: alliance_core::ResourceShape::default(),
         placement: serde_json::json!({"reasons": ["r"]}),
+        settings: Default::default(),
     }
+}
+
+pub(super) fn new_instance(id: &str) -> NewResource {
+    NewResource {
+        resource_type: ResourceType::Instance,
+        shape: alliance_core::ResourceShape {
+            size: Some(alliance_core::SizeName::parse("small").expect("size")),
+            image: Some(alliance_core::ImageName::parse("debian-12").expect("image")),
+            size_gb: None,
+        },
+        ..new_resource(id, "acme")
+    }
+}
+
+pub(super) fn changes_entry() -> AuditEntry {
+    entry("instance.change")
 }
 
 fn acme_id() -> TenantId {
@@ -184,6 +203,7 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
     let done = Finish::Succeeded {
         resource_status: alliance_core::ResourceStatus::Active,
         member_resource_id: Some("x".into()),
+        update: Default::default(),
     };
     assert!(!store
         .finish_operation("op-1", "w1", &done, &[], 1400)

@@ -45,6 +45,64 @@ impl Store {
                 end_ms: col(row, "stop_at")?,
             });
         }
+        self.split_at_changes(out, period).await
+    }
+
+    /// Splits each span where its resource changed SKU (a resize): the old SKU until the
+    /// change, the new one from it.
+    async fn split_at_changes(
+        &self,
+        spans: Vec<UsageSpan>,
+        period: Period,
+    ) -> StoreResult<Vec<UsageSpan>> {
+        let rows = sqlx::query(
+            "SELECT c.resource_id, c.at, c.spec, r.resource_type FROM usage_changes c JOIN resources r ON r.id = c.resource_id \
+             WHERE c.at < $1 ORDER BY c.resource_id, c.at, c.operation_id",
+        )
+        .bind(period.end_ms())
+        .fetch_all(&self.read)
+        .await?;
+        if rows.is_empty() {
+            return Ok(spans);
+        }
+        let mut changes: BTreeMap<String, Vec<(i64, String, rust_decimal::Decimal)>> =
+            BTreeMap::new();
+        for row in &rows {
+            let shape: ResourceShape = json_col(row, "spec")?;
+            let resource_type = parsed_col(row, "resource_type", ResourceType::parse)?;
+            let (sku, units) = sku_of(resource_type, &shape);
+            changes.entry(col(row, "resource_id")?).or_default().push((
+                col(row, "at")?,
+                sku,
+                units,
+            ));
+        }
+        let mut out = Vec::with_capacity(spans.len());
+        for span in spans {
+            let Some(list) = changes.get(&span.resource_id) else {
+                out.push(span);
+                continue;
+            };
+            let mut current = span;
+            for (at, sku, units) in list {
+                let ends_later = current.end_ms.is_none_or(|end| *at < end);
+                if *at <= current.start_ms || !ends_later {
+                    if *at <= current.start_ms {
+                        current.sku = sku.clone();
+                        current.units = *units;
+                    }
+                    continue;
+                }
+                let mut next = current.clone();
+                current.end_ms = Some(*at);
+                next.start_ms = *at;
+                next.sku = sku.clone();
+                next.units = *units;
+                out.push(current);
+                current = next;
+            }
+            out.push(current);
+        }
         Ok(out)
     }
 

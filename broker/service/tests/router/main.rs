@@ -14,3 +14,4 @@ mod provisioning;
 mod ssh_keys;
 mod support;
 mod tenancy;
+mod usable;
