@@ -37,7 +37,7 @@ async fn member_sim_passes_conformance() {
         &[("LUX_TOKEN", "lux-token")],
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("27 passed, 0 failed, 0 skipped"), "{out}");
+    assert!(out.contains("32 passed, 0 failed, 0 skipped"), "{out}");
     assert!(
         out.contains("PASS  wrong credentials are refused as auth_failed"),
         "{out}"
@@ -50,7 +50,7 @@ async fn member_sim_passes_conformance() {
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["failed"], 0);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 27);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 32);
     // Conformance created one resource per service.
     assert!(member.creations().len() >= 3);
     // The protocol's own OpenAPI document is served by the reference member.

@@ -10,6 +10,8 @@
 //! tenant and deleted again.
 #![forbid(unsafe_code)]
 
+mod usable;
+
 use std::time::{Duration, Instant};
 
 use alliance_adapter_api::{
@@ -33,6 +35,8 @@ pub struct Options {
     pub size: Option<SizeName>,
     /// An image for instances.
     pub image: Option<ImageName>,
+    /// A second size the member offers, to check a resize (skipped without one).
+    pub resize_to: Option<SizeName>,
     /// How long a resource may take to become active or gone.
     pub settle_timeout: Duration,
     /// Deadline of one call.
@@ -349,7 +353,7 @@ impl Run<'_> {
 }
 
 #[expect(clippy::panic, reason = "`standard` is a valid data class name")]
-fn unreachable_class() -> DataClassName {
+pub(crate) fn unreachable_class() -> DataClassName {
     panic!("`standard` is a valid data class name")
 }
 
@@ -439,6 +443,9 @@ pub async fn run(
         }
     }
 
+    if healthy {
+        run.capabilities().await;
+    }
     let checks = run.checks;
     let count = |f: fn(&Outcome) -> bool| checks.iter().filter(|c| f(&c.outcome)).count();
     Report {
@@ -463,6 +470,7 @@ mod tests {
             not_offered: std::collections::BTreeMap::new(),
             size: SizeName::parse("small").ok(),
             image: ImageName::parse("debian-12").ok(),
+            resize_to: SizeName::parse("medium").ok(),
             settle_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(2),
         }
@@ -485,6 +493,22 @@ mod tests {
             report.skipped, 1,
             "only the credentials check is skipped for sim"
         );
+        for check in [
+            "an instance gets its key, user data and rules, and reports addresses",
+            "stop, start and reboot settle, each once per key",
+            "resize settles at the new size",
+            "a volume attaches to an instance and detaches",
+            "signed URLs store, return and delete an object over HTTP",
+        ] {
+            assert!(
+                report
+                    .checks
+                    .iter()
+                    .any(|c| c.name == check && c.outcome == Outcome::Passed),
+                "{check}: {}",
+                report.to_text()
+            );
+        }
     }
 
     #[tokio::test]

@@ -37,6 +37,8 @@ pub struct FederationAdapter {
     endpoint: String,
     token: Option<String>,
     http: MemberHttp,
+    /// What the member advertised in its capabilities, refreshed by every health check.
+    offered: std::sync::RwLock<alliance_adapter_api::Capabilities>,
 }
 
 impl std::fmt::Debug for FederationAdapter {
@@ -73,6 +75,7 @@ impl FederationAdapter {
             endpoint: endpoint.into().trim_end_matches('/').to_owned(),
             token,
             http,
+            offered: std::sync::RwLock::default(),
         }
     }
 
@@ -108,7 +111,7 @@ impl FederationAdapter {
         ctx: &CallContext,
         method: Method,
         path: &str,
-        body: Option<&CreateResource>,
+        body: Option<serde_json::Value>,
         retry: Retry,
     ) -> Result<Option<(StatusCode, T)>, AdapterError> {
         let url = format!("{}{PREFIX}{path}", self.endpoint);
@@ -120,7 +123,7 @@ impl FederationAdapter {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request.json(&body);
         }
         let answer = self.http.send(ctx, request, retry, MAX_BODY).await?;
         let status = answer.status;
@@ -169,19 +172,66 @@ impl FederationAdapter {
         Ok(Some((status, parsed)))
     }
 
-    /// `GET /capabilities`.
+    /// `GET /capabilities`; what it offers is kept for [`MemberAdapter::capabilities`].
     pub async fn capabilities(&self, ctx: &CallContext) -> Result<Capabilities, AdapterError> {
-        self.call::<Capabilities>(ctx, Method::GET, "/capabilities", None, Retry::Safe)
+        let found = self
+            .call::<Capabilities>(ctx, Method::GET, "/capabilities", None, Retry::Safe)
             .await?
-            .map(|(_, c)| c)
-            .ok_or_else(|| {
-                AdapterError::new(
-                    ErrorKind::BadResponse,
-                    ErrorSource::Member,
-                    Retry::Safe,
-                    "no capabilities document",
-                )
-            })
+            .map(|(_, c)| c);
+        if let Some(c) = &found {
+            *self
+                .offered
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                c.capabilities.iter().copied().collect();
+        }
+        found.ok_or_else(|| {
+            AdapterError::new(
+                ErrorKind::BadResponse,
+                ErrorSource::Member,
+                Retry::Safe,
+                "no capabilities document",
+            )
+        })
+    }
+}
+
+/// A request body as JSON (the protocol's types always serialize).
+fn json_of(body: &impl serde::Serialize) -> Result<serde_json::Value, AdapterError> {
+    serde_json::to_value(body).map_err(|e| {
+        AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Broker,
+            Retry::Never,
+            format!("cannot write the request: {e}"),
+        )
+    })
+}
+
+impl FederationAdapter {
+    /// A call that answers a resource (1.1 routes); a 404 is the member not having it.
+    async fn resource_call(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<MemberResource, AdapterError> {
+        match self
+            .call::<Resource>(ctx, method, path, body, Retry::WithIdempotencyKey)
+            .await?
+        {
+            Some((_, r)) => to_member(r),
+            None => Err(AdapterError::new(
+                ErrorKind::NotFound,
+                ErrorSource::Member,
+                Retry::Never,
+                format!(
+                    "member {} does not have the resource (or lacks the route)",
+                    self.member
+                ),
+            )),
+        }
     }
 }
 
@@ -247,7 +297,7 @@ impl MemberAdapter for FederationAdapter {
                 ctx,
                 Method::PUT,
                 &path,
-                Some(&body),
+                Some(json_of(&body)?),
                 Retry::WithIdempotencyKey,
             )
             .await?;
@@ -340,6 +390,83 @@ impl MemberAdapter for FederationAdapter {
 
     async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         self.capabilities(ctx).await.map(|_| ())
+    }
+
+    fn capabilities(&self) -> alliance_adapter_api::Capabilities {
+        self.offered
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn act(
+        &self,
+        ctx: &CallContext,
+        instance: &ResourceRef,
+        action: &alliance_adapter_api::InstanceAction,
+    ) -> Result<MemberResource, AdapterError> {
+        let path = format!("/resources/{}/actions", path_id(&instance.broker_id)?);
+        self.resource_call(ctx, Method::POST, &path, Some(json_of(action)?))
+            .await
+    }
+
+    async fn attach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+        instance: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let path = format!("/resources/{}/attachment", path_id(&volume.broker_id)?);
+        let body = crate::protocol::Attachment {
+            instance: path_id(&instance.broker_id)?.to_owned(),
+        };
+        self.resource_call(ctx, Method::PUT, &path, Some(json_of(&body)?))
+            .await
+    }
+
+    async fn detach(
+        &self,
+        ctx: &CallContext,
+        volume: &ResourceRef,
+    ) -> Result<MemberResource, AdapterError> {
+        let path = format!("/resources/{}/attachment", path_id(&volume.broker_id)?);
+        self.resource_call(ctx, Method::DELETE, &path, None).await
+    }
+
+    async fn object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &ResourceRef,
+        request: &alliance_adapter_api::ObjectUrlRequest,
+    ) -> Result<alliance_adapter_api::SignedUrl, AdapterError> {
+        let path = format!("/resources/{}/urls", path_id(&bucket.broker_id)?);
+        let body = crate::protocol::UrlRequest {
+            method: request.method,
+            object: request.object.clone(),
+            expires_in: request.expires_in.as_secs(),
+        };
+        let answer = self
+            .call::<crate::protocol::SignedUrlAnswer>(
+                ctx,
+                Method::POST,
+                &path,
+                Some(json_of(&body)?),
+                Retry::Safe,
+            )
+            .await?
+            .ok_or_else(|| {
+                AdapterError::new(
+                    ErrorKind::NotFound,
+                    ErrorSource::Member,
+                    Retry::Never,
+                    "the member does not have the bucket",
+                )
+            })?
+            .1;
+        Ok(alliance_adapter_api::SignedUrl {
+            url: answer.url,
+            expires_at_ms: answer.expires_at.saturating_mul(1000),
+        })
     }
 
     async fn statement(

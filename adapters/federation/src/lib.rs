@@ -10,5 +10,6 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+mod server_usable;
 
 pub use client::{FederationAdapter, FederationConfig};

@@ -1,11 +1,17 @@
 //! Wire types of `/federation/v1`, shared by the adapter and the reference member.
 
-use alliance_adapter_api::{InstanceAccess, MemberResource, MemberResourceStatus, Observed};
+use alliance_adapter_api::{
+    Capability, InstanceAccess, MemberResource, MemberResourceStatus, ObjectMethod, Observed,
+};
 use alliance_core::ResourceType;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version path prefix.
 pub const PREFIX: &str = "/federation/v1";
+
+/// The protocol version this crate speaks (1.1 adds actions, attachments and object URLs,
+/// each advertised in `capabilities`).
+pub const VERSION: &str = "1.1";
 
 /// `GET /federation/v1/capabilities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +30,42 @@ pub struct Capabilities {
     /// Broker image name → the member's image id.
     #[serde(default)]
     pub images: std::collections::BTreeMap<String, String>,
+    /// 1.1: the minor version the member speaks (absent: 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// 1.1: what it offers beyond create, read and delete (`instance.access`,
+    /// `instance.actions`, `volume.attach`, `bucket.urls`); absent: nothing.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+}
+
+/// Body of `PUT /federation/v1/resources/{volume}/attachment` (1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// The broker's id of the instance (at the same member).
+    pub instance: String,
+}
+
+/// Body of `POST /federation/v1/resources/{bucket}/urls` (1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlRequest {
+    /// `GET`, `PUT` or `DELETE`.
+    pub method: ObjectMethod,
+    /// The object's key.
+    pub object: String,
+    /// Seconds, 1 to 43200.
+    pub expires_in: u64,
+}
+
+/// Answer of `POST /federation/v1/resources/{bucket}/urls` (1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedUrlAnswer {
+    /// The URL at the member.
+    pub url: String,
+    /// When it stops working, seconds since the epoch.
+    pub expires_at: i64,
 }
 
 /// Body of `PUT /federation/v1/resources/{broker_resource_id}`.

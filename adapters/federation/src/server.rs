@@ -22,7 +22,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -43,19 +43,22 @@ pub struct MemberSimOptions {
     pub sim: SimConfig,
     /// Journal file keeping its state across restarts.
     pub state_file: Option<PathBuf>,
+    /// The member's own URL (`http://host:port`), where it serves the objects its signed
+    /// URLs name; without it, objects are served on a loopback listener of their own.
+    pub public_url: Option<String>,
 }
 
 /// The protocol's OpenAPI document, served at `/federation/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-struct Member {
-    options: MemberSimOptions,
-    sim: SimAdapter,
+pub(crate) struct Member {
+    pub(crate) options: MemberSimOptions,
+    pub(crate) sim: SimAdapter,
 }
 
-type Shared = Arc<Member>;
+pub(crate) type Shared = Arc<Member>;
 
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+pub(crate) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:alliance:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -71,7 +74,7 @@ fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Respons
     response
 }
 
-fn adapter_problem(e: AdapterError) -> Response {
+pub(crate) fn adapter_problem(e: AdapterError) -> Response {
     let status = match e.kind {
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
@@ -87,7 +90,7 @@ fn adapter_problem(e: AdapterError) -> Response {
     response
 }
 
-fn ctx() -> CallContext {
+pub(crate) fn ctx() -> CallContext {
     CallContext::new(None, "member-sim", Duration::from_secs(10))
 }
 
@@ -99,8 +102,12 @@ pub fn router(options: MemberSimOptions) -> std::io::Result<Router> {
         }
         None => SimAdapter::new(options.member_id.clone(), options.sim.clone()),
     };
+    let objects = match &options.public_url {
+        Some(base) => sim.serve_objects_at(base.trim_end_matches('/').to_owned())?,
+        None => Router::new(),
+    };
     let member: Shared = Arc::new(Member { options, sim });
-    Ok(Router::new()
+    let federation = Router::new()
         .route(&format!("{PREFIX}/capabilities"), get(capabilities))
         .route(
             &format!("{PREFIX}/openapi.json"),
@@ -112,6 +119,18 @@ pub fn router(options: MemberSimOptions) -> std::io::Result<Router> {
             &format!("{PREFIX}/resources/{{id}}"),
             get(read).put(create).delete(remove),
         )
+        .route(
+            &format!("{PREFIX}/resources/{{id}}/actions"),
+            post(crate::server_usable::act),
+        )
+        .route(
+            &format!("{PREFIX}/resources/{{id}}/attachment"),
+            put(crate::server_usable::attach).delete(crate::server_usable::detach),
+        )
+        .route(
+            &format!("{PREFIX}/resources/{{id}}/urls"),
+            post(crate::server_usable::sign),
+        )
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
@@ -120,7 +139,9 @@ pub fn router(options: MemberSimOptions) -> std::io::Result<Router> {
             )
         })
         .layer(middleware::from_fn_with_state(member.clone(), authenticate))
-        .with_state(member))
+        .with_state(member);
+    // Signed URLs carry their own authorization: the object routes take no bearer token.
+    Ok(objects.merge(federation))
 }
 
 /// Serves until SIGINT/SIGTERM.
@@ -145,6 +166,13 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let options = MemberSimOptions {
+        public_url: options
+            .public_url
+            .clone()
+            .or_else(|| Some(format!("http://{addr}"))),
+        ..options
+    };
     let app = router(options)?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -191,11 +219,13 @@ async fn capabilities(State(member): State<Shared>) -> Response {
         services: ResourceType::ALL.to_vec(),
         sizes: default_catalogue(id, "flavor", &["small", "medium", "large"]),
         images: default_catalogue(id, "image", &["debian-12", "ubuntu-24.04"]),
+        version: Some(crate::protocol::VERSION.to_owned()),
+        capabilities: member.sim.capabilities().into_iter().collect(),
     })
     .into_response()
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
@@ -203,7 +233,7 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn reference(id: &str) -> ResourceRef {
+pub(crate) fn reference(id: &str) -> ResourceRef {
     // The member-sim keys its table by the broker's id; the type is not needed to find it.
     ResourceRef {
         resource_type: ResourceType::Instance,

@@ -111,6 +111,7 @@ fn base_options(args: &Args, jurisdiction: Jurisdiction) -> anyhow::Result<Optio
         not_offered: BTreeMap::new(),
         size: None,
         image: None,
+        resize_to: None,
         settle_timeout: Duration::from_secs(args.settle_timeout),
         call_timeout: Duration::from_secs(20),
     })
@@ -163,10 +164,12 @@ async fn federation(args: &Args) -> anyhow::Result<Target> {
         .ok_or_else(|| anyhow::anyhow!("the member declares no valid jurisdiction"))?;
     let mut options = base_options(args, jurisdiction)?;
     options.services = capabilities.services.clone();
-    options.size = capabilities
+    let mut sizes = capabilities
         .sizes
         .keys()
-        .find_map(|s| SizeName::parse(s).ok());
+        .filter_map(|s| SizeName::parse(s).ok());
+    options.size = sizes.next();
+    options.resize_to = sizes.next();
     options.image = capabilities
         .images
         .keys()

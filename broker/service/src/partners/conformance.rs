@@ -125,6 +125,7 @@ async fn conformance(
         services,
         not_offered: BTreeMap::new(),
         size: sizes.keys().find_map(|s| SizeName::parse(s).ok()),
+        resize_to: sizes.keys().filter_map(|s| SizeName::parse(s).ok()).nth(1),
         image: images.keys().find_map(|i| ImageName::parse(i).ok()),
         settle_timeout: Duration::from_secs(30),
         call_timeout: Duration::from_secs(10),
