@@ -2,6 +2,12 @@
 (compute v2.1), Cinder (block-storage v3), and the read-only parts of Glance (images v2) and
 Neutron (networks v2.0) that discovery needs.
 
+Usable servers too: keypairs (`/os-keypairs`), `key_name`, `user_data` and
+`security_groups` at boot, fixed addresses, the server actions (`os-stop`, `os-start`,
+`reboot`, `resize` to `VERIFY_RESIZE` and `confirmResize`), volume attachments through Nova
+(`os-volume_attachments`, the volume `in-use` with its attachment), and Neutron's security
+groups and rules (409 on a duplicate rule).
+
 It answers as the OpenStack API references document: status codes, bodies, microversion
 headers (`OpenStack-API-Version`, `X-OpenStack-Nova-API-Version`, `Vary`), 406 for an
 unsupported microversion, servers BUILD -> ACTIVE (or ERROR for the image named
@@ -49,6 +55,8 @@ NETWORKS = [
 LOCK = threading.Lock()
 SERVERS = {}  # project -> id -> server
 VOLUMES = {}  # project -> id -> volume
+KEYPAIRS = {}  # project -> name -> keypair
+GROUPS = {}  # project -> id -> security group (with its rules)
 
 
 def now_iso():
@@ -56,8 +64,9 @@ def now_iso():
 
 
 def response(start, status, body=None, headers=()):
-    reasons = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
-               404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 413: "Request Entity Too Large"}
+    reasons = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+               404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
+               413: "Request Entity Too Large"}
     payload = b"" if body is None else json.dumps(body).encode()
     hdrs = list(headers)
     if body is not None:
@@ -169,6 +178,31 @@ def nova(environ, start, project, path, method):
             del servers[sid]
         for s in servers.values():
             settle_server(s)
+        if path == "/os-keypairs" and method == "POST":
+            kp = (read_json(environ) or {}).get("keypair") or {}
+            pairs = KEYPAIRS.setdefault(project, {})
+            if not kp.get("name") or not str(kp.get("public_key", "")).startswith(("ssh-", "ecdsa-")):
+                return fault(start, 400, "badRequest", "Keypair data is invalid", vh)
+            if kp["name"] in pairs:
+                return fault(start, 409, "conflictingRequest", f"Key pair '{kp['name']}' already exists.", vh)
+            pairs[kp["name"]] = {"name": kp["name"], "public_key": kp["public_key"], "type": "ssh"}
+            return response(start, 200, {"keypair": pairs[kp["name"]]}, vh)
+        m = re.fullmatch(r"/os-keypairs/([^/]+)", path)
+        if m and method == "GET":
+            kp = KEYPAIRS.setdefault(project, {}).get(m.group(1))
+            return response(start, 200, {"keypair": kp}, vh) if kp else fault(start, 404, "itemNotFound", "Keypair not found", vh)
+        m = re.fullmatch(r"/servers/([^/]+)/action", path)
+        if m and method == "POST":
+            s = servers.get(m.group(1))
+            if s is None or s.get("_deleted_at"):
+                return fault(start, 404, "itemNotFound", "Instance could not be found.", vh)
+            return server_action(start, s, read_json(environ) or {}, vh)
+        m = re.fullmatch(r"/servers/([^/]+)/os-volume_attachments(?:/([^/]+))?", path)
+        if m:
+            s = servers.get(m.group(1))
+            if s is None or s.get("_deleted_at"):
+                return fault(start, 404, "itemNotFound", "Instance could not be found.", vh)
+            return attachment(start, environ, project, s, m.group(2), method, vh)
         if path in ("/flavors", "/flavors/detail") and method == "GET":
             detail = path.endswith("detail")
             return response(start, 200, {"flavors": [f if detail else {"id": f["id"], "name": f["name"]} for f in FLAVORS]}, vh)
@@ -194,8 +228,15 @@ def nova(environ, start, project, path, method):
             if len(live) >= MAX_INSTANCES:
                 return fault(start, 403, "forbidden",
                              f"Quota exceeded for instances: Requested 1, but already used {len(live)} of {MAX_INSTANCES} instances", vh)
+            key_name = server.get("key_name")
+            if key_name and key_name not in KEYPAIRS.setdefault(project, {}):
+                return fault(start, 400, "badRequest", "Invalid key_name provided.", vh)
             sid = str(uuid.uuid4())
             servers[sid] = {
+                "key_name": key_name, "OS-EXT-SRV-ATTR:user_data": server.get("user_data"),
+                "security_groups": server.get("security_groups") or [{"name": "default"}],
+                "addresses": {} if server.get("networks") == "none" else {"private": [
+                    {"addr": f"10.0.{len(servers) // 250}.{len(servers) % 250 + 2}", "version": 4, "OS-EXT-IPS:type": "fixed"}]},
                 "id": sid, "name": server["name"], "status": "BUILD", "tenant_id": project,
                 "user_id": environ.get("HTTP_X_USER_ID"), "metadata": dict(server.get("metadata") or {}),
                 "tags": list(tags), "flavor": {"id": flavor["id"]}, "image": {"id": image["id"]},
@@ -226,6 +267,94 @@ def nova(environ, start, project, path, method):
                 return response(start, 204, None, vh)
             return fault(start, 405, "computeFault", "Method not allowed", vh)
     return fault(start, 404, "itemNotFound", "The resource could not be found.", vh)
+
+
+def server_action(start, s, body, vh):
+    """os-stop, os-start, reboot, resize and confirmResize, as Nova answers them: 202, or
+    409 when the server is not in a state that allows the action."""
+    state = s["status"]
+    if "os-stop" in body and state == "ACTIVE":
+        s["status"] = "SHUTOFF"
+    elif "os-start" in body and state == "SHUTOFF":
+        s["status"] = "ACTIVE"
+    elif "reboot" in body and state == "ACTIVE":
+        s["_reboots"] = s.get("_reboots", 0) + 1
+    elif "resize" in body and state in ("ACTIVE", "SHUTOFF"):
+        flavor = next((f for f in FLAVORS if f["id"] == str((body["resize"] or {}).get("flavorRef"))), None)
+        if flavor is None:
+            return fault(start, 400, "badRequest", "Unable to find flavor", vh)
+        if flavor["id"] == s["flavor"]["id"]:
+            return fault(start, 400, "badRequest", "The provided flavor is the same as the current one", vh)
+        s["_before_resize"] = state
+        s["flavor"] = {"id": flavor["id"]}
+        s["status"] = "VERIFY_RESIZE"
+    elif "confirmResize" in body and state == "VERIFY_RESIZE":
+        s["status"] = s.pop("_before_resize", "ACTIVE")
+    else:
+        return fault(start, 409, "conflictingRequest", f"Cannot '{next(iter(body), '?')}' instance while it is in vm_state {state.lower()}", vh)
+    s["updated"] = now_iso()
+    return response(start, 202, None, vh)
+
+
+def attachment(start, environ, project, s, volume_id, method, vh):
+    """Nova's os-volume_attachments: attach (the Cinder volume in-use, with its
+    attachment) and detach."""
+    volumes = VOLUMES.setdefault(project, {})
+    if method == "POST" and volume_id is None:
+        wanted = ((read_json(environ) or {}).get("volumeAttachment") or {}).get("volumeId")
+        vol = volumes.get(wanted)
+        if vol is None:
+            return fault(start, 404, "itemNotFound", f"Volume {wanted} could not be found.", vh)
+        if vol["status"] != "available":
+            return fault(start, 400, "badRequest", f"Invalid volume: volume {wanted} status must be available", vh)
+        used = [x for x in volumes.values() for a in x["attachments"] if a["server_id"] == s["id"]]
+        device = f"/dev/vd{chr(ord('b') + len(used))}"
+        att = {"id": wanted, "volume_id": wanted, "server_id": s["id"], "device": device,
+               "attachment_id": str(uuid.uuid4())}
+        vol["attachments"] = [att]
+        vol["status"] = "in-use"
+        return response(start, 200, {"volumeAttachment": {"id": wanted, "volumeId": wanted, "serverId": s["id"],
+                                                          "device": device}}, vh)
+    if method == "DELETE" and volume_id is not None:
+        vol = volumes.get(volume_id)
+        if vol is None or not any(a["server_id"] == s["id"] for a in vol["attachments"]):
+            return fault(start, 404, "itemNotFound", f"volume_id not found: {volume_id}", vh)
+        vol["attachments"] = []
+        vol["status"] = "available"
+        return response(start, 202, None, vh)
+    return fault(start, 405, "computeFault", "Method not allowed", vh)
+
+
+def neutron_groups(environ, start, project, path, method):
+    """Neutron's security groups and rules: list by name, create, add rules (409 when the
+    same rule exists)."""
+    with LOCK:
+        groups = GROUPS.setdefault(project, {})
+        if path == "/network/v2.0/security-groups" and method == "GET":
+            name = parse_qs(environ.get("QUERY_STRING", "")).get("name", [None])[0]
+            found = [g for g in groups.values() if name is None or g["name"] == name]
+            return response(start, 200, {"security_groups": found})
+        if path == "/network/v2.0/security-groups" and method == "POST":
+            body = (read_json(environ) or {}).get("security_group") or {}
+            if not body.get("name"):
+                return fault(start, 400, "badRequest", "Invalid input for name.")
+            gid = str(uuid.uuid4())
+            groups[gid] = {"id": gid, "name": body["name"], "description": body.get("description", ""),
+                           "project_id": project, "security_group_rules": []}
+            return response(start, 201, {"security_group": groups[gid]})
+        if path == "/network/v2.0/security-group-rules" and method == "POST":
+            rule = (read_json(environ) or {}).get("security_group_rule") or {}
+            group = groups.get(rule.get("security_group_id"))
+            if group is None:
+                return fault(start, 404, "itemNotFound", "Security group could not be found.")
+            keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix")
+            if any(all(r.get(k) == rule.get(k) for k in keys) for r in group["security_group_rules"]):
+                return fault(start, 409, "conflict", "Security group rule already exists.")
+            stored = {k: rule.get(k) for k in keys}
+            stored.update(id=str(uuid.uuid4()), security_group_id=group["id"])
+            group["security_group_rules"].append(stored)
+            return response(start, 201, {"security_group_rule": stored})
+    return fault(start, 404, "itemNotFound", "The resource could not be found.")
 
 
 def cinder(environ, start, project, path, method):
@@ -304,6 +433,8 @@ def api(environ, start):
         return response(start, 200, {"images": IMAGES})
     if path == "/network/v2.0/networks" and method == "GET":
         return response(start, 200, {"networks": NETWORKS})
+    if path.startswith("/network/v2.0/security-group"):
+        return neutron_groups(environ, start, project, path, method)
     return fault(start, 404, "itemNotFound", "The resource could not be found.")
 
 

@@ -43,6 +43,36 @@ pub fn bin() -> PathBuf {
     candidate
 }
 
+/// Runs the real `curl` (as a tenant would) with `args`; returns the HTTP status and the
+/// body. Fails loudly when curl is missing.
+pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--output",
+            "-",
+            "--write-out",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("curl is needed by this test and cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let status = String::from_utf8_lossy(&body[split + 1..])
+        .trim()
+        .parse()
+        .unwrap();
+    body.truncate(split);
+    (status, body)
+}
+
 /// A fresh scratch directory.
 pub fn scratch(name: &str) -> PathBuf {
     let base = std::env::var("ALLIANCE_TEST_WORK")
@@ -567,6 +597,13 @@ impl Client {
     pub async fn create_and_wait(&self, collection: &str, body: &Value) -> Value {
         let op = self.post_accepted(collection, body, &[]).await.json();
         self.created(collection, &op).await
+    }
+
+    /// Posts a change (an action, an attachment) and waits until its operation succeeded;
+    /// returns the finished operation.
+    pub async fn change_and_wait(&self, path: &str, body: &Value) -> Value {
+        let op = self.post_accepted(path, body, &[]).await.json();
+        self.wait_succeeded(op["id"].as_str().unwrap()).await
     }
 
     /// Creates the bucket `name` in `jurisdiction` and waits; returns it.

@@ -45,6 +45,11 @@ impl Ec2Adapter {
         Ok(name)
     }
 
+    /// The bucket name for a broker id.
+    pub(crate) fn bucket_name_of(&self, broker_id: &str) -> Result<String, AdapterError> {
+        self.bucket_name(broker_id)
+    }
+
     /// The bucket a reference names: its member name when known, else the broker id's.
     fn bucket_for(&self, r: &ResourceRef) -> Result<String, AdapterError> {
         match &r.member_resource_id {

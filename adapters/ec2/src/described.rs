@@ -243,6 +243,9 @@ impl<K: DescribedKind> Serves<K> for Ec2Adapter {
         }
         let (action, tag_type, ..) = K::KIND.changes();
         let mut params = K::create_params(self, spec)?;
+        if matches!(K::KIND, Described::Instances) {
+            params.extend(self.access_params(ctx, spec).await?);
+        }
         params.push(("ClientToken".to_owned(), client_token(&spec.broker_id)));
         params.extend(Self::tag_params(spec, tag_type));
         let body = self

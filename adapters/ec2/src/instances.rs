@@ -39,7 +39,7 @@ impl Ec2Adapter {
             detail: xml::child_node(node, "stateReason")
                 .and_then(|r| xml::child(r, "message"))
                 .map(str::to_owned),
-            observed: Default::default(),
+            observed: crate::usable::instance_observed(node),
         })
     }
 

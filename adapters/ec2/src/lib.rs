@@ -31,6 +31,7 @@ mod discovery;
 mod instances;
 mod sign;
 mod transport;
+mod usable;
 mod volumes;
 mod xml;
 
@@ -86,5 +87,62 @@ impl ByType for Ec2Adapter {
             self.s3_health(ctx).await?;
         }
         Ok(())
+    }
+
+    fn offers(&self) -> alliance_adapter_api::Capabilities {
+        use alliance_adapter_api::Capability;
+        let services = &self.mapping.services;
+        let all = services.is_empty();
+        let mut offered = alliance_adapter_api::Capabilities::new();
+        if all || services.contains(&ResourceType::Instance) {
+            offered.extend([Capability::InstanceAccess, Capability::InstanceActions]);
+            if all || services.contains(&ResourceType::Volume) {
+                offered.insert(Capability::VolumeAttach);
+            }
+        }
+        if all || services.contains(&ResourceType::Bucket) {
+            offered.insert(Capability::ObjectUrls);
+        }
+        offered
+    }
+
+    async fn act_on_instance(
+        &self,
+        ctx: &CallContext,
+        instance: &alliance_adapter_api::ResourceRef,
+        action: &alliance_adapter_api::InstanceAction,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.act(ctx, instance, action).await
+    }
+
+    async fn attach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &alliance_adapter_api::ResourceRef,
+        instance: &alliance_adapter_api::ResourceRef,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.attachment(ctx, volume, Some(instance)).await
+    }
+
+    async fn detach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &alliance_adapter_api::ResourceRef,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.attachment(ctx, volume, None).await
+    }
+
+    async fn sign_object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &alliance_adapter_api::ResourceRef,
+        request: &alliance_adapter_api::ObjectUrlRequest,
+    ) -> Result<alliance_adapter_api::SignedUrl, AdapterError> {
+        ctx.check_deadline()?;
+        let name = match &bucket.member_resource_id {
+            Some(name) => name.clone(),
+            None => self.bucket_name_of(&bucket.broker_id)?,
+        };
+        self.presign(&name, request)
     }
 }

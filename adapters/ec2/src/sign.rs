@@ -111,6 +111,59 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// The query parameters that presign an S3 request of `method` to `url` for
+    /// `expires_in` (SigV4 in the query string, payload unsigned, as S3 presigned URLs
+    /// are), and when it expires (ms since the epoch).
+    pub fn presign(
+        &self,
+        method: &str,
+        url: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<(Vec<(String, String)>, i64), AdapterError> {
+        let mut settings = SigningSettings::default();
+        settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
+        settings.expires_in = Some(expires_in);
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a presigned URL is valid from the wall clock the member checks it against"
+        )]
+        let signed_at = SystemTime::now();
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("s3")
+            .time(signed_at)
+            .settings(settings)
+            .build()
+            .map_err(signing_error)?
+            .into();
+        let request = SignableRequest::new(
+            method,
+            url,
+            std::iter::empty(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(signing_error)?;
+        let (instructions, _signature) =
+            sign(request, &params).map_err(signing_error)?.into_parts();
+        let expires_at = (signed_at + expires_in)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok((
+            instructions
+                .params()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+                .collect(),
+            expires_at,
+        ))
+    }
+}
+
 fn signing_error(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::new(
         ErrorKind::Invalid,

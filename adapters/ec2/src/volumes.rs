@@ -35,7 +35,7 @@ impl Ec2Adapter {
             tenant: tags.get(TAG_TENANT).and_then(|t| TenantId::parse(t).ok()),
             status,
             detail: None,
-            observed: Default::default(),
+            observed: crate::usable::volume_observed(node),
         })
     }
 }

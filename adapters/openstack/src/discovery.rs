@@ -26,8 +26,10 @@ pub struct Overrides {
     pub flavour: Option<String>,
     /// The image id.
     pub image: Option<String>,
-    /// The network id.
+    /// The network id (`none`: servers without a network).
     pub network: Option<String>,
+    /// A second flavour id, mapped as `medium`, to check a resize.
+    pub resize_flavour: Option<String>,
 }
 
 /// What `discover` found.
@@ -194,6 +196,9 @@ pub async fn discover(
             (Some(f), Some(i)) => {
                 mapping.sizes.insert("small".into(), f);
                 mapping.images.insert("default".into(), i);
+                if let Some(second) = &overrides.resize_flavour {
+                    mapping.sizes.insert("medium".into(), second.clone());
+                }
             }
             _ => {
                 services.remove(&ResourceType::Instance);

@@ -71,7 +71,7 @@ impl OpenStackAdapter {
                 .and_then(|f| f.get("message"))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            observed: Default::default(),
+            observed: crate::usable::server_observed(v),
         })
     }
 
@@ -95,7 +95,9 @@ impl KeptKind for Instances {
     fn create_body(a: &OpenStackAdapter, spec: &ResourceSpec) -> Result<Value, AdapterError> {
         let flavour = a.mapping.size(spec)?;
         let image = a.mapping.image(spec)?;
-        let networks = match &a.config.network {
+        let networks = match a.config.network.as_deref() {
+            // A member without tenant networking: servers without ports.
+            Some("none") => json!("none"),
             Some(id) => json!([{ "uuid": id }]),
             None => json!("auto"),
         };

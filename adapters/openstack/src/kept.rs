@@ -225,13 +225,20 @@ impl<K: KeptKind> Serves<K> for OpenStackAdapter {
             return Ok(earlier);
         }
         let ((types, service), (collection, _)) = (K::KIND.service(), K::KIND.collection());
+        let mut body = K::create_body(self, spec)?;
+        if matches!(K::KIND, Kept::Server) {
+            let access = self.access_body(ctx, spec).await?;
+            if let Some(server) = body.get_mut("server").and_then(Value::as_object_mut) {
+                server.extend(access);
+            }
+        }
         let created = self
             .submit_create(
                 ctx,
                 types,
                 &format!("/{collection}"),
                 &K::KIND.headers(),
-                &K::create_body(self, spec)?,
+                &body,
                 &spec.broker_id,
             )
             .await?;

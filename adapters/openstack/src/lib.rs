@@ -28,6 +28,7 @@ mod keystone;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod usable;
 mod volumes;
 
 use alliance_adapter_api::{AdapterError, ByType, CallContext};
@@ -77,5 +78,57 @@ impl ByType for OpenStackAdapter {
             self.endpoint(ctx, service_types(*service)).await?;
         }
         self.keystone.session(&self.http, ctx).await.map(|_| ())
+    }
+
+    fn offers(&self) -> alliance_adapter_api::Capabilities {
+        use alliance_adapter_api::Capability;
+        use alliance_core::ResourceType;
+        let services = &self.mapping.services;
+        let mut offered = alliance_adapter_api::Capabilities::new();
+        if services.contains(&ResourceType::Instance) {
+            offered.extend([Capability::InstanceAccess, Capability::InstanceActions]);
+            if services.contains(&ResourceType::Volume) {
+                offered.insert(Capability::VolumeAttach);
+            }
+        }
+        if services.contains(&ResourceType::Bucket) {
+            offered.insert(Capability::ObjectUrls);
+        }
+        offered
+    }
+
+    async fn act_on_instance(
+        &self,
+        ctx: &CallContext,
+        instance: &alliance_adapter_api::ResourceRef,
+        action: &alliance_adapter_api::InstanceAction,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.act(ctx, instance, action).await
+    }
+
+    async fn attach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &alliance_adapter_api::ResourceRef,
+        instance: &alliance_adapter_api::ResourceRef,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.attachment(ctx, volume, Some(instance)).await
+    }
+
+    async fn detach_volume(
+        &self,
+        ctx: &CallContext,
+        volume: &alliance_adapter_api::ResourceRef,
+    ) -> Result<alliance_adapter_api::MemberResource, AdapterError> {
+        self.attachment(ctx, volume, None).await
+    }
+
+    async fn sign_object_url(
+        &self,
+        ctx: &CallContext,
+        bucket: &alliance_adapter_api::ResourceRef,
+        request: &alliance_adapter_api::ObjectUrlRequest,
+    ) -> Result<alliance_adapter_api::SignedUrl, AdapterError> {
+        self.temp_url(ctx, bucket, request).await
     }
 }

@@ -51,7 +51,7 @@ impl OpenStackAdapter {
             tenant: text(META_TENANT).and_then(|t| TenantId::parse(t).ok()),
             status,
             detail: None,
-            observed: Default::default(),
+            observed: crate::usable::volume_observed(v),
         })
     }
 }

@@ -72,6 +72,10 @@ pub struct Args {
     /// The member's image id to use (discovered when absent).
     #[arg(long)]
     image: Option<String>,
+    /// ec2/openstack: a second instance type or flavour, to check a resize (skipped when
+    /// absent).
+    #[arg(long)]
+    resize_size: Option<String>,
     /// openstack: the network id to attach instances to (discovered when absent).
     #[arg(long)]
     network: Option<String>,
@@ -230,6 +234,10 @@ async fn ec2(args: &Args) -> anyhow::Result<Target> {
                 mapping.images.insert("default".into(), image);
                 options.size = SizeName::parse("small").ok();
                 options.image = ImageName::parse("default").ok();
+                if let Some(resize) = &args.resize_size {
+                    mapping.sizes.insert("medium".into(), resize.clone());
+                    options.resize_to = SizeName::parse("medium").ok();
+                }
             } else {
                 mapping.services.remove(&ResourceType::Instance);
                 options.not_offered.insert(
@@ -287,6 +295,7 @@ async fn openstack(args: &Args) -> anyhow::Result<Target> {
             flavour: args.size.clone(),
             image: args.image.clone(),
             network: args.network.clone(),
+            resize_flavour: args.resize_size.clone(),
         },
     )
     .await
@@ -299,6 +308,9 @@ async fn openstack(args: &Args) -> anyhow::Result<Target> {
     if discovered.services.contains(&ResourceType::Instance) {
         options.size = SizeName::parse("small").ok();
         options.image = ImageName::parse("default").ok();
+        if args.resize_size.is_some() {
+            options.resize_to = SizeName::parse("medium").ok();
+        }
     }
     Ok(Target {
         title: format!("{} (openstack, {})", discovered.auth_url, discovered.region),
