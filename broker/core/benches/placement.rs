@@ -22,6 +22,7 @@ fn catalogue() -> (Vec<MemberCandidate>, TenantPolicy, DataClasses) {
             health: MemberHealth::Up,
             price_micros: Some(10_000 + (i as u64 % 7) * 1000),
             load: i as u64 % 13,
+            capabilities: Default::default(),
         })
         .collect();
     let tenant = TenantPolicy {
@@ -53,6 +54,7 @@ fn bench(c: &mut Criterion) {
         data_class: None,
         size: None,
         member: None,
+        needs: Default::default(),
     };
     c.bench_function("placement_100_members", |b| {
         b.iter(|| decide(std::hint::black_box(&request), &tenant, &classes, &members))

@@ -22,8 +22,8 @@ pub use ids::{
     SizeName, TenantId,
 };
 pub use lifecycle::{
-    sku_of, ApplicationStatus, OperationKind, OperationStatus, ResourceShape, ResourceStatus,
-    StateError,
+    sku_of, ApplicationStatus, Capability, OperationKind, OperationStatus, ResourceShape,
+    ResourceStatus, StateError,
 };
 pub use placement::{
     decide, Candidate, Decision, Failed, MemberCandidate, MemberHealth, MemberStatus,

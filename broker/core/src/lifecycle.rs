@@ -146,6 +146,43 @@ state_enum!(
     }
 );
 
+/// A capability beyond create, read and delete that a member may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Capability {
+    /// Instances with an SSH key, user data, ingress rules and a public address.
+    #[serde(rename = "instance.access")]
+    InstanceAccess,
+    /// Start, stop, reboot and resize.
+    #[serde(rename = "instance.actions")]
+    InstanceActions,
+    /// Volumes attached to and detached from instances.
+    #[serde(rename = "volume.attach")]
+    VolumeAttach,
+    /// Time-limited object URLs.
+    #[serde(rename = "bucket.urls")]
+    ObjectUrls,
+}
+
+impl Capability {
+    /// Every capability.
+    pub const ALL: [Capability; 4] = [
+        Self::InstanceAccess,
+        Self::InstanceActions,
+        Self::VolumeAttach,
+        Self::ObjectUrls,
+    ];
+
+    /// The dotted name used on the wire and in reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstanceAccess => "instance.access",
+            Self::InstanceActions => "instance.actions",
+            Self::VolumeAttach => "volume.attach",
+            Self::ObjectUrls => "bucket.urls",
+        }
+    }
+}
+
 /// What a tenant chose for a resource besides its name and place: an instance's size and
 /// image, a volume's size. Validated once at the edge; stored as a JSON object with only
 /// the fields that apply.

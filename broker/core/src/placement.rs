@@ -10,12 +10,15 @@
 //! every certification the data class requires, is active and is not down.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Certification, DataClassName, Jurisdiction, MemberId, ResourceType, SizeName};
 use crate::policy::{DataClasses, TenantPolicy};
+
+mod rejection;
+
+pub use rejection::Rejection;
 
 /// The lifecycle status of a member, set by operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,6 +102,9 @@ pub struct MemberCandidate {
     pub price_micros: Option<u64>,
     /// Live resources at the member; fewer ranks higher.
     pub load: u64,
+    /// What it offers beyond create, read and delete (keys and actions on instances,
+    /// attachments, object URLs).
+    pub capabilities: BTreeSet<crate::Capability>,
 }
 
 /// What is being placed.
@@ -114,73 +120,9 @@ pub struct PlacementRequest {
     pub size: Option<SizeName>,
     /// A member the tenant pins the resource to.
     pub member: Option<MemberId>,
-}
-
-/// Why a member was not eligible. Rendered as a human sentence by `Display`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// The requested jurisdiction is not among the tenant's allowed ones.
-    JurisdictionNotAllowed(Jurisdiction),
-    /// The member does not serve the requested jurisdiction.
-    NotInJurisdiction(Jurisdiction),
-    /// The member does not offer the service.
-    ServiceNotOffered(ResourceType),
-    /// The member does not offer the size.
-    SizeNotOffered(SizeName),
-    /// The data class is unknown.
-    UnknownDataClass(DataClassName),
-    /// The member lacks certifications the data class requires.
-    MissingCertifications {
-        /// The data class.
-        data_class: DataClassName,
-        /// What it lacks.
-        missing: Vec<Certification>,
-    },
-    /// The data class requires EU/EEA members and this one serves elsewhere too.
-    OutsideEuEea(DataClassName),
-    /// The tenant pinned another member.
-    NotRequestedMember(MemberId),
-    /// The member is not active.
-    NotActive(MemberStatus),
-    /// The member is down.
-    Down,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::JurisdictionNotAllowed(j) => {
-                write!(
-                    f,
-                    "jurisdiction {j} is not among the tenant's allowed jurisdictions"
-                )
-            }
-            Self::NotInJurisdiction(j) => write!(f, "does not serve jurisdiction {j}"),
-            Self::ServiceNotOffered(t) => write!(f, "does not offer the {t} service"),
-            Self::SizeNotOffered(s) => write!(f, "does not offer size {s}"),
-            Self::UnknownDataClass(d) => write!(f, "data class {d} is not defined"),
-            Self::MissingCertifications {
-                data_class,
-                missing,
-            } => {
-                let names: Vec<&str> = missing.iter().map(Certification::as_str).collect();
-                write!(
-                    f,
-                    "lacks certification {} required by data class {data_class}",
-                    names.join(", ")
-                )
-            }
-            Self::OutsideEuEea(d) => {
-                write!(
-                    f,
-                    "serves jurisdictions outside the EU/EEA, which data class {d} forbids"
-                )
-            }
-            Self::NotRequestedMember(m) => write!(f, "is not the requested member {m}"),
-            Self::NotActive(s) => write!(f, "is {} and takes no new placements", s.as_str()),
-            Self::Down => f.write_str("is down"),
-        }
-    }
+    /// What the request needs the member to offer (an instance with a key or user data
+    /// needs `instance.access`, a volume created for an instance `volume.attach`).
+    pub needs: BTreeSet<crate::Capability>,
 }
 
 /// Which filters a member failed, kept compact (no allocation) and rendered as
@@ -190,6 +132,8 @@ pub struct Failed {
     flags: u16,
     /// Bit i: the data class's i-th required certification is missing.
     missing: u64,
+    /// Bit i: the request's i-th needed capability is not offered.
+    lacking: u8,
 }
 
 impl Failed {
@@ -203,6 +147,7 @@ impl Failed {
     const NOT_REQUESTED: u16 = 1 << 7;
     const NOT_ACTIVE: u16 = 1 << 8;
     const DOWN: u16 = 1 << 9;
+    const CAPABILITIES: u16 = 1 << 10;
 
     fn set(&mut self, flag: u16) {
         self.flags |= flag;
@@ -268,6 +213,8 @@ pub struct Decision {
     pub pinned: Option<MemberId>,
     /// The certifications the data class requires, in order (bit i of `Failed::missing`).
     pub required: Vec<Certification>,
+    /// The capabilities the request needs, in order (bit i of `Failed::lacking`).
+    pub needs: Vec<crate::Capability>,
     /// What came of it.
     pub outcome: PlacementOutcome,
     /// Every member considered, best first among the eligible, then by id.
@@ -327,6 +274,16 @@ impl Decision {
         }
         if f.has(Failed::NOT_ACTIVE) {
             out.push(Rejection::NotActive(candidate.status));
+        }
+        if f.has(Failed::CAPABILITIES) {
+            let lacking = self
+                .needs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| f.lacking & (1u8 << i) != 0)
+                .map(|(_, c)| *c)
+                .collect();
+            out.push(Rejection::LacksCapabilities(lacking));
         }
         if f.has(Failed::DOWN) {
             out.push(Rejection::Down);
@@ -498,6 +455,14 @@ pub fn decide(
             if member.health == MemberHealth::Down {
                 failed.set(Failed::DOWN);
             }
+            for (i, need) in request.needs.iter().enumerate().take(8) {
+                if !member.capabilities.contains(need) {
+                    failed.lacking |= 1u8 << i;
+                }
+            }
+            if failed.lacking != 0 {
+                failed.set(Failed::CAPABILITIES);
+            }
             Candidate {
                 member: member.id.clone(),
                 eligible: failed.none(),
@@ -529,6 +494,7 @@ pub fn decide(
         size: request.size.clone(),
         pinned: request.member.clone(),
         required,
+        needs: request.needs.iter().copied().collect(),
         outcome,
         candidates,
     };

@@ -346,6 +346,7 @@ impl MemberRegistry {
                     )
                 }),
                 load: routing.load.get(id).copied().unwrap_or(0),
+                capabilities: entry.adapter.capabilities(),
             })
             .collect()
     }

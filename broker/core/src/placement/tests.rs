@@ -30,6 +30,7 @@ fn member(id: &str, jurisdiction: &str, certs: &[&str]) -> MemberCandidate {
         health: MemberHealth::Up,
         price_micros: None,
         load: 0,
+        capabilities: Default::default(),
     }
 }
 
@@ -76,6 +77,7 @@ fn request(jurisdiction: Option<&str>, class: Option<&str>) -> PlacementRequest 
         data_class: class.map(|c| DataClassName::parse(c).expect("class")),
         size: None,
         member: None,
+        needs: Default::default(),
     }
 }
 
@@ -229,6 +231,31 @@ fn suspended_members_get_nothing_and_ties_break_by_id() {
 }
 
 #[test]
+fn a_member_that_lacks_a_needed_capability_is_not_chosen_and_says_why() {
+    let mut members = vec![member("old-fr", "FR", &[]), member("new-fr", "FR", &[])];
+    members[1].capabilities = set([crate::Capability::InstanceAccess]);
+    let mut wanted = request(Some("FR"), Some("standard"));
+    wanted.needs = set([crate::Capability::InstanceAccess]);
+    let policy = tenant("FR", &["FR"], "standard");
+    let decision = decide(&wanted, &policy, &demo_classes(), &members);
+    assert_eq!(decision.chosen().map(MemberId::as_str), Some("new-fr"));
+    let old = decision
+        .candidates
+        .iter()
+        .find(|c| c.member.as_str() == "old-fr")
+        .expect("old-fr");
+    assert!(!old.eligible);
+    assert_eq!(
+        decision.reasons_of(old),
+        vec!["does not offer instance.access".to_owned()]
+    );
+    // Without the need, both are eligible.
+    wanted.needs.clear();
+    let decision = decide(&wanted, &policy, &demo_classes(), &members);
+    assert!(decision.candidates.iter().all(|c| c.eligible));
+}
+
+#[test]
 fn price_and_load_rank_eligible_members() {
     let acme = tenant("FR", &["FR"], "standard");
     let mut members = vec![member("a-fr", "FR", &[]), member("b-fr", "FR", &[])];
@@ -279,6 +306,7 @@ fn arb_member(index: usize) -> impl Strategy<Value = MemberCandidate> {
                 health,
                 price_micros: price.map(|p| p * 1000),
                 load,
+                capabilities: Default::default(),
             },
         )
 }
@@ -332,6 +360,7 @@ proptest! {
             data_class: Some(DataClassName::parse(class).expect("class")),
             size: None,
             member: None,
+            needs: Default::default(),
         };
         let classes = demo_classes();
         let decision = decide(&req, &t, &classes, &members);

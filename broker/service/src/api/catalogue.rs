@@ -35,6 +35,11 @@ pub struct EvaluateRequest {
     pub member: Option<String>,
     /// Volumes: the instance it would be attached to (co-location at its member).
     pub attach_to: Option<String>,
+    /// What the member must offer: `instance.access`, `instance.actions`, `volume.attach`,
+    /// `bucket.urls` (a volume with `attach_to` needs `volume.attach` anyway).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub needs: Vec<alliance_core::Capability>,
 }
 
 /// Ask where a resource would go, and why, without creating it.
@@ -57,6 +62,16 @@ pub async fn evaluate(
         data_class: field("data_class", b.data_class.as_deref(), DataClassName::parse)?,
         size: field("size", b.size.as_deref(), SizeName::parse)?,
         member: field("member", b.member.as_deref(), MemberId::parse)?,
+        needs: b
+            .needs
+            .iter()
+            .copied()
+            .chain(
+                b.attach_to
+                    .is_some()
+                    .then_some(alliance_core::Capability::VolumeAttach),
+            )
+            .collect(),
     };
     let scope = auth.principal.tenant_scope()?;
     let colocation = match &b.attach_to {

@@ -125,6 +125,7 @@ async fn create_claimed(
         data_class: request.data_class.clone(),
         size: request.shape.size.clone(),
         member: request.member.clone(),
+        needs: needs_of(&request),
     };
     let colocation = match &request.settings.attach_to {
         Some(instance) => {
@@ -210,6 +211,21 @@ async fn create_claimed(
     state.wake.notify_one();
     tracing::info!(resource.id = %resource_id, member.id = %member, "placement decided; operation journaled");
     Ok(stored)
+}
+
+/// What a creation needs its member to offer: an instance reached with a key, user data,
+/// rules or a public address needs `instance.access`; a volume created for an instance,
+/// `volume.attach`.
+fn needs_of(request: &CreateRequest) -> std::collections::BTreeSet<alliance_core::Capability> {
+    let s = &request.settings;
+    let mut needs = std::collections::BTreeSet::new();
+    if s.ssh_key.is_some() || s.user_data.is_some() || !s.ingress.is_empty() || s.public_ip {
+        needs.insert(alliance_core::Capability::InstanceAccess);
+    }
+    if s.attach_to.is_some() {
+        needs.insert(alliance_core::Capability::VolumeAttach);
+    }
+    needs
 }
 
 pub(super) fn operation_timeout_ms(state: &AppState) -> i64 {
