@@ -65,6 +65,9 @@ async fn member_sim_passes_conformance() {
         "/federation/v1/resources",
         "/federation/v1/resources/{broker_resource_id}",
         "/federation/v1/statements/{period}",
+        "/federation/v1/resources/{broker_resource_id}/actions",
+        "/federation/v1/resources/{broker_resource_id}/attachment",
+        "/federation/v1/resources/{broker_resource_id}/urls",
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }

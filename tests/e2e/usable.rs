@@ -100,3 +100,73 @@ async fn the_first_session_uses_what_it_creates() {
     assert!(!log.contains("signature="), "a signed URL reached the log");
     assert!(!log.contains(user_data), "user data reached the log");
 }
+
+/// A broker killed (abort, as kill -9) between the member's answer to a resize and its
+/// commit: restarted, it finishes the operation, and the member resized once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_killed_before_its_commit_has_one_effect() {
+    let mut options = alliance_e2e::Options::demo();
+    options
+        .env
+        .push(("ALLIANCE_FAILPOINT".into(), "after-member-action".into()));
+    let mut armed = Broker::start(options).await;
+    let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
+    let instance = acme
+        .create_and_wait(
+            "/v1/instances",
+            &json!({"name": "web", "jurisdiction": "DE", "size": "small", "image": "debian-12"}),
+        )
+        .await;
+    let id = instance["id"].as_str().unwrap().to_owned();
+    let accepted = acme
+        .post_accepted(
+            &format!("/v1/instances/{id}/actions"),
+            &json!({"action": "resize", "size": "large"}),
+            &[("idempotency-key", "resize-once")],
+        )
+        .await
+        .json();
+    let status = armed.wait_exit(std::time::Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "the broker should have died at the failpoint"
+    );
+    assert!(armed
+        .log_text()
+        .contains("failpoint after-member-action reached"));
+
+    let mut unarmed = armed.options.clone();
+    unarmed.env.retain(|(k, _)| k != "ALLIANCE_FAILPOINT");
+    unarmed.data_dir = Some(armed.data_dir.clone());
+    let restarted = Broker::start(unarmed).await;
+    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
+    let done = acme.wait_succeeded(accepted["id"].as_str().unwrap()).await;
+    assert_eq!(done["kind"], "resize");
+    // The retried request replays the same operation.
+    let again = acme
+        .post_accepted(
+            &format!("/v1/instances/{id}/actions"),
+            &json!({"action": "resize", "size": "large"}),
+            &[("idempotency-key", "resize-once")],
+        )
+        .await
+        .json();
+    assert_eq!(again["id"], accepted["id"]);
+    assert_eq!(
+        acme.get(&format!("/v1/instances/{id}")).await.json()["size"],
+        "large"
+    );
+    // At the member: one resize, whatever the broker repeated.
+    let journal = std::fs::read_to_string(restarted.data_dir.join("sim/telekom-de.jsonl")).unwrap();
+    let last = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "updated" && e["resource"]["broker_id"] == id.as_str())
+        .last()
+        .unwrap();
+    assert_eq!(
+        last["resource"]["resized"].as_array().unwrap().len(),
+        1,
+        "{last}"
+    );
+}
