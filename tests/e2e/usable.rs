@@ -160,9 +160,9 @@ async fn an_action_killed_before_its_commit_has_one_effect() {
     let journal = std::fs::read_to_string(restarted.data_dir.join("sim/telekom-de.jsonl")).unwrap();
     let last = journal
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "updated" && e["resource"]["broker_id"] == id.as_str())
-        .last()
+        .find(|e| e["event"] == "updated" && e["resource"]["broker_id"] == id.as_str())
         .unwrap();
     assert_eq!(
         last["resource"]["resized"].as_array().unwrap().len(),
