@@ -453,6 +453,30 @@ impl OpenStackAdapter {
                     }
                     None => {}
                 }
+                // Nova records an attachment at once, Cinder only once it is done: an
+                // attachment under way is not asked for twice.
+                let listed = self
+                    .call(
+                        ctx,
+                        COMPUTE,
+                        Method::GET,
+                        &format!("/servers/{}/os-volume_attachments", path_segment(&server)?),
+                        &Self::compute_headers(),
+                        None,
+                    )
+                    .await?;
+                let listed = self.json(listed, Retry::Safe).await?;
+                let under_way = listed
+                    .get("volumeAttachments")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| {
+                        a.iter().any(|x| {
+                            x.get("volumeId").and_then(Value::as_str) == Some(vol.as_str())
+                        })
+                    });
+                if under_way {
+                    return Ok(found);
+                }
                 (
                     Method::POST,
                     server,

@@ -1,0 +1,228 @@
+//! Real OpenStack as a member: Keystone, Placement, Glance, Nova (fake virt driver), Cinder
+//! (fake volume driver) and Neutron (API only) started by `scripts/peers
+//! start-openstack-real`. The conformance suite from the CLI, and a tenant's instance with
+//! a key, user data and rules, its actions and an attached volume, each checked at Nova and
+//! Cinder with plain HTTP and a Keystone token (independently of the adapter).
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use alliance_e2e::{bin, Broker, Options, DEMO_CONFIG, FAST_OPERATIONS};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+fn osreal(name: &str) -> String {
+    let var = format!("ALLIANCE_TEST_OSREAL_{name}");
+    std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/test, which starts real Nova, Cinder, Glance and Neutron (scripts/peers start-openstack-real)")
+    })
+}
+
+fn osreal_vars() -> Vec<(String, String)> {
+    osreal("AUTH_URL");
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("ALLIANCE_TEST_OSREAL_"))
+        .collect()
+}
+
+/// A token (and the catalogue's compute and block-storage URLs) as the admin, who may read
+/// a server's user data.
+async fn admin() -> (String, String, String) {
+    let body = json!({ "auth": {
+        "identity": { "methods": ["password"], "password": { "user": {
+            "name": osreal("ADMIN_USERNAME"), "domain": { "name": "Default" },
+            "password": osreal("ADMIN_PASSWORD") } } },
+        "scope": { "project": { "name": osreal("ADMIN_PROJECT_NAME"), "domain": { "name": "Default" } } } } });
+    let answer = reqwest::Client::new()
+        .post(format!("{}/auth/tokens", osreal("AUTH_URL")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let token = answer.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let doc: Value = answer.json().await.unwrap();
+    let url = |kind: &str| {
+        doc["token"]["catalog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["type"] == kind)
+            .and_then(|s| {
+                s["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["interface"] == "public")
+            })
+            .map(|e| e["url"].as_str().unwrap().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| panic!("no {kind} in the catalogue"))
+    };
+    (token, url("compute"), url("block-storage"))
+}
+
+async fn get(url: &str) -> Value {
+    let (token, _, _) = admin().await;
+    let answer = reqwest::Client::new()
+        .get(url)
+        .header("x-auth-token", token)
+        .header(
+            "openstack-api-version",
+            if url.contains("/volumes/") {
+                "volume 3.0"
+            } else {
+                "compute 2.52"
+            },
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{url}: {}", answer.status());
+    answer.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_openstack_passes_conformance() {
+    let out = std::process::Command::new(bin())
+        .args([
+            "conformance",
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OSREAL_",
+            "--network",
+            "none",
+            "--size",
+            &osreal("FLAVOR_SMALL"),
+            "--image",
+            &osreal("IMAGE"),
+            "--resize-size",
+            &osreal("FLAVOR_MEDIUM"),
+            "--format",
+            "json",
+            "--settle-timeout",
+            "120",
+        ])
+        .envs(osreal_vars())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    for check in [
+        "an instance gets its key, user data and rules, and reports addresses",
+        "stop, start and reboot settle, each once per key",
+        "resize settles at the new size",
+        "a volume attaches to an instance and detaches",
+    ] {
+        let found = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check);
+        assert_eq!(
+            found.map(|c| c["outcome"].clone()),
+            Some(json!("passed")),
+            "{check}: {report:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_uses_an_instance_and_a_volume_at_real_nova_and_cinder() {
+    let block = "services = [\"instance\", \"volume\", \"bucket\"]\nadapter = { kind = \"sim\", delay_ms = 300 }\nsizes = { small = \"bc.s1\", medium = \"bc.m1\", large = \"bc.l1\" }\nimages = { \"debian-12\" = \"bc-debian-12\", \"ubuntu-24.04\" = \"bc-ubuntu-2404\" }";
+    assert!(DEMO_CONFIG.contains(block), "the demo config changed");
+    let real = format!(
+        "services = [\"instance\", \"volume\"]\nadapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"{}\", env_prefix = \"ALLIANCE_TEST_OSREAL_\", network = \"none\" }}\nsizes = {{ small = \"{}\", medium = \"{}\", large = \"{}\" }}\nimages = {{ \"debian-12\" = \"{}\" }}",
+        osreal("AUTH_URL"), osreal("REGION_NAME"), osreal("FLAVOR_SMALL"), osreal("FLAVOR_MEDIUM"), osreal("FLAVOR_MEDIUM"), osreal("IMAGE")
+    );
+    let mut options = Options::demo();
+    options.config = format!("{}{FAST_OPERATIONS}", DEMO_CONFIG.replacen(block, &real, 1));
+    options.env = osreal_vars();
+    let broker = Broker::start(options).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    acme.post(
+        "/v1/ssh-keys",
+        &json!({"name": "laptop", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB516YI+BKb317xss/i9r/eox0zr1mkpnYJlPu7lkQmV alice@laptop"}),
+    )
+    .await
+    .assert_status(201);
+    let user_data = base64::engine::general_purpose::STANDARD
+        .encode("#cloud-config\nruncmd:\n  - echo hello\n");
+    let instance = acme
+        .create_and_wait(
+            "/v1/instances",
+            &json!({"name": "web", "jurisdiction": "BE", "size": "small", "image": "debian-12",
+                    "ssh_key": "laptop", "user_data": user_data,
+                    "ingress": [{"protocol": "tcp", "port": 22, "cidr": "203.0.113.0/24"}]}),
+        )
+        .await;
+    assert_eq!(instance["status"], "active", "{instance}");
+    assert_eq!(instance["power_state"], "running", "{instance}");
+    let server_id = instance["member_resource_id"].as_str().unwrap().to_owned();
+    let (_, nova, cinder) = admin().await;
+    let server = get(&format!("{nova}/servers/{server_id}")).await["server"].clone();
+    assert_eq!(server["key_name"], "alliance-acme-laptop", "{server}");
+    assert_eq!(
+        server["OS-EXT-SRV-ATTR:user_data"],
+        user_data.as_str(),
+        "{server}"
+    );
+    assert_eq!(server["status"], "ACTIVE");
+
+    let id = instance["id"].as_str().unwrap();
+    let actions = format!("/v1/instances/{id}/actions");
+    acme.change_and_wait(&actions, &json!({"action": "stop"}))
+        .await;
+    assert_eq!(
+        get(&format!("{nova}/servers/{server_id}")).await["server"]["status"],
+        "SHUTOFF"
+    );
+    acme.change_and_wait(&actions, &json!({"action": "start"}))
+        .await;
+    assert_eq!(
+        get(&format!("{nova}/servers/{server_id}")).await["server"]["status"],
+        "ACTIVE"
+    );
+    acme.change_and_wait(&actions, &json!({"action": "resize", "size": "medium"}))
+        .await;
+    let server = get(&format!("{nova}/servers/{server_id}")).await["server"].clone();
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    assert_eq!(server["flavor"]["original_name"], "m1.medium", "{server}");
+    assert_eq!(
+        acme.get(&format!("/v1/instances/{id}")).await.json()["size"],
+        "medium"
+    );
+
+    let volume = acme
+        .create_and_wait(
+            "/v1/volumes",
+            &json!({"name": "data", "size_gb": 1, "attach_to": id}),
+        )
+        .await;
+    assert_eq!(volume["attached_to"], id, "{volume}");
+    let attachments = get(&format!("{nova}/servers/{server_id}/os-volume_attachments")).await;
+    assert_eq!(
+        attachments["volumeAttachments"][0]["volumeId"], volume["member_resource_id"],
+        "{attachments}"
+    );
+    let found = get(&format!(
+        "{cinder}/volumes/{}",
+        volume["member_resource_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(found["volume"]["status"], "in-use", "{found}");
+    acme.change_and_wait(
+        &format!("/v1/volumes/{}/detach", volume["id"].as_str().unwrap()),
+        &json!({}),
+    )
+    .await;
+    let found = get(&format!(
+        "{cinder}/volumes/{}",
+        volume["member_resource_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(found["volume"]["status"], "available", "{found}");
+}
