@@ -297,7 +297,7 @@ def server_action(start, s, body, vh):
 
 
 def attachment(start, environ, project, s, volume_id, method, vh):
-    """Nova's os-volume_attachments: attach (the Cinder volume in-use, with its
+    """Nova's os-volume_attachments: list, attach (the Cinder volume in-use, with its
     attachment) and detach."""
     volumes = VOLUMES.setdefault(project, {})
     if method == "POST" and volume_id is None:
@@ -315,6 +315,10 @@ def attachment(start, environ, project, s, volume_id, method, vh):
         vol["status"] = "in-use"
         return response(start, 200, {"volumeAttachment": {"id": wanted, "volumeId": wanted, "serverId": s["id"],
                                                           "device": device}}, vh)
+    if method == "GET" and volume_id is None:
+        listed = [{"id": a["volume_id"], "volumeId": a["volume_id"], "serverId": s["id"], "device": a["device"]}
+                  for x in volumes.values() for a in x["attachments"] if a["server_id"] == s["id"]]
+        return response(start, 200, {"volumeAttachments": listed}, vh)
     if method == "DELETE" and volume_id is not None:
         vol = volumes.get(volume_id)
         if vol is None or not any(a["server_id"] == s["id"] for a in vol["attachments"]):
