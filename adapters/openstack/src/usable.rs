@@ -130,12 +130,11 @@ impl OpenStackAdapter {
         if let Some(data) = &access.user_data {
             body.insert("user_data".into(), json!(data.0));
         }
-        if !access.ingress.is_empty() {
+        // A group applies to ports: a server without a network (`network = "none"`) has
+        // none to protect, so none is made for it.
+        if !access.ingress.is_empty() && self.config.network.as_deref() != Some("none") {
             let group = self.security_group(ctx, spec, access).await?;
-            // A group applies to ports: a server without a network has none to protect.
-            if self.config.network.as_deref() != Some("none") {
-                body.insert("security_groups".into(), json!([{ "name": group }]));
-            }
+            body.insert("security_groups".into(), json!([{ "name": group }]));
         }
         Ok(body)
     }
