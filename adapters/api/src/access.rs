@@ -237,6 +237,38 @@ pub use alliance_core::Capability;
 /// A set of capabilities.
 pub type Capabilities = BTreeSet<Capability>;
 
+/// What a member with an API per resource type offers for the `services` it serves:
+/// instance access and actions with instances, attachments with instances and volumes,
+/// object URLs with buckets (ec2, openstack). No services said means every one.
+pub fn offered_for(services: &BTreeSet<alliance_core::ResourceType>) -> Capabilities {
+    use alliance_core::ResourceType;
+    let has = |t| services.is_empty() || services.contains(&t);
+    let mut offered = Capabilities::new();
+    if has(ResourceType::Instance) {
+        offered.extend([Capability::InstanceAccess, Capability::InstanceActions]);
+        if has(ResourceType::Volume) {
+            offered.insert(Capability::VolumeAttach);
+        }
+    }
+    if has(ResourceType::Bucket) {
+        offered.insert(Capability::ObjectUrls);
+    }
+    offered
+}
+
+/// Characters an object key keeps as they are in a URL path (RFC 3986 unreserved, and `/`).
+const OBJECT_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// An object key as it goes into a URL path: percent-encoded once, `/` kept.
+pub fn encode_object_key(key: &str) -> String {
+    percent_encoding::utf8_percent_encode(key, OBJECT_KEY).to_string()
+}
+
 /// The member does not offer what was asked (a capability it lacks).
 pub fn unsupported(what: &str) -> crate::AdapterError {
     crate::AdapterError::new(

@@ -17,9 +17,9 @@ mod access;
 mod by_type;
 
 pub use access::{
-    unsupported, Addresses, Capabilities, Capability, IngressRule, InstanceAccess, InstanceAction,
-    ObjectMethod, ObjectUrlRequest, Observed, PowerState, Protocol, SignedUrl, SshKey, UserData,
-    MAX_URL_VALIDITY,
+    encode_object_key, offered_for, unsupported, Addresses, Capabilities, Capability, IngressRule,
+    InstanceAccess, InstanceAction, ObjectMethod, ObjectUrlRequest, Observed, PowerState, Protocol,
+    SignedUrl, SshKey, UserData, MAX_URL_VALIDITY,
 };
 pub use by_type::{Buckets, ByType, Instances, Serves, Volumes};
 

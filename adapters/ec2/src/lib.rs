@@ -90,20 +90,7 @@ impl ByType for Ec2Adapter {
     }
 
     fn offers(&self) -> alliance_adapter_api::Capabilities {
-        use alliance_adapter_api::Capability;
-        let services = &self.mapping.services;
-        let all = services.is_empty();
-        let mut offered = alliance_adapter_api::Capabilities::new();
-        if all || services.contains(&ResourceType::Instance) {
-            offered.extend([Capability::InstanceAccess, Capability::InstanceActions]);
-            if all || services.contains(&ResourceType::Volume) {
-                offered.insert(Capability::VolumeAttach);
-            }
-        }
-        if all || services.contains(&ResourceType::Bucket) {
-            offered.insert(Capability::ObjectUrls);
-        }
-        offered
+        alliance_adapter_api::offered_for(&self.mapping.services)
     }
 
     async fn act_on_instance(

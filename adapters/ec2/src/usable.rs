@@ -58,15 +58,6 @@ pub(crate) fn volume_observed(node: roxmltree::Node<'_, '_>) -> Observed {
         ..Observed::default()
     }
 }
-
-/// Characters left as they are in an S3 object key's path (RFC 3986 unreserved, and `/`).
-const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 impl Ec2Adapter {
     /// `RunInstances` parameters for how the tenant reaches the instance: its key pair
     /// (imported once), user data, and its own security group with the ingress rules.
@@ -467,7 +458,7 @@ impl Ec2Adapter {
     ) -> Result<SignedUrl, AdapterError> {
         let path = format!(
             "/{bucket}/{}",
-            percent_encoding::utf8_percent_encode(&request.object, KEY)
+            alliance_adapter_api::encode_object_key(&request.object)
         );
         let url = format!("{}{path}", self.s3_url);
         let (params, expires_at_ms) =

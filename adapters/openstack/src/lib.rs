@@ -81,20 +81,7 @@ impl ByType for OpenStackAdapter {
     }
 
     fn offers(&self) -> alliance_adapter_api::Capabilities {
-        use alliance_adapter_api::Capability;
-        use alliance_core::ResourceType;
-        let services = &self.mapping.services;
-        let mut offered = alliance_adapter_api::Capabilities::new();
-        if services.contains(&ResourceType::Instance) {
-            offered.extend([Capability::InstanceAccess, Capability::InstanceActions]);
-            if services.contains(&ResourceType::Volume) {
-                offered.insert(Capability::VolumeAttach);
-            }
-        }
-        if services.contains(&ResourceType::Bucket) {
-            offered.insert(Capability::ObjectUrls);
-        }
-        offered
+        alliance_adapter_api::offered_for(&self.mapping.services)
     }
 
     async fn act_on_instance(

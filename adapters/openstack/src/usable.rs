@@ -27,15 +27,6 @@ use crate::OpenStackAdapter;
 
 /// The header holding a container's TempURL key.
 const TEMP_URL_KEY: &str = "x-container-meta-temp-url-key";
-
-/// Characters left as they are in an object's path (RFC 3986 unreserved, and `/`).
-const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 /// A server's addresses and power state from its Nova document.
 pub(crate) fn server_observed(v: &Value) -> Observed {
     let mut addresses = Addresses::default();
@@ -542,7 +533,7 @@ impl OpenStackAdapter {
         let key =
             key.ok_or_else(|| AdapterError::unavailable("the container keeps no TempURL key"))?;
         let (_, base) = self.endpoint(ctx, OBJECT).await?;
-        let object = percent_encoding::utf8_percent_encode(&request.object, KEY).to_string();
+        let object = alliance_adapter_api::encode_object_key(&request.object);
         let url = format!("{base}{container_path}/{object}");
         let path = url::Url::parse(&url)
             .map_err(|e| {

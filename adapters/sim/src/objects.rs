@@ -32,14 +32,6 @@ pub struct ObjectStore {
     key: Vec<u8>,
 }
 
-/// Characters left as they are in an object's path (RFC 3986 unreserved, and `/`).
-const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 impl ObjectStore {
     /// The store under `root`, with its signing key (created on first use).
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
@@ -70,7 +62,7 @@ impl ObjectStore {
     fn path(member: &str, bucket: &str, object: &str) -> String {
         format!(
             "/objects/{member}/{bucket}/{}",
-            percent_encoding::utf8_percent_encode(object, PATH)
+            alliance_adapter_api::encode_object_key(object)
         )
     }
 

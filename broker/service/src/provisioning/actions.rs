@@ -92,21 +92,13 @@ async fn check(
     row: &ResourceRow,
     change: &ChangeRequest,
 ) -> ApiResult<()> {
-    let member = state.members.get(row.member_id.as_str()).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::MemberUnavailable,
-            format!("member {} is not reachable now", row.member_id),
-        )
-    })?;
     let needed = match change.kind {
         OperationKind::Attach | OperationKind::Detach => {
             alliance_adapter_api::Capability::VolumeAttach
         }
         _ => alliance_adapter_api::Capability::InstanceActions,
     };
-    if !member.adapter.capabilities().contains(&needed) {
-        return Err(unsupported(row, needed));
-    }
+    let member = member_offering(state, row, needed)?;
     match change.kind {
         OperationKind::Resize => {
             let size =
@@ -154,15 +146,29 @@ async fn check(
     Ok(())
 }
 
-fn unsupported(row: &ResourceRow, needed: alliance_adapter_api::Capability) -> ApiError {
-    ApiError::new(
-        ErrorCode::MemberUnsupported,
-        format!(
-            "member {} does not offer `{}`",
-            row.member_id,
-            needed.as_str()
-        ),
-    )
+/// The resource's member, when it is reachable and offers `needed` (503, 422 otherwise).
+fn member_offering(
+    state: &AppState,
+    row: &ResourceRow,
+    needed: alliance_adapter_api::Capability,
+) -> ApiResult<std::sync::Arc<crate::members::MemberEntry>> {
+    let member = state.members.get(row.member_id.as_str()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::MemberUnavailable,
+            format!("member {} is not reachable now", row.member_id),
+        )
+    })?;
+    if !member.adapter.capabilities().contains(&needed) {
+        return Err(ApiError::new(
+            ErrorCode::MemberUnsupported,
+            format!(
+                "member {} does not offer `{}`",
+                row.member_id,
+                needed.as_str()
+            ),
+        ));
+    }
+    Ok(member)
 }
 
 /// Starts a change on one of the tenant's resources: idempotency, checks, one transaction,
@@ -252,16 +258,7 @@ pub async fn object_url(
             row.status
         )));
     }
-    let member = state.members.get(row.member_id.as_str()).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::MemberUnavailable,
-            format!("member {} is not reachable now", row.member_id),
-        )
-    })?;
-    let needed = alliance_adapter_api::Capability::ObjectUrls;
-    if !member.adapter.capabilities().contains(&needed) {
-        return Err(unsupported(&row, needed));
-    }
+    let member = member_offering(state, &row, alliance_adapter_api::Capability::ObjectUrls)?;
     let ctx = alliance_adapter_api::CallContext::new(
         Some(scope.tenant().clone()),
         format!("url-{}", uuid::Uuid::new_v4().simple()),

@@ -12,9 +12,7 @@ use alliance_core::{ResourceType, SizeName};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use super::audit::{self, ChainCursor};
-use super::idempotency;
-use super::operations::{insert_operation, OperationRow};
+use super::operations::OperationRow;
 use super::resources::Journal;
 use super::{col, Store, StoreError, StoreResult, TenantScope};
 
@@ -158,24 +156,9 @@ impl Store {
                 )),
             });
         }
-        insert_operation(
-            &mut tx,
-            operation,
-            deadline_at,
-            journal.traceparent.as_deref(),
-        )
-        .await?;
-        audit::append_all(
-            &mut tx,
-            self.backend,
-            &journal.audit,
-            now,
-            &mut ChainCursor::default(),
-        )
-        .await?;
-        if let Some((key, response)) = journal.idempotency {
-            idempotency::complete(&mut tx, key, response).await?;
-        }
+        journal
+            .write(&mut tx, self.backend, operation, deadline_at)
+            .await?;
         tx.commit().await?;
         Ok(ChangeStart::Started(operation.clone()))
     }

@@ -140,6 +140,32 @@ pub struct Journal<'a> {
     pub traceparent: Option<String>,
 }
 
+impl Journal<'_> {
+    /// Writes a started operation with what it commits besides (audit events, the
+    /// idempotency response), inside the caller's transaction.
+    pub(super) async fn write(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        backend: super::Backend,
+        operation: &OperationRow,
+        deadline_at: i64,
+    ) -> StoreResult<()> {
+        insert_operation(conn, operation, deadline_at, self.traceparent.as_deref()).await?;
+        audit::append_all(
+            conn,
+            backend,
+            &self.audit,
+            operation.created_at,
+            &mut ChainCursor::default(),
+        )
+        .await?;
+        if let Some((key, response)) = self.idempotency {
+            idempotency::complete(conn, key, response).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Inserts a resource (provisioning) with its create operation, audit events and
     /// idempotency response, in one transaction (group-committed with concurrent writes).
@@ -225,24 +251,9 @@ impl Store {
                 )),
             });
         }
-        insert_operation(
-            &mut tx,
-            operation,
-            deadline_at,
-            journal.traceparent.as_deref(),
-        )
-        .await?;
-        audit::append_all(
-            &mut tx,
-            self.backend,
-            &journal.audit,
-            now,
-            &mut ChainCursor::default(),
-        )
-        .await?;
-        if let Some((key, response)) = journal.idempotency {
-            idempotency::complete(&mut tx, key, response).await?;
-        }
+        journal
+            .write(&mut tx, self.backend, operation, deadline_at)
+            .await?;
         tx.commit().await?;
         Ok(DeleteStart::Started(operation.clone()))
     }
