@@ -1004,16 +1004,24 @@ pub async fn openstack_token() -> String {
             "name": openstack_env("ALLIANCE_TEST_OS_USERNAME"), "domain": { "name": "Default" },
             "password": openstack_env("ALLIANCE_TEST_OS_PASSWORD") } } },
         "scope": { "project": { "name": openstack_env("ALLIANCE_TEST_OS_PROJECT_NAME"), "domain": { "name": "Default" } } } } });
-    let answer = reqwest::Client::new()
-        .post(format!(
-            "{}/auth/tokens",
-            openstack_env("ALLIANCE_TEST_OS_AUTH_URL")
-        ))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 201);
+    // Keystone on SQLite answers 500 now and then while the whole suite loads it ("database
+    // is locked"): a 5xx is retried, anything else fails the test.
+    let client = reqwest::Client::new();
+    let url = format!("{}/auth/tokens", openstack_env("ALLIANCE_TEST_OS_AUTH_URL"));
+    let mut attempt = 0;
+    let answer = loop {
+        let answer = client.post(&url).json(&body).send().await.unwrap();
+        attempt += 1;
+        if !answer.status().is_server_error() || attempt == 5 {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+    };
+    assert_eq!(
+        answer.status(),
+        201,
+        "Keystone refused the test's token request"
+    );
     answer.headers()["x-subject-token"]
         .to_str()
         .unwrap()

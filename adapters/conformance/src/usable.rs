@@ -56,7 +56,9 @@ impl Run<'_> {
             member_resource_id: Some(created.member_resource_id),
         };
         let found = self
-            .until(&reference, |r| r.status == MemberResourceStatus::Active)
+            .poll(&reference, true, |r| {
+                r.status == MemberResourceStatus::Active
+            })
             .await?;
         Ok((reference, found))
     }
@@ -67,7 +69,19 @@ impl Run<'_> {
         reference: &ResourceRef,
         done: impl Fn(&MemberResource) -> bool,
     ) -> Result<MemberResource, String> {
-        let deadline = Instant::now() + self.options.settle_timeout;
+        self.poll(reference, false, done).await
+    }
+
+    /// Polls until the member shows `done`. A `fresh` resource (just created) may stay
+    /// unseen for [`crate::UNSEEN_GRACE`]: members read behind their writes under load.
+    async fn poll(
+        &self,
+        reference: &ResourceRef,
+        fresh: bool,
+        done: impl Fn(&MemberResource) -> bool,
+    ) -> Result<MemberResource, String> {
+        let started = Instant::now();
+        let deadline = started + self.options.settle_timeout;
         let mut wait = Duration::from_millis(50);
         loop {
             match self
@@ -82,6 +96,7 @@ impl Run<'_> {
                         r.detail.unwrap_or_default()
                     ))
                 }
+                Ok(None) if fresh && started.elapsed() < crate::UNSEEN_GRACE => {}
                 Ok(None) => return Err("the resource vanished".into()),
                 Ok(Some(_)) => {}
                 Err(e) if e.is_transient() => {}
