@@ -7,7 +7,9 @@ Usage: openstack-setup.py KEYSTONE_V3_URL ADMIN_PASSWORD FAKE_URL SWIFT_URL
 - the catalogue: compute, volumev3, image and network (the project's fake) and object-store
   (real Swift, keystoneauth) in region `be-bru-1` on the public interface; decoys that the
   adapter must NOT pick: internal-interface endpoints and a second region `de-fra-1`, all
-  pointing at a closed port; and a region `be-ant-1` that offers only object-store.
+  pointing at a closed port; a region `be-ant-1` that offers only object-store; and a
+  region `lu-ssrf-1` like `be-bru-1` except that its object-store points at 10.255.0.1, outside
+  the broker's allowed member networks (a partner's catalogue must be refused for it).
 """
 import json
 import secrets
@@ -45,6 +47,8 @@ roles = call("GET", "/roles?name=member", None, admin)[0]["roles"]
 call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{roles[0]['id']}", None, admin)
 call("POST", "/regions", {"region": {"id": "de-fra-1"}}, admin)
 call("POST", "/regions", {"region": {"id": "be-ant-1"}}, admin)
+call("POST", "/regions", {"region": {"id": "lu-ssrf-1"}}, admin)
+OUTSIDE = "http://10.255.0.1:8080/v1/AUTH_$(project_id)s"
 
 catalogue = [
     ("compute", "nova", f"{fake}/compute/v2.1"),
@@ -59,6 +63,7 @@ for kind, name, url in catalogue:
     if kind == "object-store":
         # A region that offers object storage only (conformance must skip the rest).
         endpoints.append(("public", "be-ant-1", url))
+    endpoints.append(("public", "lu-ssrf-1", OUTSIDE if kind == "object-store" else url))
     for interface, region, target in endpoints:
         call("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
                                                  "url": target, "region_id": region}}, admin)

@@ -5,14 +5,14 @@
 //! other): http(s) endpoints, a region name fit for the SigV4 scope, and a bucket prefix
 //! that keeps bucket names within S3's rules.
 
-use alliance_adapter_http::{AmbiguousCreates, MemberHttp};
-use serde::Deserialize;
+use alliance_adapter_http::{AllowedDestinations, AmbiguousCreates, MemberHttp};
+use serde::{Deserialize, Serialize};
 
 use crate::described::AMBIGUOUS_WINDOW;
 use crate::{Ec2Adapter, Mapping, Signer};
 
 /// `adapter = { kind = "ec2", endpoint = "...", region = "...", ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ec2Config {
     /// The EC2 endpoint, e.g. `https://ec2.eu-west-3.amazonaws.com`.
@@ -136,6 +136,13 @@ impl Ec2Adapter {
             ambiguous: AmbiguousCreates::new(AMBIGUOUS_WINDOW),
             config,
         })
+    }
+
+    /// The same adapter with every connection kept inside `allowed` (members that joined by
+    /// application; their literal-address endpoints were checked when they applied).
+    pub fn restricted(mut self, allowed: AllowedDestinations) -> Result<Self, String> {
+        self.http = MemberHttp::restricted(&self.member, allowed)?;
+        Ok(self)
     }
 
     /// An adapter from config, reading the credentials from the environment variables it

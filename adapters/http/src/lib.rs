@@ -195,6 +195,74 @@ impl AllowedDestinations {
     }
 }
 
+impl AllowedDestinations {
+    /// Checks `url` without resolving it: an http(s) URL without credentials whose host, when
+    /// an address, lies in an allowed network. Host names pass here (the resolver guards
+    /// them at every connection); literal addresses never reach the resolver, so this is
+    /// their only check.
+    pub fn check_literal(&self, url: &str) -> Result<(), String> {
+        let (host, ip) = Self::host_of(url)?;
+        match ip {
+            Some(ip) if !self.allows(&host, ip) => Err(format!(
+                "`{url}` points at {ip}, outside [security] allowed_member_networks"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks `url` fully: [`Self::check_literal`], and every address a host name resolves
+    /// to must lie in an allowed network (unless the name itself is listed). The reason
+    /// names the URL when refused.
+    pub async fn check_url(&self, url: &str) -> Result<(), String> {
+        self.check_literal(url)?;
+        let (host, ip) = Self::host_of(url)?;
+        if ip.is_some() || self.hosts.contains(&host) {
+            return Ok(());
+        }
+        let addresses: Vec<std::net::IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| format!("`{url}`: cannot resolve `{host}`: {e}"))?
+            .map(|a| a.ip())
+            .collect();
+        if addresses.is_empty() {
+            return Err(format!("`{url}`: `{host}` resolves to no address"));
+        }
+        match addresses.into_iter().find(|ip| !self.allows(&host, *ip)) {
+            Some(ip) => Err(format!(
+                "`{url}`: `{host}` resolves to {ip}, outside [security] allowed_member_networks"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn allows(&self, host: &str, ip: std::net::IpAddr) -> bool {
+        self.hosts.iter().any(|h| h == host) || self.networks.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The lower-cased host of an http(s) URL without credentials, and its address when
+    /// it is one.
+    fn host_of(url: &str) -> Result<(String, Option<std::net::IpAddr>), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!(
+                "`{url}`: only http and https endpoints are allowed"
+            ));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(format!(
+                "`{url}`: an endpoint must not carry credentials; send them in `credentials`"
+            ));
+        }
+        let host = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => return Ok((ip.to_string(), Some(ip.into()))),
+            Some(url::Host::Ipv6(ip)) => return Ok((ip.to_string(), Some(ip.into()))),
+            Some(url::Host::Domain(name)) => name.to_ascii_lowercase(),
+            None => return Err(format!("`{url}` has no host")),
+        };
+        Ok((host, None))
+    }
+}
+
 /// The guard refused every address of a host.
 #[derive(Debug)]
 struct Refused(String);
@@ -385,6 +453,42 @@ mod tests {
     ) -> Result<Answer, AdapterError> {
         let request = http.request(reqwest::Method::GET, url);
         http.send(ctx, request, Retry::Safe, max_body).await
+    }
+
+    #[tokio::test]
+    async fn only_allowed_networks_pass() {
+        let allowed = AllowedDestinations::from_entries(&[
+            "127.0.0.0/8".to_owned(),
+            "::1/128".to_owned(),
+            "partner.example".to_owned(),
+        ]);
+        for passed in [
+            "http://127.0.0.1:8710",
+            "http://[::1]:8710",
+            "https://partner.example/x",
+            "https://PARTNER.example/x",
+            "http://localhost:5000/v3",
+        ] {
+            assert!(allowed.check_url(passed).await.is_ok(), "{passed}");
+        }
+        for refused in [
+            "http://10.0.0.5:80",
+            "http://169.254.169.254/latest",
+            "http://[fd00::1]:80",
+            "ftp://127.0.0.1",
+            "http://user:pw@127.0.0.1",
+            "not a url",
+            "http://192.168.1.1",
+            "http://0x0a000001/",
+        ] {
+            let why = allowed.check_url(refused).await.unwrap_err();
+            assert!(why.contains(refused), "the reason names `{refused}`: {why}");
+        }
+        // Without resolving: literal addresses are judged, names left to the resolver.
+        assert!(allowed.check_literal("http://10.1.2.3:8774/v2.1").is_err());
+        assert!(allowed
+            .check_literal("http://compute.elsewhere:8774")
+            .is_ok());
     }
 
     #[tokio::test]

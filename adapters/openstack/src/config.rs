@@ -7,15 +7,15 @@
 
 use std::time::Duration;
 
-use alliance_adapter_http::{AmbiguousCreates, MemberHttp};
-use serde::Deserialize;
+use alliance_adapter_http::{AllowedDestinations, AmbiguousCreates, MemberHttp};
+use serde::{Deserialize, Serialize};
 
 use crate::keystone::{Credentials, Keystone};
 use crate::transport::PAGE_SIZE;
 use crate::{Mapping, OpenStackAdapter};
 
 /// `adapter = { kind = "openstack", auth_url = "...", region = "...", ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenStackConfig {
     /// Keystone's v3 URL, e.g. `https://keystone.example.be/v3`.
@@ -83,7 +83,17 @@ impl OpenStackAdapter {
             config,
             page_size: PAGE_SIZE,
             ambiguous: AmbiguousCreates::new(Duration::from_secs(30)),
+            allowed: None,
         })
+    }
+
+    /// The same adapter with every connection kept inside `allowed` (members that joined by
+    /// application): Keystone's URL and every endpoint its catalogue names, whatever their
+    /// host names resolve to later.
+    pub fn restricted(mut self, allowed: AllowedDestinations) -> Result<Self, String> {
+        self.http = MemberHttp::restricted(&self.member, allowed.clone())?;
+        self.allowed = Some(allowed);
+        Ok(self)
     }
 
     /// An adapter from config, with credentials from the `<env_prefix>*` variables.
@@ -98,14 +108,18 @@ impl OpenStackAdapter {
         Self::new(member, config.clone(), credentials, mapping)
     }
 
-    /// The same member reached with a wrong secret.
+    /// The same member reached with a wrong secret (and the same restriction).
     pub fn with_wrong_secret(&self) -> Result<Self, String> {
-        Self::new(
+        let wrong = Self::new(
             &self.member,
             self.config.clone(),
             self.keystone_credentials().with_wrong_secret(),
             self.mapping.clone(),
-        )
+        )?;
+        match &self.allowed {
+            Some(allowed) => wrong.restricted(allowed.clone()),
+            None => Ok(wrong),
+        }
     }
 
     fn keystone_credentials(&self) -> &Credentials {

@@ -240,6 +240,24 @@ impl Session {
         })
     }
 
+    /// Every `(service type, URL)` the catalogue offers in `region` on `interface`.
+    pub fn endpoints_in<'a>(
+        &'a self,
+        region: &'a str,
+        interface: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.catalog.iter().flat_map(move |e| {
+            e.endpoints
+                .iter()
+                .filter(move |ep| {
+                    ep.interface == interface
+                        && (ep.region_id.as_deref() == Some(region)
+                            || ep.region.as_deref() == Some(region))
+                })
+                .map(move |ep| (e.service_type.as_str(), ep.url.as_str()))
+        })
+    }
+
     /// The regions the catalogue offers on `interface`, in order.
     pub fn regions(&self, interface: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

@@ -39,7 +39,7 @@ use crate::transport::service_types;
 pub use config::OpenStackConfig;
 pub use discovery::{discover, Discovered, Overrides};
 pub use instances::{COMPUTE_MICROVERSION, TAG_MARKER};
-pub use keystone::{Credentials, Keystone, Session};
+pub use keystone::{Credentials, Domain, Keystone, Project, Session};
 pub use transport::{META_BROKER_ID, META_TENANT};
 pub use volumes::VOLUME_MICROVERSION;
 
@@ -55,6 +55,9 @@ pub struct OpenStackAdapter {
     http: MemberHttp,
     page_size: usize,
     ambiguous: AmbiguousCreates,
+    /// Set for members that joined by application: every catalogue endpoint must lie in
+    /// these destinations.
+    allowed: Option<alliance_adapter_http::AllowedDestinations>,
 }
 
 impl std::fmt::Debug for OpenStackAdapter {

@@ -132,6 +132,15 @@ impl OpenStackAdapter {
         types: &[&str],
     ) -> Result<(Arc<Session>, String), AdapterError> {
         let session = self.keystone.session(&self.http, ctx).await?;
+        if let Some(allowed) = &self.allowed {
+            // Literal addresses never reach the connection guard's resolver: judge them here.
+            for (service, url) in session.endpoints_in(&self.config.region, &self.config.interface)
+            {
+                allowed
+                    .check_literal(url)
+                    .map_err(|why| self.catalogue_refused(service, &why))?;
+            }
+        }
         let url = session
             .endpoint(types, &self.config.region, &self.config.interface)
             .ok_or_else(|| {
@@ -146,6 +155,35 @@ impl OpenStackAdapter {
                 )
             })?;
         Ok((session, url))
+    }
+
+    /// Checks every endpoint that Keystone's catalogue names for the configured region and
+    /// interface against the adapter's restriction, resolving host names (what a partner's
+    /// conformance run does first); the reason names the service and its endpoint.
+    pub async fn check_catalogue(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(());
+        };
+        let session = self.keystone.session(&self.http, ctx).await?;
+        for (service, url) in session.endpoints_in(&self.config.region, &self.config.interface) {
+            allowed
+                .check_url(url)
+                .await
+                .map_err(|why| self.catalogue_refused(service, &why))?;
+        }
+        Ok(())
+    }
+
+    fn catalogue_refused(&self, service: &str, why: &str) -> AdapterError {
+        AdapterError::new(
+            ErrorKind::Invalid,
+            ErrorSource::Member,
+            Retry::Never,
+            format!(
+                "the Keystone catalogue of member {} points its {service} service outside the allowed member networks: {why}",
+                self.member
+            ),
+        )
     }
 
     /// One call to a catalogue service; renews the token once on a 401.

@@ -14,7 +14,6 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod drift;
-pub mod endpoints;
 pub mod error;
 pub mod idempotency;
 pub mod members;

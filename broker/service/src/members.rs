@@ -22,6 +22,7 @@ use alliance_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AdapterConfig, MemberConfig};
+use crate::partners::{AdapterDescription, Credentials};
 use crate::secrets::Sealer;
 use crate::store::{Store, StoreResult};
 pub use alliance_adapter_http::AllowedDestinations;
@@ -64,16 +65,45 @@ pub struct MemberDefinition {
     pub sizes: BTreeMap<SizeName, String>,
     /// Image mapping.
     pub images: BTreeMap<ImageName, String>,
-    /// Federation endpoint.
+    /// The URL the broker connects to first (federation or EC2 endpoint, Keystone URL).
     pub endpoint: String,
     /// Price catalogue.
     #[serde(default)]
     pub prices: Vec<alliance_core::billing::Price>,
+    /// How to reach it; a federation member at `endpoint` when absent (members approved
+    /// before other kinds could apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterDescription>,
 }
 
 impl MemberDefinition {
-    /// The catalogue entry (the token is passed to the adapter directly, not by variable).
+    /// How to reach it.
+    pub fn adapter_description(&self) -> AdapterDescription {
+        self.adapter
+            .clone()
+            .unwrap_or_else(|| AdapterDescription::federation(&self.endpoint))
+    }
+
+    /// Its size, image and service mapping, for the OpenStack and EC2 adapters.
+    pub fn mapping(&self) -> alliance_adapter_api::Mapping {
+        alliance_adapter_api::Mapping {
+            sizes: names(&self.sizes),
+            images: names(&self.images),
+            services: self.services.clone(),
+        }
+    }
+
+    /// The catalogue entry (the credentials go to the adapter directly, not by variable).
     pub fn to_config(&self) -> MemberConfig {
+        let description = self.adapter_description();
+        let adapter = match description.kind.as_str() {
+            "openstack" => AdapterConfig::Openstack(description.openstack_config()),
+            "ec2" => AdapterConfig::Ec2(description.ec2_config()),
+            _ => AdapterConfig::Federation(FederationConfig {
+                endpoint: self.endpoint.clone(),
+                token_env: None,
+            }),
+        };
         MemberConfig {
             id: toml::Spanned::new(0..0, self.id.clone()),
             name: self.name.clone(),
@@ -83,31 +113,32 @@ impl MemberDefinition {
             sizes: self.sizes.clone(),
             images: self.images.clone(),
             prices: self.prices.clone(),
-            adapter: AdapterConfig::Federation(FederationConfig {
-                endpoint: self.endpoint.clone(),
-                token_env: None,
-            }),
+            adapter,
         }
     }
 
-    /// The entry with its (resilient) adapter, holding the member's token.
+    /// The entry with its (resilient) adapter, holding the member's credentials.
     pub fn to_entry(
         &self,
-        token: Option<String>,
+        credentials: Option<&Credentials>,
         call_timeout: Duration,
         allowed: &AllowedDestinations,
     ) -> Result<MemberEntry, String> {
-        // Its endpoint came from outside the config: every connection stays in the allowed
-        // member networks, whatever its host name resolves to later.
-        let adapter = FederationAdapter::restricted(
-            self.id.as_str(),
-            &self.endpoint,
-            token,
-            allowed.clone(),
-        )?;
+        // Its URLs came from outside the config: every connection stays in the allowed
+        // member networks, whatever its host names resolve to later.
+        let adapter = self
+            .adapter_description()
+            .build(
+                self.id.as_str(),
+                credentials,
+                self.mapping(),
+                allowed,
+                false,
+            )?
+            .into_dyn();
         Ok(MemberEntry {
             config: self.to_config(),
-            adapter: resilient(Arc::new(adapter), self.id.as_str(), call_timeout),
+            adapter: resilient(adapter, self.id.as_str(), call_timeout),
         })
     }
 }
@@ -358,10 +389,10 @@ impl MemberRegistry {
             if self.read().entries.contains_key(&definition.id) {
                 continue;
             }
-            let token = match (&self.sealer, sealed) {
+            let credentials = match (&self.sealer, sealed) {
                 (Some(sealer), Some(sealed)) => {
-                    match sealer.open_token(&sealed, definition.id.as_str()) {
-                        Ok(token) => token,
+                    match sealer.open_credentials(&sealed, definition.id.as_str()) {
+                        Ok(credentials) => Some(credentials),
                         Err(e) => {
                             tracing::error!(member.id = %definition.id, error = %e, "cannot open the member's credentials");
                             continue;
@@ -370,7 +401,7 @@ impl MemberRegistry {
                 }
                 _ => None,
             };
-            match definition.to_entry(token, self.call_timeout, &self.allowed) {
+            match definition.to_entry(credentials.as_ref(), self.call_timeout, &self.allowed) {
                 Ok(entry) => self.insert(entry, MemberStatus::Active),
                 Err(e) => {
                     tracing::error!(member.id = %definition.id, error = %e, "cannot build the member's adapter")

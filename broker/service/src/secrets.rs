@@ -114,15 +114,14 @@ impl Sealer {
         Ok(plain.to_vec())
     }
 
-    /// Opens sealed `{"token": ...}` credentials and returns the token.
-    pub fn open_token(&self, sealed: &str, owner: &str) -> Result<Option<String>, String> {
+    /// Opens sealed partner credentials (the JSON of what the application gave).
+    pub fn open_credentials(
+        &self,
+        sealed: &str,
+        owner: &str,
+    ) -> Result<crate::partners::Credentials, String> {
         let plain = self.open(sealed, owner)?;
-        let value: serde_json::Value = serde_json::from_slice(&plain)
-            .map_err(|_| "sealed credentials are not JSON".to_owned())?;
-        Ok(value
-            .get("token")
-            .and_then(|t| t.as_str())
-            .map(str::to_owned))
+        serde_json::from_slice(&plain).map_err(|_| "sealed credentials are not JSON".to_owned())
     }
 }
 
@@ -138,7 +137,10 @@ mod tests {
             .expect("seal");
         assert!(!sealed.contains("s3cret"));
         assert_eq!(
-            sealer.open_token(&sealed, "lux-lu").expect("open"),
+            sealer
+                .open_credentials(&sealed, "lux-lu")
+                .expect("open")
+                .token,
             Some("s3cret".into())
         );
         assert!(

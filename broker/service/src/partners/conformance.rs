@@ -6,20 +6,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alliance_adapter_api::{CallContext, MemberAdapter};
-use alliance_adapter_federation::FederationAdapter;
+use alliance_adapter_api::{CallContext, Mapping};
 use alliance_conformance::Options as ConformanceOptions;
 use alliance_core::{ApplicationStatus, ImageName, Jurisdiction, ResourceType, SizeName, TenantId};
 
 use super::application_event;
+use super::kinds::{AdapterDescription, Credentials, PartnerAdapter};
 use crate::state::AppState;
 use crate::store::ApplicationRow;
 
 /// Runs the conformance suite for an application in the background.
-pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<String>) {
+pub fn spawn_conformance(state: AppState, row: ApplicationRow, credentials: Option<Credentials>) {
     tokio::spawn(async move {
         let allowed = state.members.allowed_destinations().clone();
-        let (status, report) = conformance(&row, token, allowed).await;
+        let (status, report) = conformance(&row, credentials.as_ref(), &allowed).await;
         let entry = application_event(
             None,
             "partner_application.conformance",
@@ -43,10 +43,15 @@ pub fn spawn_conformance(state: AppState, row: ApplicationRow, token: Option<Str
     });
 }
 
+/// A string-to-string map of the application (`sizes`, `images`).
+fn mapping_of(d: &serde_json::Value, key: &str) -> BTreeMap<String, String> {
+    serde_json::from_value(d[key].clone()).unwrap_or_default()
+}
+
 async fn conformance(
     row: &ApplicationRow,
-    token: Option<String>,
-    allowed: alliance_adapter_http::AllowedDestinations,
+    credentials: Option<&Credentials>,
+    allowed: &alliance_adapter_http::AllowedDestinations,
 ) -> (ApplicationStatus, serde_json::Value) {
     let failed = |why: String| {
         (
@@ -55,37 +60,9 @@ async fn conformance(
         )
     };
     let d = &row.description;
-    let endpoint = d["adapter"]["endpoint"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let adapter = match FederationAdapter::restricted(
-        &row.member_id,
-        &endpoint,
-        token.clone(),
-        allowed.clone(),
-    ) {
+    let description: AdapterDescription = match serde_json::from_value(d["adapter"].clone()) {
         Ok(a) => a,
-        Err(e) => return failed(e),
-    };
-    let bad = match &token {
-        Some(_) => FederationAdapter::restricted(
-            &row.member_id,
-            &endpoint,
-            Some("alliance-conformance-wrong-token".into()),
-            allowed,
-        )
-        .ok(),
-        None => None,
-    };
-    let ctx = CallContext::new(
-        None,
-        format!("conformance-{}", row.id),
-        Duration::from_secs(10),
-    );
-    let capabilities = match adapter.capabilities(&ctx).await {
-        Ok(c) => c,
-        Err(e) => return failed(format!("cannot read the member's capabilities: {e}")),
+        Err(e) => return failed(format!("the stored adapter description: {e}")),
     };
     let declared: Vec<Jurisdiction> = d["jurisdictions"]
         .as_array()
@@ -93,32 +70,79 @@ async fn conformance(
         .flatten()
         .filter_map(|j| j.as_str().and_then(|j| Jurisdiction::parse(j).ok()))
         .collect();
-    let Some(jurisdiction) = declared
-        .iter()
-        .copied()
-        .find(|j| capabilities.jurisdictions.iter().any(|c| c == j.as_str()))
-    else {
-        return failed(
-            "the member's capabilities declare none of the application's jurisdictions".into(),
-        );
-    };
     let services: Vec<ResourceType> = d["services"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|s| s.as_str().and_then(|s| ResourceType::parse(s).ok()))
         .collect();
-    let sizes: BTreeMap<String, String> = if d["sizes"].as_object().is_some_and(|m| !m.is_empty()) {
-        serde_json::from_value(d["sizes"].clone()).unwrap_or_default()
-    } else {
-        capabilities.sizes.clone()
+    let given_sizes = mapping_of(d, "sizes");
+    let given_images = mapping_of(d, "images");
+    let mapping = Mapping {
+        sizes: given_sizes.clone(),
+        images: given_images.clone(),
+        services: services.iter().copied().collect(),
     };
-    let images: BTreeMap<String, String> = if d["images"].as_object().is_some_and(|m| !m.is_empty())
-    {
-        serde_json::from_value(d["images"].clone()).unwrap_or_default()
-    } else {
-        capabilities.images.clone()
+    let build =
+        |wrong| description.build(&row.member_id, credentials, mapping.clone(), allowed, wrong);
+    let adapter = match build(false) {
+        Ok(a) => a,
+        Err(e) => return failed(e),
     };
+    let bad = credentials
+        .and_then(|_| build(true).ok())
+        .map(PartnerAdapter::into_dyn);
+    let ctx = CallContext::new(
+        None,
+        format!("conformance-{}", row.id),
+        Duration::from_secs(10),
+    );
+    // What the member declares: a federation member its capabilities document, the others
+    // what the application says (Keystone's catalogue checked against the allowed networks
+    // first, before any call to a service it names).
+    let (jurisdiction, sizes, images) = match &adapter {
+        PartnerAdapter::Federation(federation) => {
+            let capabilities = match federation.capabilities(&ctx).await {
+                Ok(c) => c,
+                Err(e) => return failed(format!("cannot read the member's capabilities: {e}")),
+            };
+            let Some(jurisdiction) = declared
+                .iter()
+                .copied()
+                .find(|j| capabilities.jurisdictions.iter().any(|c| c == j.as_str()))
+            else {
+                return failed(
+                    "the member's capabilities declare none of the application's jurisdictions"
+                        .into(),
+                );
+            };
+            let or_offered = |given: BTreeMap<String, String>,
+                              offered: &BTreeMap<String, String>| {
+                if given.is_empty() {
+                    offered.clone()
+                } else {
+                    given
+                }
+            };
+            (
+                jurisdiction,
+                or_offered(given_sizes, &capabilities.sizes),
+                or_offered(given_images, &capabilities.images),
+            )
+        }
+        other => {
+            if let PartnerAdapter::OpenStack(openstack) = other {
+                if let Err(e) = openstack.check_catalogue(&ctx).await {
+                    return failed(e.to_string());
+                }
+            }
+            let Some(jurisdiction) = declared.first().copied() else {
+                return failed("the application declares no jurisdiction".into());
+            };
+            (jurisdiction, given_sizes, given_images)
+        }
+    };
+    let adapter = adapter.into_dyn();
     let options = ConformanceOptions {
         tenant: TenantId::parse("conformance-sandbox").unwrap_or_else(|_| unreachable_tenant()),
         jurisdiction,
@@ -127,16 +151,11 @@ async fn conformance(
         size: sizes.keys().find_map(|s| SizeName::parse(s).ok()),
         resize_to: sizes.keys().filter_map(|s| SizeName::parse(s).ok()).nth(1),
         image: images.keys().find_map(|i| ImageName::parse(i).ok()),
-        settle_timeout: Duration::from_secs(30),
-        call_timeout: Duration::from_secs(10),
+        settle_timeout: Duration::from_secs(60),
+        call_timeout: Duration::from_secs(20),
     };
-    let report = alliance_conformance::run(
-        &adapter,
-        bad.as_ref().map(|b| b as &dyn MemberAdapter),
-        &options,
-        &mut |_| {},
-    )
-    .await;
+    let report =
+        alliance_conformance::run(adapter.as_ref(), bad.as_deref(), &options, &mut |_| {}).await;
     let status = if report.ok() {
         ApplicationStatus::AwaitingApproval
     } else {
@@ -160,14 +179,16 @@ pub async fn resume_conformance(state: &AppState) -> anyhow::Result<()> {
         .applications_in(ApplicationStatus::ConformanceRunning)
         .await?
     {
-        let token = match &row.credentials {
-            Some(sealed) => state
-                .sealer
-                .open_token(sealed, &row.member_id)
-                .map_err(anyhow::Error::msg)?,
+        let credentials = match &row.credentials {
+            Some(sealed) => Some(
+                state
+                    .sealer
+                    .open_credentials(sealed, &row.member_id)
+                    .map_err(anyhow::Error::msg)?,
+            ),
             None => None,
         };
-        spawn_conformance(state.clone(), row, token);
+        spawn_conformance(state.clone(), row, credentials);
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use super::application_event;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::members::MemberDefinition;
+use crate::partners::AdapterDescription;
 use crate::state::AppState;
 use crate::store::{ApplicationRow, Transition};
 
@@ -59,6 +60,8 @@ pub async fn approve(
             .and_then(|c| serde_json::from_value(c[key].clone()).ok())
             .unwrap_or_default()
     };
+    let adapter: AdapterDescription =
+        serde_json::from_value(d["adapter"].clone()).map_err(ApiError::internal)?;
     let definition = MemberDefinition {
         id: MemberId::parse(&row.member_id).map_err(ApiError::internal)?,
         name: d["name"].as_str().unwrap_or_default().to_owned(),
@@ -82,22 +85,22 @@ pub async fn approve(
             .into_iter()
             .filter_map(|(k, v)| ImageName::parse(&k).ok().map(|k| (k, v)))
             .collect(),
-        endpoint: d["adapter"]["endpoint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        endpoint: adapter.main_url().to_owned(),
         prices: serde_json::from_value(d["prices"].clone()).unwrap_or_default(),
+        adapter: Some(adapter),
     };
-    let token = match &row.credentials {
-        Some(sealed) => state
-            .sealer
-            .open_token(sealed, &row.member_id)
-            .map_err(ApiError::internal)?,
+    let credentials = match &row.credentials {
+        Some(sealed) => Some(
+            state
+                .sealer
+                .open_credentials(sealed, &row.member_id)
+                .map_err(ApiError::internal)?,
+        ),
         None => None,
     };
     let entry = definition
         .to_entry(
-            token,
+            credentials.as_ref(),
             Duration::from_millis(state.config.operations.call_timeout_ms),
             state.members.allowed_destinations(),
         )

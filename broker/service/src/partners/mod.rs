@@ -10,6 +10,7 @@
 //! routing table at once; the other replicas load it on their next refresh.
 
 pub mod conformance;
+pub mod kinds;
 pub mod lifecycle;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::state::AppState;
 use crate::store::{ApplicationRow, AuditEntry};
 
 pub use conformance::{resume_conformance, spawn_conformance};
+pub use kinds::{AdapterDescription, Credentials};
 pub use lifecycle::{approve, reject, transition, Lifecycle};
 
 /// A certification with the reference of its evidence.
@@ -36,24 +38,6 @@ pub struct Evidence {
     pub certification: String,
     /// Where the evidence is (certificate number, URL, document id).
     pub reference: String,
-}
-
-/// How the broker reaches the member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterDescription {
-    /// `federation` (the others join through the operator's config).
-    pub kind: String,
-    /// Base URL of the member.
-    pub endpoint: String,
-}
-
-/// Write-only credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    /// The bearer token the broker presents to the member.
-    pub token: String,
 }
 
 /// `POST /v1/partner-applications`: a partner's self-description.
@@ -182,15 +166,19 @@ pub async fn submit(
         serde_json::from_value(serde_json::Value::Array(description.prices.clone()))
             .map_err(|e| invalid("prices", e))?;
     alliance_core::billing::PriceCatalogue::new(&prices).map_err(|e| invalid("prices", e))?;
-    if description.adapter.kind != "federation" {
-        return Err(invalid("adapter.kind", "only `federation` members apply through the API; OpenStack and EC2 members are added by the operator's config"));
+    let offers_instances = description.services.iter().any(|s| s == "instance");
+    description.adapter.validate(
+        description.credentials.as_ref(),
+        offers_instances,
+        !description.sizes.is_empty(),
+        !description.images.is_empty(),
+    )?;
+    let allowed = state.members.allowed_destinations();
+    for (field, url) in description.adapter.urls() {
+        allowed.check_url(url).await.map_err(|why| {
+            ApiError::new(ErrorCode::EndpointNotAllowed, format!("`{field}`: {why}"))
+        })?;
     }
-    crate::endpoints::check_member_endpoint(
-        &description.adapter.endpoint,
-        &state.config.security.allowed_member_networks,
-    )
-    .await
-    .map_err(|why| ApiError::new(ErrorCode::EndpointNotAllowed, why))?;
     if state.members.get(member_id.as_str()).is_some()
         || state.store.member_id_taken(member_id.as_str()).await?
     {
@@ -203,8 +191,8 @@ pub async fn submit(
             state
                 .sealer
                 .seal(
-                    serde_json::json!({ "token": c.token })
-                        .to_string()
+                    serde_json::to_string(c)
+                        .map_err(ApiError::internal)?
                         .as_bytes(),
                     member_id.as_str(),
                 )
@@ -236,13 +224,9 @@ pub async fn submit(
         member_id.as_str(),
         &row.id,
         "accepted",
-        serde_json::json!({ "endpoint": description.adapter.endpoint }),
+        serde_json::json!({ "kind": description.adapter.kind, "endpoint": description.adapter.main_url() }),
     );
     state.store.insert_application(&row, &entry).await?;
-    spawn_conformance(
-        state.clone(),
-        row.clone(),
-        description.credentials.map(|c| c.token),
-    );
+    spawn_conformance(state.clone(), row.clone(), description.credentials);
     Ok(row)
 }

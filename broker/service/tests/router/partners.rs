@@ -179,6 +179,214 @@ async fn applications_are_checked_before_anything_is_stored_or_dialled() {
 }
 
 #[tokio::test]
+async fn each_kind_of_member_gives_its_own_fields_and_credentials() {
+    let app = TestApp::start().await;
+    let with = |adapter: serde_json::Value, credentials: serde_json::Value| {
+        let mut body = application("luxcloud-lu", "http://127.0.0.1:8710");
+        body["adapter"] = adapter;
+        body["credentials"] = credentials;
+        body["sizes"] = json!({"small": "m1.small"});
+        body["images"] = json!({"debian-12": "img-1"});
+        body
+    };
+    let openstack =
+        json!({"kind": "openstack", "auth_url": "http://127.0.0.1:5000/v3", "region": "RegionOne"});
+    let password = json!({"username": "u", "password": "pw-never-shown", "project_name": "p"});
+    let ec2 = json!({"kind": "ec2", "endpoint": "http://127.0.0.1:5001", "region": "eu-west-3"});
+    let keys = json!({"access_key_id": "AKIA1", "secret_access_key": "never-shown"});
+    let refused = [
+        // (body, the field the problem names)
+        (
+            with(
+                json!({"kind": "vmware", "endpoint": "http://127.0.0.1:1"}),
+                json!({}),
+            ),
+            "adapter.kind",
+        ),
+        (
+            with(
+                json!({"kind": "openstack", "region": "RegionOne"}),
+                password.clone(),
+            ),
+            "adapter.auth_url",
+        ),
+        (
+            with(
+                json!({"kind": "openstack", "auth_url": "http://127.0.0.1:5000/v3"}),
+                password.clone(),
+            ),
+            "adapter.region",
+        ),
+        (
+            with(
+                json!({"kind": "openstack", "auth_url": "http://127.0.0.1:5000/v3", "region": "r", "interface": "private"}),
+                password.clone(),
+            ),
+            "adapter.interface",
+        ),
+        (
+            with(
+                json!({"kind": "openstack", "auth_url": "http://127.0.0.1:5000/v3", "region": "r", "endpoint": "http://127.0.0.1:1"}),
+                password.clone(),
+            ),
+            "adapter.endpoint",
+        ),
+        (
+            with(openstack.clone(), json!({"token": "t"})),
+            "credentials.token",
+        ),
+        (
+            with(openstack.clone(), json!({"username": "u"})),
+            "credentials",
+        ),
+        (
+            with(openstack.clone(), json!({"username": "u", "password": "p"})),
+            "credentials",
+        ),
+        (
+            with(openstack.clone(), json!({"application_credential_id": "i"})),
+            "credentials",
+        ),
+        (
+            with(
+                openstack.clone(),
+                json!({"username": "u", "password": "p\u{0}", "project_id": "x"}),
+            ),
+            "credentials.password",
+        ),
+        (
+            with(ec2.clone(), json!({"access_key_id": "AKIA1"})),
+            "credentials",
+        ),
+        (
+            with(
+                ec2.clone(),
+                json!({"access_key_id": "AKIA1", "secret_access_key": "s", "password": "p"}),
+            ),
+            "credentials.password",
+        ),
+        (
+            with(
+                json!({"kind": "ec2", "endpoint": "http://127.0.0.1:5001"}),
+                keys.clone(),
+            ),
+            "adapter.region",
+        ),
+        (
+            with(
+                json!({"kind": "ec2", "region": "r", "auth_url": "http://127.0.0.1:1"}),
+                keys.clone(),
+            ),
+            "adapter.auth_url",
+        ),
+        (
+            with(
+                json!({"kind": "federation", "endpoint": "http://127.0.0.1:1"}),
+                json!({"access_key_id": "AKIA1"}),
+            ),
+            "credentials.access_key_id",
+        ),
+        (
+            with(json!({"kind": "federation"}), json!({})),
+            "adapter.endpoint",
+        ),
+    ];
+    for (body, field) in refused {
+        let problem = app
+            .call(
+                Actor::Operator,
+                Method::POST,
+                "/v1/partner-applications",
+                Some(body.clone()),
+            )
+            .await
+            .problem(422, "validation.invalid_field");
+        let detail = problem["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains(&format!("`{field}")),
+            "{field}: {problem} for {body}"
+        );
+    }
+    // Instances at an OpenStack or EC2 member need the broker's names mapped to its ids.
+    let mut unmapped = with(openstack.clone(), password.clone());
+    unmapped.as_object_mut().expect("object").remove("sizes");
+    app.call(
+        Actor::Operator,
+        Method::POST,
+        "/v1/partner-applications",
+        Some(unmapped),
+    )
+    .await
+    .problem(422, "validation.invalid_field");
+    // Every URL goes through the SSRF guard, and the problem names the field.
+    for (adapter, credentials, field) in [
+        (
+            json!({"kind": "openstack", "auth_url": "http://10.9.8.7:5000/v3", "region": "r"}),
+            password.clone(),
+            "adapter.auth_url",
+        ),
+        (
+            json!({"kind": "ec2", "endpoint": "http://169.254.169.254", "region": "r"}),
+            keys.clone(),
+            "adapter.endpoint",
+        ),
+        (
+            json!({"kind": "ec2", "endpoint": "http://127.0.0.1:5001", "s3_endpoint": "http://[fd00::1]:80", "region": "r"}),
+            keys.clone(),
+            "adapter.s3_endpoint",
+        ),
+    ] {
+        let problem = app
+            .call(
+                Actor::Operator,
+                Method::POST,
+                "/v1/partner-applications",
+                Some(with(adapter, credentials)),
+            )
+            .await
+            .problem(422, "security.endpoint_not_allowed");
+        assert!(
+            problem["detail"].as_str().expect("detail").contains(field),
+            "{problem}"
+        );
+    }
+    // Accepted: the credentials are never shown again, whatever the kind.
+    for (adapter, credentials, secret) in [
+        (openstack, password, "pw-never-shown"),
+        (ec2, keys, "never-shown"),
+    ] {
+        let mut body = with(adapter, credentials);
+        body["member_id"] = json!(format!(
+            "lux-{}",
+            body["adapter"]["kind"].as_str().expect("kind")
+        ));
+        let answer = app
+            .call(
+                Actor::Operator,
+                Method::POST,
+                "/v1/partner-applications",
+                Some(body),
+            )
+            .await;
+        let row = answer.ok(202);
+        assert_eq!(row["has_credentials"], true);
+        assert!(!answer.text.contains(secret), "{}", answer.text);
+        let read = app
+            .call(
+                Actor::Operator,
+                Method::GET,
+                &format!(
+                    "/v1/partner-applications/{}",
+                    row["id"].as_str().expect("id")
+                ),
+                None,
+            )
+            .await;
+        assert!(!read.text.contains(secret), "{}", read.text);
+    }
+}
+
+#[tokio::test]
 async fn member_lifecycle_steers_placement_at_once() {
     let app = TestApp::start().await;
     let bucket_in_be = || json!({"name": "b", "jurisdiction": "BE"});
