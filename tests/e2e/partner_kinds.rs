@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use alliance_e2e::{eventually, openstack_env, Answer, Backend, Broker, Client, Moto, Options};
+use alliance_e2e::{
+    eventually, openstack_env, Answer, Backend, Broker, Client, Moto, Options, DEMO_CONFIG,
+};
 use serde_json::{json, Value};
 
 /// Operations for real services: calls of up to 20 s, leases longer than a call.
@@ -57,7 +59,21 @@ async fn settled(client: &Client, id: &str) -> Value {
 /// Two replicas on one PostgreSQL, acme allowed in LU.
 async fn replicas() -> (Broker, Broker) {
     let mut options = Options::demo_on(Backend::Postgres).await;
-    options.config.push_str(REAL_OPERATIONS);
+    // Replicas of one database share the key that seals partners' credentials.
+    assert!(
+        DEMO_CONFIG.contains("\n[security]\n"),
+        "the demo config changed"
+    );
+    let config = DEMO_CONFIG.replacen(
+        "\n[security]\n",
+        "\n[security]\ncredentials_key_env = \"PARTNER_CREDENTIALS_KEY\"\n",
+        1,
+    );
+    options.config = format!("{config}{REAL_OPERATIONS}");
+    options.env.push((
+        "PARTNER_CREDENTIALS_KEY".into(),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+    ));
     let a = Broker::start(options.clone()).await;
     let b = Broker::start(options).await;
     let operator = a.client(&a.token_with(&["--role", "operator"]));

@@ -148,8 +148,8 @@ async fn conformance(
         jurisdiction,
         services,
         not_offered: BTreeMap::new(),
-        size: sizes.keys().find_map(|s| SizeName::parse(s).ok()),
-        resize_to: sizes.keys().filter_map(|s| SizeName::parse(s).ok()).nth(1),
+        size: by_size(&sizes).first().cloned(),
+        resize_to: by_size(&sizes).get(1).cloned(),
         image: images.keys().find_map(|i| ImageName::parse(i).ok()),
         settle_timeout: Duration::from_secs(60),
         call_timeout: Duration::from_secs(20),
@@ -165,6 +165,20 @@ async fn conformance(
         status,
         serde_json::json!({ "ok": report.ok(), "report": report, "sizes": sizes, "images": images }),
     )
+}
+
+/// The sizes of a mapping, smallest first by the usual names (`small`, `medium`, `large`),
+/// the others after them by name: the suite creates at the first and resizes up to the
+/// second (an image may not fit a smaller flavour).
+fn by_size(sizes: &BTreeMap<String, String>) -> Vec<SizeName> {
+    const USUAL: [&str; 3] = ["small", "medium", "large"];
+    let rank = |name: &str| USUAL.iter().position(|u| *u == name).unwrap_or(USUAL.len());
+    let mut names: Vec<&String> = sizes.keys().collect();
+    names.sort_by_key(|name| (rank(name), name.as_str()));
+    names
+        .into_iter()
+        .filter_map(|name| SizeName::parse(name).ok())
+        .collect()
 }
 
 #[expect(clippy::panic, reason = "the literal is a valid tenant id")]
