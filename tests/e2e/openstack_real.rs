@@ -139,8 +139,8 @@ async fn a_tenant_uses_an_instance_and_a_volume_at_real_nova_and_cinder() {
     let block = "services = [\"instance\", \"volume\", \"bucket\"]\nadapter = { kind = \"sim\", delay_ms = 300 }\nsizes = { small = \"bc.s1\", medium = \"bc.m1\", large = \"bc.l1\" }\nimages = { \"debian-12\" = \"bc-debian-12\", \"ubuntu-24.04\" = \"bc-ubuntu-2404\" }";
     assert!(DEMO_CONFIG.contains(block), "the demo config changed");
     let real = format!(
-        "services = [\"instance\", \"volume\"]\nadapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"{}\", env_prefix = \"ALLIANCE_TEST_OSREAL_\", network = \"none\" }}\nsizes = {{ small = \"{}\", medium = \"{}\", large = \"{}\" }}\nimages = {{ \"debian-12\" = \"{}\" }}",
-        osreal("AUTH_URL"), osreal("REGION_NAME"), osreal("FLAVOR_SMALL"), osreal("FLAVOR_MEDIUM"), osreal("FLAVOR_MEDIUM"), osreal("IMAGE")
+        "services = [\"instance\", \"volume\"]\nadapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"{}\", env_prefix = \"ALLIANCE_TEST_OSREAL_\", network = \"none\", tenant_project_domain = \"{}\" }}\nsizes = {{ small = \"{}\", medium = \"{}\", large = \"{}\" }}\nimages = {{ \"debian-12\" = \"{}\" }}",
+        osreal("AUTH_URL"), osreal("REGION_NAME"), osreal("TENANT_PROJECT_DOMAIN"), osreal("FLAVOR_SMALL"), osreal("FLAVOR_MEDIUM"), osreal("FLAVOR_MEDIUM"), osreal("IMAGE")
     );
     let mut options = Options::demo();
     // Real Nova resizes in seconds, more under load: a member call may take that long (the
@@ -231,4 +231,115 @@ async fn a_tenant_uses_an_instance_and_a_volume_at_real_nova_and_cinder() {
     ))
     .await;
     assert_eq!(found["volume"]["status"], "available", "{found}");
+
+    // The member's own client (python-openstackclient, as the member's operators use it)
+    // finds both in the tenant's own project, with the broker's tags and metadata.
+    let project = openstack(&[
+        "project",
+        "show",
+        "acme",
+        "--domain",
+        &osreal("TENANT_PROJECT_DOMAIN"),
+    ]);
+    assert!(
+        project["tags"].to_string().contains("alliance"),
+        "{project}"
+    );
+    let in_project = [
+        "--project",
+        "acme",
+        "--project-domain",
+        &osreal("TENANT_PROJECT_DOMAIN"),
+    ];
+    let servers = openstack(&[&["server", "list"][..], &in_project[..]].concat());
+    assert_eq!(servers.as_array().map(Vec::len), Some(1), "{servers}");
+    assert_eq!(servers[0]["ID"], server_id.as_str(), "{servers}");
+    let server = openstack(&["server", "show", &server_id]);
+    assert_eq!(server["project_id"], project["id"], "{server}");
+    assert!(
+        server["tags"]
+            .to_string()
+            .contains(&format!("alliance:{id}")),
+        "{server}"
+    );
+    assert!(
+        server["properties"].to_string().contains("alliance_tenant"),
+        "{server}"
+    );
+    let volumes = openstack(&[&["volume", "list"][..], &in_project[..]].concat());
+    let volume_id = volume["member_resource_id"].as_str().unwrap();
+    assert_eq!(volumes[0]["ID"], volume_id, "{volumes}");
+    let shown = openstack(&["volume", "show", volume_id]);
+    assert!(
+        shown["properties"]
+            .to_string()
+            .contains("alliance_broker_id"),
+        "{shown}"
+    );
+    // The broker's own project holds none of them.
+    assert!(
+        !openstack(&["server", "list", "--project", &osreal("PROJECT_NAME")])
+            .to_string()
+            .contains(&server_id),
+        "the server is in the broker's project too"
+    );
+}
+
+/// Runs python-openstackclient as the cloud's admin; its JSON output.
+fn openstack(args: &[&str]) -> Value {
+    let out = std::process::Command::new(osreal("OPENSTACK_CLI"))
+        .args(args)
+        .args(["-f", "json"])
+        .env("OS_AUTH_URL", osreal("AUTH_URL"))
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .env("OS_REGION_NAME", osreal("REGION_NAME"))
+        .env("OS_USERNAME", osreal("ADMIN_USERNAME"))
+        .env("OS_PASSWORD", osreal("ADMIN_PASSWORD"))
+        .env("OS_PROJECT_NAME", osreal("ADMIN_PROJECT_NAME"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openstack {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_projects_without_the_grants_fail_naming_the_missing_role() {
+    // The broker's user holds no role on the Default domain: it cannot keep tenant
+    // projects there, and every create says which role is missing.
+    let out = std::process::Command::new(bin())
+        .args([
+            "conformance",
+            "--adapter",
+            "openstack",
+            "--env-prefix",
+            "ALLIANCE_TEST_OSREAL_",
+            "--network",
+            "none",
+            "--size",
+            &osreal("FLAVOR_SMALL"),
+            "--image",
+            &osreal("IMAGE"),
+            "--tenant-project-domain",
+            "Default",
+            "--format",
+            "json",
+        ])
+        .envs(osreal_vars())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_ne!(out.status.code(), Some(0), "{report:#}");
+    assert!(
+        report
+            .to_string()
+            .contains("needs the `manager` (or `admin`) role"),
+        "{report:#}"
+    );
 }

@@ -156,7 +156,8 @@ async fn an_openstack_partner_applies_passes_conformance_at_real_nova_and_takes_
     let password = osreal("PASSWORD");
     let body = application(
         "osreal-lu",
-        json!({ "kind": "openstack", "auth_url": osreal("AUTH_URL"), "region": osreal("REGION_NAME"), "network": "none" }),
+        json!({ "kind": "openstack", "auth_url": osreal("AUTH_URL"), "region": osreal("REGION_NAME"), "network": "none",
+                "tenant_project_domain": osreal("TENANT_PROJECT_DOMAIN") }),
         json!({ "username": osreal("USERNAME"), "password": password, "project_name": osreal("PROJECT_NAME"),
                 "user_domain_name": osreal("USER_DOMAIN_NAME"), "project_domain_name": osreal("PROJECT_DOMAIN_NAME") }),
         json!({ "small": osreal("FLAVOR_SMALL"), "medium": osreal("FLAVOR_MEDIUM") }),
@@ -165,21 +166,16 @@ async fn an_openstack_partner_applies_passes_conformance_at_real_nova_and_takes_
     join(&a, "osreal-lu", &body, &[&password]).await;
     let servers = lands_on_both(&a, &b, "osreal-lu").await;
 
-    // Nova itself (the broker user's token, plain HTTP) shows both servers, tagged.
-    let token = reqwest::Client::new()
-        .post(format!("{}/auth/tokens", osreal("AUTH_URL")))
-        .json(&json!({ "auth": { "identity": { "methods": ["password"], "password": { "user": {
-            "name": osreal("USERNAME"), "domain": { "name": osreal("USER_DOMAIN_NAME") }, "password": osreal("PASSWORD") } } },
-            "scope": { "project": { "name": osreal("PROJECT_NAME"), "domain": { "name": osreal("PROJECT_DOMAIN_NAME") } } } } }))
-        .send()
-        .await
-        .unwrap();
-    assert!(token.status().is_success(), "{}", token.status());
-    let token = token.headers()["x-subject-token"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let catalogue: Value = token_catalogue(&token).await;
+    // Nova itself (the admin's token, plain HTTP) shows both servers in acme's own project
+    // of the tenant projects' domain, tagged.
+    let admin = token(
+        &osreal("ADMIN_USERNAME"),
+        &osreal("ADMIN_PASSWORD"),
+        &osreal("ADMIN_PROJECT_NAME"),
+        "Default",
+    )
+    .await;
+    let catalogue = token_catalogue(&admin).await;
     let nova = catalogue["token"]["catalog"]
         .as_array()
         .unwrap()
@@ -194,10 +190,11 @@ async fn an_openstack_partner_applies_passes_conformance_at_real_nova_and_takes_
         })
         .map(|e| e["url"].as_str().unwrap().trim_end_matches('/').to_owned())
         .unwrap();
+    let mut projects = Vec::new();
     for (_, server) in servers {
         let found: Value = reqwest::Client::new()
             .get(format!("{nova}/servers/{server}"))
-            .header("x-auth-token", &token)
+            .header("x-auth-token", &admin)
             .send()
             .await
             .unwrap()
@@ -209,9 +206,38 @@ async fn an_openstack_partner_applies_passes_conformance_at_real_nova_and_takes_
             found["server"]["metadata"]["alliance_tenant"], "acme",
             "{found}"
         );
+        projects.push(found["server"]["tenant_id"].as_str().unwrap().to_owned());
     }
+    assert_eq!(
+        projects[0], projects[1],
+        "both replicas use acme's one project"
+    );
+    assert_ne!(
+        projects[0],
+        osreal("PROJECT_ID"),
+        "not the broker's own project"
+    );
     // The password is in neither replica's log.
     assert!(!a.log_text().contains(&password) && !b.log_text().contains(&password));
+}
+
+/// A project-scoped token of `user`.
+async fn token(user: &str, password: &str, project: &str, domain: &str) -> String {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/auth/tokens", osreal("AUTH_URL")))
+        .json(
+            &json!({ "auth": { "identity": { "methods": ["password"], "password": { "user": {
+            "name": user, "domain": { "name": domain }, "password": password } } },
+            "scope": { "project": { "name": project, "domain": { "name": domain } } } } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    answer.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The catalogue of a token (GET /auth/tokens with itself as the subject).

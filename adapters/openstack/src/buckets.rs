@@ -140,6 +140,21 @@ impl Serves<Buckets> for OpenStackAdapter {
         ctx: &CallContext,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
+        let mut out = Vec::new();
+        for each in self.listing_contexts(ctx, tenant).await? {
+            out.extend(self.containers(&each, tenant).await?);
+        }
+        Ok(out)
+    }
+}
+
+impl OpenStackAdapter {
+    /// The broker's containers in the project of `ctx`, `tenant`'s when given.
+    async fn containers(
+        &self,
+        ctx: &CallContext,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<MemberResource>, AdapterError> {
         // Swift pages its listings (`limit`, `marker` = the last name).
         let mut names: Vec<String> = Vec::new();
         loop {

@@ -31,6 +31,11 @@ pub struct OpenStackConfig {
     /// The network servers are attached to; Nova's `auto` allocation when absent.
     #[serde(default)]
     pub network: Option<String>,
+    /// Keep each tenant's resources in a project of its own, named after the tenant, in
+    /// this domain (created on the tenant's first resource); all in the credentials'
+    /// project when absent. Needs password credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_project_domain: Option<String>,
 }
 
 /// The catalogue interface used when none is configured.
@@ -54,6 +59,16 @@ impl OpenStackConfig {
         if self.region.is_empty() {
             out.push(("region", "must name a region of the catalogue".into()));
         }
+        if self
+            .tenant_project_domain
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty() || d.len() > 64)
+        {
+            out.push((
+                "tenant_project_domain",
+                "must name a Keystone domain (1 to 64 characters)".into(),
+            ));
+        }
         if !["public", "internal", "admin"].contains(&self.interface.as_str()) {
             out.push((
                 "interface",
@@ -75,6 +90,11 @@ impl OpenStackAdapter {
         if let Some((key, problem)) = config.problems().into_iter().next() {
             return Err(format!("member {member}: adapter.{key}: {problem}"));
         }
+        if config.tenant_project_domain.is_some()
+            && matches!(credentials, Credentials::ApplicationCredential { .. })
+        {
+            return Err(format!("member {member}: adapter.tenant_project_domain: an application credential is bound to one project; tenant projects need password credentials"));
+        }
         Ok(Self {
             member: member.to_owned(),
             keystone: Keystone::new(&config.auth_url, credentials),
@@ -84,6 +104,7 @@ impl OpenStackAdapter {
             page_size: PAGE_SIZE,
             ambiguous: AmbiguousCreates::new(Duration::from_secs(30)),
             allowed: None,
+            projects: moka::future::Cache::builder().max_capacity(100_000).build(),
         })
     }
 

@@ -30,6 +30,8 @@ pub struct Overrides {
     pub network: Option<String>,
     /// A second flavour id, mapped as `medium`, to check a resize.
     pub resize_flavour: Option<String>,
+    /// Tenant projects in this domain (`tenant_project_domain`).
+    pub tenant_project_domain: Option<String>,
 }
 
 /// What `discover` found.
@@ -137,6 +139,7 @@ pub async fn discover(
         interface: interface.clone(),
         env_prefix: env_prefix.to_owned(),
         network: overrides.network.clone(),
+        tenant_project_domain: overrides.tenant_project_domain.clone(),
     };
     let mut services = BTreeSet::new();
     let mut not_offered = BTreeMap::new();

@@ -280,11 +280,15 @@ impl<K: KeptKind> Serves<K> for OpenStackAdapter {
         ctx: &CallContext,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<MemberResource>, AdapterError> {
-        Ok(self
-            .kept(ctx, K::KIND, K::KIND.listed(tenant))
-            .await?
-            .into_iter()
-            .filter(|s| is_listed(s, tenant))
-            .collect())
+        let mut out = Vec::new();
+        for ctx in self.listing_contexts(ctx, tenant).await? {
+            out.extend(
+                self.kept(&ctx, K::KIND, K::KIND.listed(tenant))
+                    .await?
+                    .into_iter()
+                    .filter(|s| is_listed(s, tenant)),
+            );
+        }
+        Ok(out)
     }
 }

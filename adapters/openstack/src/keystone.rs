@@ -132,7 +132,9 @@ impl Credentials {
         }
     }
 
-    fn body(&self) -> serde_json::Value {
+    /// The authentication request for `scope` (an application credential is always in its
+    /// own project).
+    fn body_in(&self, wanted: &Scope) -> serde_json::Value {
         match self {
             Self::Password {
                 username,
@@ -140,9 +142,12 @@ impl Credentials {
                 user_domain,
                 project,
             } => {
-                let scope = match project {
-                    Project::Id(id) => json!({ "project": { "id": id } }),
-                    Project::Name(name, domain) => {
+                let scope = match (wanted, project) {
+                    (Scope::Project(id), _) | (Scope::Home, Project::Id(id)) => {
+                        json!({ "project": { "id": id } })
+                    }
+                    (Scope::Domain(name), _) => json!({ "domain": { "name": name } }),
+                    (Scope::Home, Project::Name(name, domain)) => {
                         json!({ "project": { "name": name, "domain": domain_json(domain) } })
                     }
                 };
@@ -169,7 +174,22 @@ struct Token {
     #[serde(default)]
     project: Option<IdOnly>,
     #[serde(default)]
+    domain: Option<IdOnly>,
+    #[serde(default)]
+    user: Option<IdOnly>,
+    #[serde(default)]
     catalog: Vec<CatalogEntry>,
+}
+
+/// What a token is scoped to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The project of the member's credentials.
+    Home,
+    /// A tenant's project, by id.
+    Project(String),
+    /// A domain, by name (to manage the tenants' projects in it).
+    Domain(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +229,10 @@ pub struct Session {
     pub token: String,
     /// The scoped project.
     pub project_id: Option<String>,
+    /// The scoped domain (domain-scoped tokens).
+    pub domain_id: Option<String>,
+    /// The authenticated user.
+    pub user_id: Option<String>,
     /// The catalogue.
     pub catalog: Vec<CatalogEntry>,
     /// How long the cache may keep it.
@@ -274,12 +298,13 @@ impl Session {
     }
 }
 
-/// Keystone for one member: authenticates, caches the session until shortly before the
-/// token expires (moka, one entry; concurrent callers share one authentication).
+/// Keystone for one member: authenticates, caches the session of each scope until shortly
+/// before its token expires (moka; concurrent callers of a scope share one
+/// authentication).
 pub struct Keystone {
     auth_url: String,
     credentials: Credentials,
-    cache: moka::future::Cache<(), Arc<Session>>,
+    cache: moka::future::Cache<Scope, Arc<Session>>,
 }
 
 impl std::fmt::Debug for Keystone {
@@ -293,10 +318,10 @@ impl std::fmt::Debug for Keystone {
 
 struct UntilExpiry;
 
-impl moka::Expiry<(), Arc<Session>> for UntilExpiry {
+impl moka::Expiry<Scope, Arc<Session>> for UntilExpiry {
     fn expire_after_create(
         &self,
-        _: &(),
+        _: &Scope,
         session: &Arc<Session>,
         _: std::time::Instant,
     ) -> Option<Duration> {
@@ -321,7 +346,7 @@ impl Keystone {
             auth_url,
             credentials,
             cache: moka::future::Cache::builder()
-                .max_capacity(1)
+                .max_capacity(10_000)
                 .expire_after(UntilExpiry)
                 .build(),
         }
@@ -337,40 +362,61 @@ impl Keystone {
         &self.auth_url
     }
 
-    /// A valid session, from the cache or a new authentication.
+    /// A valid session in the credentials' own project, from the cache or a new
+    /// authentication.
     pub async fn session(
         &self,
         http: &MemberHttp,
         ctx: &CallContext,
     ) -> Result<Arc<Session>, AdapterError> {
+        self.session_in(http, ctx, &Scope::Home).await
+    }
+
+    /// A valid session scoped to `scope`.
+    pub async fn session_in(
+        &self,
+        http: &MemberHttp,
+        ctx: &CallContext,
+        scope: &Scope,
+    ) -> Result<Arc<Session>, AdapterError> {
         self.cache
-            .try_get_with((), self.authenticate(http, ctx))
+            .try_get_with(scope.clone(), self.authenticate(http, ctx, scope))
             .await
             .map_err(|e| (*e).clone())
     }
 
-    /// Drops the cached session (after a 401 from a service).
-    pub async fn forget(&self) {
-        self.cache.invalidate(&()).await;
+    /// Drops the cached session of `scope` (after a 401 from a service).
+    pub async fn forget(&self, scope: &Scope) {
+        self.cache.invalidate(scope).await;
     }
 
     async fn authenticate(
         &self,
         http: &MemberHttp,
         ctx: &CallContext,
+        scope: &Scope,
     ) -> Result<Arc<Session>, AdapterError> {
         let request = http
             .request(Method::POST, &format!("{}/auth/tokens", self.auth_url))
-            .json(&self.credentials.body());
+            .json(&self.credentials.body_in(scope));
         let answer = http.send(ctx, request, Retry::Safe, 4 * MAX_BODY).await?;
         if answer.status == reqwest::StatusCode::UNAUTHORIZED
             || answer.status == reqwest::StatusCode::FORBIDDEN
         {
+            let what = match scope {
+                Scope::Home => String::new(),
+                Scope::Project(id) => format!(
+                    " for the tenant project {id}: the broker's user needs a role on it (`member`, inherited from the tenant projects' domain, or granted by the broker when it holds `admin` there)"
+                ),
+                Scope::Domain(name) => format!(
+                    " for the domain {name}: the broker's user needs the `manager` (or `admin`) role on it to keep the tenants' projects"
+                ),
+            };
             return Err(AdapterError::new(
                 ErrorKind::AuthFailed,
                 ErrorSource::Member,
                 Retry::Never,
-                format!("Keystone refused the credentials ({})", answer.status),
+                format!("Keystone refused the credentials ({}){what}", answer.status),
             ));
         }
         if !answer.status.is_success() {
@@ -401,6 +447,8 @@ impl Keystone {
         Ok(Arc::new(Session {
             token,
             project_id: body.token.project.map(|p| p.id),
+            domain_id: body.token.domain.map(|d| d.id),
+            user_id: body.token.user.map(|u| u.id),
             catalog: body.token.catalog,
             // Keep it until RENEW_BEFORE its expiry (at least a second, to share it).
             ttl: left
@@ -445,7 +493,11 @@ mod tests {
             ]),
         )
         .unwrap();
-        let body = pw.body().to_string();
+        let body = pw.body_in(&Scope::Home).to_string();
+        assert!(
+            pw.body_in(&Scope::Domain("tenants".into()))["auth"]["scope"]["domain"]["name"]
+                == "tenants"
+        );
         assert!(body.contains("\"id\":\"default\""), "{body}");
         assert!(!format!("{pw:?}").contains("hunter2"));
         let missing =
@@ -470,6 +522,8 @@ mod tests {
         let s = Session {
             token: "t".into(),
             project_id: None,
+            domain_id: None,
+            user_id: None,
             catalog,
             ttl: Duration::from_secs(1),
         };

@@ -25,6 +25,7 @@ mod discovery;
 mod instances;
 mod kept;
 mod keystone;
+mod projects;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -39,7 +40,7 @@ use crate::transport::service_types;
 pub use config::OpenStackConfig;
 pub use discovery::{discover, Discovered, Overrides};
 pub use instances::{COMPUTE_MICROVERSION, TAG_MARKER};
-pub use keystone::{Credentials, Domain, Keystone, Project, Session};
+pub use keystone::{Credentials, Domain, Keystone, Project, Scope, Session};
 pub use transport::{META_BROKER_ID, META_TENANT};
 pub use volumes::VOLUME_MICROVERSION;
 
@@ -58,6 +59,8 @@ pub struct OpenStackAdapter {
     /// Set for members that joined by application: every catalogue endpoint must lie in
     /// these destinations.
     allowed: Option<alliance_adapter_http::AllowedDestinations>,
+    /// Tenant id → its project's id at the member (with `tenant_project_domain`).
+    projects: moka::future::Cache<String, String>,
 }
 
 impl std::fmt::Debug for OpenStackAdapter {

@@ -56,6 +56,7 @@ fn adapter_for(base: &str) -> OpenStackAdapter {
         interface: "public".into(),
         env_prefix: "OS_".into(),
         network: None,
+        tenant_project_domain: None,
     };
     let credentials = Credentials::ApplicationCredential {
         id: "i".into(),

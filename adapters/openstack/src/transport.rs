@@ -131,7 +131,8 @@ impl OpenStackAdapter {
         ctx: &CallContext,
         types: &[&str],
     ) -> Result<(Arc<Session>, String), AdapterError> {
-        let session = self.keystone.session(&self.http, ctx).await?;
+        let scope = self.scope(ctx).await?;
+        let session = self.keystone.session_in(&self.http, ctx, &scope).await?;
         if let Some(allowed) = &self.allowed {
             // Literal addresses never reach the connection guard's resolver: judge them here.
             for (service, url) in session.endpoints_in(&self.config.region, &self.config.interface)
@@ -218,7 +219,7 @@ impl OpenStackAdapter {
             let answer = self.http.send(ctx, request, retry, MAX_BODY).await?;
             if answer.status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 // The token was revoked or expired early: authenticate again, once.
-                self.keystone.forget().await;
+                self.keystone.forget(&self.scope(ctx).await?).await;
                 continue;
             }
             return Ok(answer);

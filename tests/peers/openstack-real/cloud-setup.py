@@ -6,8 +6,9 @@ Usage:
       after keystone-manage bootstrap: the `service` project and one user per service (admin
       and service roles on it: Nova <-> Cinder attach needs both, with service tokens), the
       catalogue (CATALOGUE_JSON is {type: [name, url]}, public/internal/admin endpoints in
-      REGION), and the broker's project `alliance-osreal` with the user `alliance-broker`
-      (member role); prints the credentials under ALLIANCE_TEST_OSREAL_ (the names the
+      REGION), the broker's project `alliance-osreal` with the user `alliance-broker`
+      (member role), and the domain `alliance-tenants` for tenant projects (the broker:
+      manager on it, member inherited to its projects); prints the credentials under ALLIANCE_TEST_OSREAL_ (the names the
       adapter reads with that env_prefix) and the admin's under ALLIANCE_TEST_OSREAL_ADMIN_.
   cloud-setup.py resources KEYSTONE_V3_URL REGION ADMIN_PASSWORD IMAGE_FILE
       once Nova and Glance answer: the public flavors m1.small (id 1) and m1.medium (id 2),
@@ -63,7 +64,7 @@ def get_or_create(ks, admin, collection, key, body, **query):
 def identity(ks, region, admin_password, service_password, broker_password, catalogue):
     admin, _ = token(ks, "admin", admin_password, "admin")
     role = {n: get_or_create(ks, admin, "roles", "role", {"name": n}, name=n)
-            for n in ("admin", "member", "reader", "service")}
+            for n in ("admin", "manager", "member", "reader", "service")}
 
     def project(name):
         return get_or_create(ks, admin, "projects", "project", {"name": name, "domain_id": "default"}, name=name)
@@ -89,7 +90,15 @@ def identity(ks, region, admin_password, service_password, broker_password, cata
     broker = user("alliance-broker", broker_password, broker_project)
     grant(broker_project, broker, "member")
     token(ks, "alliance-broker", broker_password, "alliance-osreal")  # the broker can log in
+    # A project per tenant: the domain `alliance-tenants`, where the broker may create
+    # projects (`manager`) and holds `member` on each of them by inheritance (the least
+    # privilege docs/adapters.md asks a member to grant).
+    domain = get_or_create(ks, admin, "domains", "domain", {"name": "alliance-tenants"}, name="alliance-tenants")
+    call("PUT", f"{ks}/domains/{domain}/users/{broker}/roles/{role['manager']}", token=admin)
+    call("PUT", f"{ks}/OS-INHERIT/domains/{domain}/users/{broker}/roles/{role['member']}/inherited_to_projects",
+         token=admin)
     return {
+        "TENANT_PROJECT_DOMAIN": "alliance-tenants",
         "AUTH_URL": ks,
         "REGION_NAME": region,
         "REGION": region,

@@ -79,6 +79,10 @@ pub struct Args {
     /// openstack: the network id to attach instances to (discovered when absent).
     #[arg(long)]
     network: Option<String>,
+    /// openstack: keep the sandbox tenant's resources in a project of its own in this
+    /// domain (the `tenant_project_domain` member setting).
+    #[arg(long)]
+    tenant_project_domain: Option<String>,
     /// ec2/openstack: the jurisdiction the sandbox resources are labelled with.
     #[arg(long, default_value = "FR")]
     jurisdiction: String,
@@ -296,6 +300,7 @@ async fn openstack(args: &Args) -> anyhow::Result<Target> {
             image: args.image.clone(),
             network: args.network.clone(),
             resize_flavour: args.resize_size.clone(),
+            tenant_project_domain: args.tenant_project_domain.clone(),
         },
     )
     .await

@@ -45,6 +45,9 @@ pub struct AdapterDescription {
     /// ec2: the availability zone of volumes (`<region>a` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    /// openstack: keep each tenant's resources in a project of its own in this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_project_domain: Option<String>,
 }
 
 /// Write-only credentials: sealed at rest with AES-256-GCM, never returned, never logged.
@@ -196,7 +199,7 @@ const OPENSTACK_CREDENTIALS: &[&str] = &[
 ];
 
 impl AdapterDescription {
-    fn adapter_fields(&self) -> [(&'static str, Option<&str>); 7] {
+    fn adapter_fields(&self) -> [(&'static str, Option<&str>); 8] {
         [
             ("endpoint", self.endpoint.as_deref()),
             ("s3_endpoint", self.s3_endpoint.as_deref()),
@@ -205,6 +208,10 @@ impl AdapterDescription {
             ("interface", self.interface.as_deref()),
             ("network", self.network.as_deref()),
             ("availability_zone", self.availability_zone.as_deref()),
+            (
+                "tenant_project_domain",
+                self.tenant_project_domain.as_deref(),
+            ),
         ]
     }
 
@@ -219,6 +226,7 @@ impl AdapterDescription {
             interface: None,
             network: None,
             availability_zone: None,
+            tenant_project_domain: None,
         }
     }
 
@@ -256,7 +264,13 @@ impl AdapterDescription {
             match self.kind.as_str() {
                 "federation" => (&["endpoint"], FEDERATION_CREDENTIALS, &["endpoint"]),
                 "openstack" => (
-                    &["auth_url", "region", "interface", "network"],
+                    &[
+                        "auth_url",
+                        "region",
+                        "interface",
+                        "network",
+                        "tenant_project_domain",
+                    ],
                     OPENSTACK_CREDENTIALS,
                     &["auth_url", "region"],
                 ),
@@ -313,9 +327,20 @@ impl AdapterDescription {
         }
         match self.kind.as_str() {
             "openstack" => {
-                given
+                let identity = given
                     .keystone()
                     .map_err(|e| invalid("credentials", format!("openstack members give {e}")))?;
+                if self.tenant_project_domain.is_some()
+                    && matches!(
+                        identity,
+                        alliance_adapter_openstack::Credentials::ApplicationCredential { .. }
+                    )
+                {
+                    return Err(invalid(
+                        "adapter.tenant_project_domain",
+                        "an application credential is bound to one project; tenant projects need a user name and password",
+                    ));
+                }
                 if let Some((key, problem)) = self.openstack_config().problems().into_iter().next()
                 {
                     return Err(invalid(&format!("adapter.{key}"), problem));
@@ -359,6 +384,7 @@ impl AdapterDescription {
             interface: self.interface.clone().unwrap_or_else(|| "public".into()),
             env_prefix: "OS_".into(),
             network: self.network.clone(),
+            tenant_project_domain: self.tenant_project_domain.clone(),
         }
     }
 
