@@ -492,60 +492,6 @@ async fn a_broker_killed_between_ec2s_answer_and_its_commit_never_duplicates() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_broker_killed_between_novas_answer_and_its_commit_never_duplicates() {
-    let moto = Moto::start();
-    let (_broker, id) = crash_after_member_answer(real_federation(&moto, "ami-unused"), "BE").await;
-    let servers = servers_tagged(&id).await;
-    assert_eq!(
-        servers.len(),
-        1,
-        "duplicate servers at the member: {servers:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn openstack_refusals_reach_the_tenant_as_problems() {
-    let moto = Moto::start();
-    let broker = Broker::start(real_federation(&moto, "ami-unused")).await;
-    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-    // Cinder refuses a volume beyond the project's gigabytes quota (413 overLimit).
-    let (done, _) = acme
-        .submit_and_wait(
-            "/v1/volumes",
-            &json!({ "name": "huge", "jurisdiction": "BE", "size_gb": 5000 }),
-        )
-        .await;
-    assert_eq!(done["status"], "failed", "{done}");
-    assert_eq!(done["error"]["code"], "member.over_quota", "{done}");
-    assert!(
-        done["error"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("VolumeSizeExceedsAvailableQuota"),
-        "{done}"
-    );
-    // Nova builds the server, then it ends in ERROR: the operation fails with Nova's fault.
-    let (done, id) = acme.submit_and_wait(
-        "/v1/instances",
-        &json!({ "name": "doomed", "jurisdiction": "BE", "size": "small", "image": "ubuntu-24.04" }),
-    )
-    .await;
-    assert_eq!(done["status"], "failed", "{done}");
-    assert_eq!(done["error"]["code"], "member.resource_failed", "{done}");
-    assert!(
-        done["error"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("No valid host"),
-        "{done}"
-    );
-    // The failed resource is deletable, and deleting it removes the ERROR server.
-    assert_eq!(servers_tagged(&id).await.len(), 1);
-    acme.delete_and_wait("/v1/instances", &id).await;
-    assert!(servers_tagged(&id).await.is_empty());
-}
-
 /// What makes resources usable, at an EC2 member (moto), seen through boto3: the key pair,
 /// the user data, the security group's rule, stop/start, the new instance type, the
 /// attachment, and an object stored with curl through a presigned URL.

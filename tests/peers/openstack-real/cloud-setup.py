@@ -26,6 +26,10 @@ SERVICES = ("nova", "placement", "glance", "cinder", "neutron")
 FLAVORS = [
     {"id": "1", "name": "m1.small", "vcpus": 1, "ram": 128, "disk": 1},
     {"id": "2", "name": "m1.medium", "vcpus": 2, "ram": 256, "disk": 2},
+    # More disk than the fake host has (600,000 GB; Nova has no disk quota): Placement finds no
+    # host, the server ends in ERROR with Nova's fault "No valid host was found"
+    # (tests/e2e/openstack_real.rs).
+    {"id": "3", "name": "m1.impossible", "vcpus": 1, "ram": 128, "disk": 10000000},
 ]
 
 
@@ -153,7 +157,8 @@ def resources(ks, region, admin_password, image_file):
         time.sleep(0.5)
     else:
         raise SystemExit("cinder-volume never reported its pool to the scheduler")
-    return {"IMAGE": image["id"], "FLAVOR_SMALL": FLAVORS[0]["id"], "FLAVOR_MEDIUM": FLAVORS[1]["id"]}
+    return {"IMAGE": image["id"], "FLAVOR_SMALL": FLAVORS[0]["id"], "FLAVOR_MEDIUM": FLAVORS[1]["id"],
+            "FLAVOR_IMPOSSIBLE": FLAVORS[2]["id"]}
 
 
 if __name__ == "__main__":
