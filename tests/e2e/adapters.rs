@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 const OS_IMAGE: &str = "5b1c6a4e-0000-4000-8000-000000000001";
 const OS_ERROR_IMAGE: &str = "5b1c6a4e-0000-4000-8000-000000000002";
 const OS_NETWORK: &str = "9f0e7d6c-0000-4000-8000-000000000002";
+/// The fake's external network, where floating IPs come from.
+const OS_EXTERNAL_NETWORK: &str = "9f0e7d6c-0000-4000-8000-000000000001";
 
 fn conformance(args: &[&str], env: &[(String, String)]) -> (i32, Value, String) {
     let out = std::process::Command::new(bin())
@@ -231,7 +233,7 @@ fn real_federation(moto: &Moto, image: &str) -> Options {
         moto.endpoint
     );
     let openstack = format!(
-        "adapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"be-bru-1\", env_prefix = \"ALLIANCE_TEST_OS_\", network = \"{OS_NETWORK}\" }}\nsizes = {{ small = \"1\", medium = \"2\", large = \"3\" }}\nimages = {{ \"debian-12\" = \"{OS_IMAGE}\", \"ubuntu-24.04\" = \"{OS_ERROR_IMAGE}\" }}",
+        "adapter = {{ kind = \"openstack\", auth_url = \"{}\", region = \"be-bru-1\", env_prefix = \"ALLIANCE_TEST_OS_\", network = \"{OS_NETWORK}\", floating_network = \"{OS_EXTERNAL_NETWORK}\" }}\nsizes = {{ small = \"1\", medium = \"2\", large = \"3\" }}\nimages = {{ \"debian-12\" = \"{OS_IMAGE}\", \"ubuntu-24.04\" = \"{OS_ERROR_IMAGE}\" }}",
         openstack_env("ALLIANCE_TEST_OS_AUTH_URL")
     );
     let mut config = DEMO_CONFIG.to_owned();
@@ -536,6 +538,31 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_ec2_member() {
         "{found}"
     );
     assert_eq!(moto.ask("keypair alliance-acme-laptop")["exists"], true);
+    // Closed by default: no public address unless asked for, whatever the default subnet
+    // would give.
+    assert!(found["public_ip"].is_null(), "{found}");
+    assert_eq!(instance["addresses"]["public"], json!([]), "{instance}");
+    let public = acme
+        .create_and_wait(
+            "/v1/instances",
+            &json!({"name": "edge", "jurisdiction": "FR", "size": "small", "image": "debian-12",
+                    "public_ip": true, "ingress": [{"protocol": "tcp", "port": 443, "cidr": "0.0.0.0/0"}]}),
+        )
+        .await;
+    let seen = &moto.ask(&format!("instances {}", public["id"].as_str().unwrap()))[0];
+    assert!(seen["public_ip"].is_string(), "{seen}");
+    assert_eq!(
+        public["addresses"]["public"][0], seen["public_ip"],
+        "{public}"
+    );
+    assert!(
+        seen["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["from"] == 443),
+        "the group is on the interface: {seen}"
+    );
 
     let actions = format!("/v1/instances/{id}/actions");
     acme.change_and_wait(&actions, &json!({"action": "stop"}))
@@ -642,6 +669,38 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_openstack_member() {
     );
     let (status, keypair) = openstack_get("/compute/v2.1/os-keypairs/alliance-acme-laptop").await;
     assert_eq!(status, 200, "{keypair}");
+    assert_eq!(
+        instance["addresses"]["public"],
+        json!([]),
+        "closed by default: {instance}"
+    );
+
+    // A public address: a floating IP of the external network on the server's port, in the
+    // view once the operation succeeds; released with the server.
+    let edge = acme
+        .create_and_wait(
+            "/v1/instances",
+            &json!({"name": "edge", "jurisdiction": "BE", "size": "small", "image": "debian-12", "public_ip": true}),
+        )
+        .await;
+    let edge_server = servers_tagged(edge["id"].as_str().unwrap()).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, floating) = openstack_get(&format!(
+        "/network/v2.0/floatingips?port_id=port-{edge_server}"
+    ))
+    .await;
+    let address = floating["floatingips"][0]["floating_ip_address"].clone();
+    assert!(address.is_string(), "{floating}");
+    assert_eq!(edge["addresses"]["public"], json!([address]), "{edge}");
+    acme.delete_and_wait("/v1/instances", edge["id"].as_str().unwrap())
+        .await;
+    let (_, floating) = openstack_get(&format!(
+        "/network/v2.0/floatingips?port_id=port-{edge_server}"
+    ))
+    .await;
+    assert_eq!(floating["floatingips"], json!([]), "released: {floating}");
 
     let actions = format!("/v1/instances/{id}/actions");
     acme.change_and_wait(&actions, &json!({"action": "stop"}))

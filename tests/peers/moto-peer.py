@@ -115,6 +115,8 @@ def main():
                    aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
     ec2 = boto3.client("ec2", **session)
     s3 = boto3.client("s3", **session)
+    # The groups an instance is in: moto lists those given on its network interface only
+    # there (AWS lists the primary interface's groups under SecurityGroups as well).
     for line in sys.stdin:
         what, _, arg = line.strip().partition(" ")
         tag_filter = [{"Name": "tag:alliance:broker-id", "Values": [arg]}]
@@ -122,9 +124,11 @@ def main():
         if what == "instances":
             found = [{"id": i["InstanceId"], "state": i["State"]["Name"], "tags": tags(i.get("Tags")),
                       "type": i.get("InstanceType"), "key_name": i.get("KeyName"),
-                      "private_ip": i.get("PrivateIpAddress"),
+                      "private_ip": i.get("PrivateIpAddress"), "public_ip": i.get("PublicIpAddress"),
                       "user_data": user_data(ec2, i["InstanceId"]),
-                      "rules": rules(ec2, [g["GroupId"] for g in i.get("SecurityGroups", [])])}
+                      "rules": rules(ec2, sorted({g["GroupId"] for g in i.get("SecurityGroups", [])}
+                                                 | {g["GroupId"] for n in i.get("NetworkInterfaces", [])
+                                                    for g in n.get("Groups", [])}))}
                      for r in ec2.describe_instances(Filters=tag_filter)["Reservations"] for i in r["Instances"]]
         elif what == "volumes":
             found = [{"id": v["VolumeId"], "state": v["State"], "tags": tags(v.get("Tags")),

@@ -6,7 +6,9 @@ Usable servers too: keypairs (`/os-keypairs`), `key_name`, `user_data` and
 `security_groups` at boot, fixed addresses, the server actions (`os-stop`, `os-start`,
 `reboot`, `resize` to `VERIFY_RESIZE` and `confirmResize`), volume attachments through Nova
 (`os-volume_attachments`, the volume `in-use` with its attachment), and Neutron's security
-groups and rules (409 on a duplicate rule).
+groups and rules (409 on a duplicate rule), a server's port (`ports?device_id=`), and
+floating IPs from the external network (created on a port, listed by port, deleted; Nova
+then shows the address as `floating`).
 
 It answers as the OpenStack API references document: status codes, bodies, microversion
 headers (`OpenStack-API-Version`, `X-OpenStack-Nova-API-Version`, `Vary`), 406 for an
@@ -57,6 +59,7 @@ SERVERS = {}  # project -> id -> server
 VOLUMES = {}  # project -> id -> volume
 KEYPAIRS = {}  # project -> name -> keypair
 GROUPS = {}  # project -> id -> security group (with its rules)
+FLOATING = {}  # project -> id -> floating IP
 
 
 def now_iso():
@@ -361,6 +364,51 @@ def neutron_groups(environ, start, project, path, method):
     return fault(start, 404, "itemNotFound", "The resource could not be found.")
 
 
+def neutron_floating(environ, start, project, path, method):
+    """A server's one port (`port-<server id>`) and floating IPs on it."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    with LOCK:
+        servers = SERVERS.setdefault(project, {})
+        floating = FLOATING.setdefault(project, {})
+
+        def fixed(sid):
+            s = servers.get(sid)
+            return [a for a in (s or {}).get("addresses", {}).get("private", []) if a["OS-EXT-IPS:type"] == "fixed"]
+
+        if path == "/network/v2.0/ports" and method == "GET":
+            sid = query.get("device_id", [None])[0]
+            ports = [{"id": f"port-{sid}", "device_id": sid, "fixed_ips": [{"ip_address": a["addr"]} for a in fixed(sid)]}
+                     ] if sid and fixed(sid) else []
+            return response(start, 200, {"ports": ports})
+        if path == "/network/v2.0/floatingips" and method == "GET":
+            port = query.get("port_id", [None])[0]
+            return response(start, 200, {"floatingips": [f for f in floating.values() if port is None or f["port_id"] == port]})
+        if path == "/network/v2.0/floatingips" and method == "POST":
+            body = (read_json(environ) or {}).get("floatingip") or {}
+            if body.get("floating_network_id") != NETWORKS[0]["id"]:
+                return fault(start, 400, "badRequest", "Network is not external.")
+            sid = str(body.get("port_id", "")).removeprefix("port-")
+            if not fixed(sid):
+                return fault(start, 404, "itemNotFound", "Port could not be found.")
+            fid = str(uuid.uuid4())
+            address = f"203.0.113.{len(floating) % 250 + 2}"
+            floating[fid] = {"id": fid, "floating_ip_address": address, "port_id": body["port_id"],
+                             "floating_network_id": body["floating_network_id"], "status": "ACTIVE",
+                             "description": body.get("description", "")}
+            servers[sid]["addresses"]["private"].append({"addr": address, "version": 4, "OS-EXT-IPS:type": "floating"})
+            return response(start, 201, {"floatingip": floating[fid]})
+        m = re.fullmatch(r"/network/v2.0/floatingips/([^/]+)", path)
+        if m and method == "DELETE":
+            f = floating.pop(m.group(1), None)
+            if f is None:
+                return fault(start, 404, "itemNotFound", "Floating IP could not be found.")
+            s = servers.get(f["port_id"].removeprefix("port-"))
+            if s:
+                s["addresses"]["private"] = [a for a in s["addresses"]["private"] if a["addr"] != f["floating_ip_address"]]
+            return response(start, 204, None)
+    return fault(start, 404, "itemNotFound", "The resource could not be found.")
+
+
 def cinder(environ, start, project, path, method):
     v, err = microversion(environ, "volume", None, CINDER_MIN, CINDER_MAX)
     if err:
@@ -439,6 +487,8 @@ def api(environ, start):
         return response(start, 200, {"networks": NETWORKS})
     if path.startswith("/network/v2.0/security-group"):
         return neutron_groups(environ, start, project, path, method)
+    if path.startswith(("/network/v2.0/ports", "/network/v2.0/floatingips")):
+        return neutron_floating(environ, start, project, path, method)
     return fault(start, 404, "itemNotFound", "The resource could not be found.")
 
 

@@ -245,6 +245,7 @@ impl<K: DescribedKind> Serves<K> for Ec2Adapter {
         let mut params = K::create_params(self, spec)?;
         if matches!(K::KIND, Described::Instances) {
             params.extend(self.access_params(ctx, spec).await?);
+            Self::subnet_on_interface(&mut params);
         }
         params.push(("ClientToken".to_owned(), client_token(&spec.broker_id)));
         params.extend(Self::tag_params(spec, tag_type));

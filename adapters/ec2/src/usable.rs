@@ -80,8 +80,30 @@ impl Ec2Adapter {
             params.push(("UserData".to_owned(), data.0.clone()));
         }
         let group = self.security_group(ctx, spec, access).await?;
-        params.push(("SecurityGroupId.1".to_owned(), group));
+        // One network interface says whether the instance gets a public address (a default
+        // subnet would give one whatever was asked); the subnet and the group go on it,
+        // since EC2 refuses them beside a network interface.
+        params.push(("NetworkInterface.1.DeviceIndex".to_owned(), "0".to_owned()));
+        params.push((
+            "NetworkInterface.1.AssociatePublicIpAddress".to_owned(),
+            access.public_ip.to_string(),
+        ));
+        params.push(("NetworkInterface.1.SecurityGroupId.1".to_owned(), group));
         Ok(params)
+    }
+
+    /// Moves an instance-level `SubnetId` onto the network interface when there is one.
+    pub(crate) fn subnet_on_interface(params: &mut Params) {
+        if params
+            .iter()
+            .any(|(k, _)| k.starts_with("NetworkInterface.1."))
+        {
+            for (key, _) in params.iter_mut() {
+                if key == "SubnetId" {
+                    *key = "NetworkInterface.1.SubnetId".to_owned();
+                }
+            }
+        }
     }
 
     async fn import_key(

@@ -31,6 +31,10 @@ pub struct OpenStackConfig {
     /// The network servers are attached to; Nova's `auto` allocation when absent.
     #[serde(default)]
     pub network: Option<String>,
+    /// The external network public addresses (floating IPs) come from; instances cannot
+    /// ask for `public_ip` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_network: Option<String>,
     /// Keep each tenant's resources in a project of its own, named after the tenant, in
     /// this domain (created on the tenant's first resource); all in the credentials'
     /// project when absent. Needs password credentials.

@@ -140,6 +140,7 @@ pub async fn discover(
         env_prefix: env_prefix.to_owned(),
         network: overrides.network.clone(),
         tenant_project_domain: overrides.tenant_project_domain.clone(),
+        floating_network: None,
     };
     let mut services = BTreeSet::new();
     let mut not_offered = BTreeMap::new();

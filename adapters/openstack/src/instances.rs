@@ -101,12 +101,17 @@ impl KeptKind for Instances {
             Some(id) => json!([{ "uuid": id }]),
             None => json!("auto"),
         };
+        let mut metadata =
+            json!({ META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() });
+        if let Some((key, value)) = a.public_ip_metadata(spec)? {
+            metadata[key] = json!(value);
+        }
         Ok(json!({ "server": {
             "name": spec.name,
             "imageRef": image,
             "flavorRef": flavour,
             "networks": networks,
-            "metadata": { META_BROKER_ID: spec.broker_id, META_TENANT: spec.tenant.as_str() },
+            "metadata": metadata,
             "tags": [TAG_MARKER, OpenStackAdapter::broker_tag(&spec.broker_id)?],
         } }))
     }

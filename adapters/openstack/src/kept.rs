@@ -175,7 +175,13 @@ impl OpenStackAdapter {
             return Ok(None);
         }
         let body = self.json(answer, Retry::Safe).await?;
-        Ok(body.get(item).and_then(|v| kind.read(v)))
+        let Some((doc, found)) = body.get(item).and_then(|v| Some((v, kind.read(v)?))) else {
+            return Ok(None);
+        };
+        match kind {
+            Kept::Server => self.with_public_address(ctx, doc, found).await.map(Some),
+            Kept::Volume => Ok(Some(found)),
+        }
     }
 
     /// POSTs a create, unless an earlier attempt with an unknown outcome may still be in
@@ -267,6 +273,10 @@ impl<K: KeptKind> Serves<K> for OpenStackAdapter {
         };
         if !K::KIND.needs_delete(&found)? {
             return Ok(());
+        }
+        if matches!(K::KIND, Kept::Server) {
+            self.release_public_addresses(ctx, &found.member_resource_id)
+                .await?;
         }
         let (types, _) = K::KIND.service();
         let path = K::KIND.path(&found.member_resource_id)?;

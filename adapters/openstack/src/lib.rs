@@ -22,6 +22,7 @@
 mod buckets;
 mod config;
 mod discovery;
+mod floating;
 mod instances;
 mod kept;
 mod keystone;

@@ -57,6 +57,7 @@ fn adapter_for(base: &str) -> OpenStackAdapter {
         env_prefix: "OS_".into(),
         network: None,
         tenant_project_domain: None,
+        floating_network: None,
     };
     let credentials = Credentials::ApplicationCredential {
         id: "i".into(),

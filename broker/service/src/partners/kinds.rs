@@ -385,6 +385,7 @@ impl AdapterDescription {
             env_prefix: "OS_".into(),
             network: self.network.clone(),
             tenant_project_domain: self.tenant_project_domain.clone(),
+            floating_network: None,
         }
     }
 
