@@ -25,6 +25,8 @@ use tower::ServiceExt;
 pub enum Actor {
     /// `tenant-admin` of `acme`.
     TenantA,
+    /// `tenant-user` of `acme`.
+    UserA,
     /// `tenant-admin` of `santeplus`.
     TenantB,
     /// `partner` for member `numergy-fr`.
@@ -119,6 +121,7 @@ impl TestApp {
     pub fn token(&self, actor: Actor) -> Option<String> {
         let (subject, role, tenant, member) = match actor {
             Actor::TenantA => ("alice@acme", "tenant-admin", Some("acme"), None),
+            Actor::UserA => ("carol@acme", "tenant-user", Some("acme"), None),
             Actor::TenantB => ("bob@santeplus", "tenant-admin", Some("santeplus"), None),
             Actor::Partner => ("ops@numergy", "partner", None, Some("numergy-fr")),
             Actor::Billing => ("finance", "billing", None, None),

@@ -450,6 +450,27 @@ async fn signed_urls_store_and_return_bytes_at_the_member_and_are_audited() {
     assert!(endpoint.starts_with("http://127.0.0.1:"), "{view}");
 
     let path = format!("/v1/buckets/{bucket}/urls");
+    // A tenant-user reads objects (GET URLs) but writes and deletes none.
+    for method in ["PUT", "DELETE"] {
+        app.call(
+            Actor::UserA,
+            Method::POST,
+            &path,
+            Some(json!({"method": method, "object": "q4/report.csv"})),
+        )
+        .await
+        .problem(403, "auth.forbidden");
+    }
+    let read = app
+        .call(
+            Actor::UserA,
+            Method::POST,
+            &path,
+            Some(json!({"method": "GET", "object": "q4/report.csv"})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(read["method"], "GET");
     let put = app
         .call(
             Actor::TenantA,
@@ -507,7 +528,12 @@ async fn signed_urls_store_and_return_bytes_at_the_member_and_are_audited() {
         .iter()
         .filter(|e| e["action"] == "bucket.url")
         .collect();
-    assert_eq!(urls.len(), 2, "{audit}");
+    // (The tenant-user's GET, the PUT and the GET: the refused ones issued nothing.)
+    assert_eq!(urls.len(), 3, "{audit}");
+    assert_eq!(
+        urls.iter().filter(|e| e["actor"] == "carol@acme").count(),
+        1
+    );
     assert_eq!(
         urls.iter()
             .filter(|e| e["details"]["method"] == "PUT")
