@@ -127,7 +127,7 @@ pub async fn approve(
         .await?
     {
         return Err(ApiError::conflict(
-            "the application changed meanwhile; read it again",
+            "the application changed meanwhile, or a member of that id exists; read it again",
         ));
     }
     state.members.insert(entry, MemberStatus::Active);

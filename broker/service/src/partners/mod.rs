@@ -226,7 +226,11 @@ pub async fn submit(
         "accepted",
         serde_json::json!({ "kind": description.adapter.kind, "endpoint": description.adapter.main_url() }),
     );
-    state.store.insert_application(&row, &entry).await?;
+    if !state.store.insert_application(&row, &entry).await? {
+        return Err(ApiError::conflict(format!(
+            "member id `{member_id}` is taken"
+        )));
+    }
     spawn_conformance(state.clone(), row.clone(), description.credentials);
     Ok(row)
 }

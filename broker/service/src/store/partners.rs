@@ -76,11 +76,13 @@ impl Store {
         &self,
         row: &ApplicationRow,
         audit_entry: &AuditEntry,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
+        // One live application per member id (a partial unique index): a concurrent one
+        // inserts nothing, atomically.
+        let inserted = sqlx::query(
             "INSERT INTO partner_applications (id, member_id, submitted_by, status, description, credentials, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&row.id)
         .bind(&row.member_id)
@@ -91,6 +93,10 @@ impl Store {
         .bind(row.created_at)
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         audit::append_all(
             &mut tx,
             self.backend,
@@ -100,7 +106,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// One application.
@@ -181,8 +187,9 @@ impl Store {
         }
         let definition_json =
             serde_json::to_string(definition).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO members (id, status, created_at, updated_at, source, definition, credentials) VALUES ($1, 'active', $2, $2, 'application', $3, $4)",
+        // A member of that id (from the config) may exist: nothing is approved then.
+        let created = sqlx::query(
+            "INSERT INTO members (id, status, created_at, updated_at, source, definition, credentials) VALUES ($1, 'active', $2, $2, 'application', $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(definition.id.as_str())
         .bind(now)
@@ -190,6 +197,10 @@ impl Store {
         .bind(credentials)
         .execute(&mut *tx)
         .await?;
+        if created.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         audit::append_all(
             &mut tx,
             self.backend,

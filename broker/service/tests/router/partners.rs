@@ -386,6 +386,38 @@ async fn each_kind_of_member_gives_its_own_fields_and_credentials() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_applications_for_one_member_id_give_one_application() {
+    let app = std::sync::Arc::new(TestApp::start().await);
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let app = app.clone();
+        let body = application("luxcloud-lu", &endpoint);
+        calls.push(tokio::spawn(async move {
+            app.call(
+                Actor::Operator,
+                Method::POST,
+                "/v1/partner-applications",
+                Some(body),
+            )
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for call in calls {
+        let answer = call.await.expect("task");
+        match answer.status.as_u16() {
+            202 => accepted += 1,
+            409 => {
+                answer.problem(409, "resource.conflict");
+            }
+            other => panic!("{other}: {}", answer.text),
+        }
+    }
+    assert_eq!(accepted, 1, "exactly one application wins");
+}
+
 #[tokio::test]
 async fn member_lifecycle_steers_placement_at_once() {
     let app = TestApp::start().await;
