@@ -118,11 +118,13 @@ async fn servers_of(id: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_nova_and_cinder_refusals_reach_the_tenant_as_problems() {
     let broker = Broker::start(real_member()).await;
+    // A tenant of its own (its project is made below, once per run of the peers).
+    let capped = format!("capped-{}", std::process::id());
     let operator = broker.client(&broker.token_with(&["--role", "operator"]));
     operator
         .post(
             "/v1/tenants",
-            &json!({"id": "capped", "name": "Capped SA", "home_jurisdiction": "BE",
+            &json!({"id": capped, "name": "Capped SA", "home_jurisdiction": "BE",
                     "allowed_jurisdictions": ["BE"], "default_data_class": "standard"}),
         )
         .await
@@ -131,7 +133,7 @@ async fn real_nova_and_cinder_refusals_reach_the_tenant_as_problems() {
     // adopts it): no instance, no gigabyte.
     let domain = osreal("TENANT_PROJECT_DOMAIN");
     let project = openstack(&[
-        "project", "create", "--domain", &domain, "--tag", "alliance", "capped",
+        "project", "create", "--domain", &domain, "--tag", "alliance", &capped,
     ]);
     let project_id = project["id"].as_str().unwrap();
     let out = std::process::Command::new(osreal("OPENSTACK_CLI"))
@@ -153,7 +155,7 @@ async fn real_nova_and_cinder_refusals_reach_the_tenant_as_problems() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let capped = broker.client(&broker.token("tenant-admin", Some("capped")));
+    let capped = broker.client(&broker.token("tenant-admin", Some(&capped)));
     // Nova refuses the server (403 "Quota exceeded"), Cinder the volume (413 overLimit).
     let (done, _) = capped
         .submit_and_wait(

@@ -136,3 +136,65 @@ async fn lists_follow_the_members_pages() {
         "pages of 2, 2, 1 and an empty one"
     );
 }
+
+#[tokio::test]
+async fn a_marker_deleted_between_pages_does_not_end_the_listing() {
+    use axum::extract::Query;
+    use std::sync::atomic::AtomicBool;
+    let gone = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (deleted, catalog_url) = (gone.clone(), base.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v3/auth/tokens",
+            axum::routing::post(move || {
+                let body = json!({ "token": { "expires_at": "2999-01-01T00:00:00Z", "catalog": [{ "type": "compute", "endpoints": [
+                    { "interface": "public", "region_id": "r1", "url": format!("{catalog_url}/compute") }] }] } });
+                async move { (axum::http::StatusCode::CREATED, [("x-subject-token", "t")], axum::Json(body)) }
+            }),
+        )
+        .route(
+            "/compute/servers/detail",
+            axum::routing::get(move |Query(q): Query<std::collections::HashMap<String, String>>| {
+                // s2 is deleted right after the first page named it: Nova then answers 404
+                // for it as a marker, as Cinder does for volumes.
+                let all: Vec<Value> = (1..=5)
+                    .filter(|i| *i != 2 || !deleted.load(Ordering::SeqCst))
+                    .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
+                    .collect();
+                let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+                let start = match q.get("marker") {
+                    None => Some(0),
+                    Some(m) => all.iter().position(|s| s["id"] == m.as_str()).map(|p| p + 1),
+                };
+                let answer = match start {
+                    Some(start) => {
+                        let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+                        if page.iter().any(|s| s["id"] == "s2") {
+                            deleted.store(true, Ordering::SeqCst);
+                        }
+                        (axum::http::StatusCode::OK, axum::Json(json!({ "servers": page })))
+                    }
+                    None => (
+                        axum::http::StatusCode::NOT_FOUND,
+                        axum::Json(json!({ "itemNotFound": { "code": 404, "message": "Instance could not be found." } })),
+                    ),
+                };
+                async move { answer }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut adapter = adapter_for(&base);
+    adapter.page_size = 2;
+    let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
+    let listed = adapter
+        .list(&ctx, ResourceType::Instance, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|r| r.member_resource_id.as_str())
+        .collect();
+    assert_eq!(ids, ["s1", "s3", "s4", "s5"]);
+}

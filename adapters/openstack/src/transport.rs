@@ -264,7 +264,9 @@ impl OpenStackAdapter {
     }
 
     /// Every item of a Nova or Cinder list, page by page (`limit`, and `marker` = the last
-    /// id of the previous page), up to `MAX_LISTED` items.
+    /// id of the previous page), up to `MAX_LISTED` items. A marker deleted meanwhile
+    /// (Cinder and Nova answer 404 for it) is dropped and the listing goes on from the item
+    /// before it, or from the start, each item kept once.
     pub(crate) async fn paged(
         &self,
         ctx: &CallContext,
@@ -275,7 +277,9 @@ impl OpenStackAdapter {
         key: &str,
     ) -> Result<Vec<Value>, AdapterError> {
         let mut out: Vec<Value> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut marker: Option<String> = None;
+        let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
         loop {
             let query = {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -296,6 +300,13 @@ impl OpenStackAdapter {
                     None,
                 )
                 .await?;
+            if answer.status == StatusCode::NOT_FOUND {
+                if let Some(gone) = marker.take() {
+                    out.retain(|v| id_of(v).as_deref() != Some(gone.as_str()));
+                    marker = out.last().and_then(id_of);
+                    continue;
+                }
+            }
             let body = self.json(answer, Retry::Safe).await?;
             let page = match body.get(key) {
                 Some(Value::Array(items)) => items.clone(),
@@ -308,12 +319,11 @@ impl OpenStackAdapter {
             };
             // Until an empty page: a member may cap pages below the limit asked for.
             let full = !page.is_empty();
-            let next = page
-                .last()
-                .and_then(|v| v.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            out.extend(page);
+            let next = page.last().and_then(id_of);
+            out.extend(
+                page.into_iter()
+                    .filter(|v| id_of(v).is_none_or(|id| seen.insert(id))),
+            );
             if !full || next.is_none() || next == marker || out.len() >= MAX_LISTED {
                 return Ok(out);
             }
