@@ -389,7 +389,11 @@ async fn each_kind_of_member_gives_its_own_fields_and_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_applications_for_one_member_id_give_one_application() {
     let app = std::sync::Arc::new(TestApp::start().await);
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    // An endpoint that accepts connections and never answers: each application's
+    // conformance run stays running (live) while the others arrive (a closed port would
+    // fail it at once, and a failed application may be submitted again).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", silent.local_addr().expect("addr"));
     let mut calls = Vec::new();
     for _ in 0..10 {
         let app = app.clone();
@@ -416,6 +420,7 @@ async fn parallel_applications_for_one_member_id_give_one_application() {
         }
     }
     assert_eq!(accepted, 1, "exactly one application wins");
+    drop(silent);
 }
 
 #[tokio::test]
