@@ -6,11 +6,9 @@
 //! killed between a member's answer and its commit never leaves a duplicate.
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
-use std::time::Duration;
-
 use alliance_e2e::{
-    bin, curl, openstack_env, openstack_token, openstack_vars, scratch, Broker, Moto, Options,
-    DEMO_CONFIG, FAST_OPERATIONS,
+    bin, crash_after_member_answer, curl, openstack_env, openstack_token, openstack_vars, scratch,
+    Broker, Moto, Options, DEMO_CONFIG, FAST_OPERATIONS,
 };
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -436,47 +434,6 @@ async fn a_tenant_provisions_on_ec2_in_france_and_openstack_in_belgium() {
         .is_empty());
     assert!(volumes_of(volume["id"].as_str().unwrap()).await.is_empty());
     assert_eq!(swift_container(&container).await.0, 404);
-}
-
-/// Creates an instance in `country` on a broker armed to abort between the member's
-/// answer and its commit; restarts it unarmed; returns the finished resource's id.
-async fn crash_after_member_answer(mut options: Options, country: &str) -> (Broker, String) {
-    options
-        .env
-        .push(("ALLIANCE_FAILPOINT".into(), "after-member-create".into()));
-    let mut armed = Broker::start(options.clone()).await;
-    let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
-    let accepted = acme
-        .post_accepted(
-            "/v1/instances",
-            &json!({ "name": "survivor", "jurisdiction": country, "size": "small", "image": "debian-12" }),
-            &[("idempotency-key", "crash-once")],
-        )
-        .await
-        .json();
-    // The member answers, then the broker dies before committing.
-    let status = armed.wait_exit(Duration::from_secs(30));
-    assert!(
-        !status.success(),
-        "the broker should have been killed at the failpoint"
-    );
-    assert!(
-        armed
-            .log_text()
-            .contains("failpoint after-member-create reached"),
-        "{}",
-        armed.log_text()
-    );
-    let mut unarmed = armed.options.clone();
-    unarmed.env.retain(|(k, _)| k != "ALLIANCE_FAILPOINT");
-    unarmed.data_dir = Some(armed.data_dir.clone());
-    let restarted = Broker::start(unarmed).await;
-    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
-    acme.wait_succeeded(accepted["id"].as_str().unwrap()).await;
-    (
-        restarted,
-        accepted["resource_id"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

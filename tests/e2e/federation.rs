@@ -91,7 +91,7 @@ async fn unreachable_and_unauthorised_members_fail() {
 mod onboarding {
     use std::time::Duration;
 
-    use alliance_e2e::{eventually, free_port, Answer, Broker, Client, MemberSim, Options};
+    use alliance_e2e::{free_port, Answer, Broker, Client, MemberSim, Options};
     use serde_json::{json, Value};
 
     fn application(member: &str, endpoint: &str, token: Option<&str>) -> Value {
@@ -129,20 +129,7 @@ mod onboarding {
     }
 
     async fn settled(client: &Client, id: &str) -> Value {
-        let path = format!("/v1/partner-applications/{id}");
-        eventually(
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || async {
-                let app = client.get(&path).await.json();
-                if app["status"] != "conformance_running" {
-                    Ok(app)
-                } else {
-                    Err(format!("conformance did not finish: {app}"))
-                }
-            },
-        )
-        .await
+        alliance_e2e::application_settled(client, id, Duration::from_secs(60)).await
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -5,27 +5,12 @@
 //! Cinder with plain HTTP and a Keystone token (independently of the adapter).
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
-use alliance_e2e::{bin, Broker, Options, DEMO_CONFIG};
-
-/// Operations for real services: calls of up to 20 s, leases longer than a call.
-const REAL_OPERATIONS: &str =
-    "\n[operations]\nlease_ms = 60000\ncall_timeout_ms = 20000\npoll_interval_ms = 20\n";
+use alliance_e2e::{
+    bin, crash_after_member_answer, osreal, osreal_vars, Broker, Options, DEMO_CONFIG,
+    REAL_OPERATIONS,
+};
 use base64::Engine as _;
 use serde_json::{json, Value};
-
-fn osreal(name: &str) -> String {
-    let var = format!("ALLIANCE_TEST_OSREAL_{name}");
-    std::env::var(&var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run scripts/test, which starts real Nova, Cinder, Glance and Neutron (scripts/peers start-openstack-real)")
-    })
-}
-
-fn osreal_vars() -> Vec<(String, String)> {
-    osreal("AUTH_URL");
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("ALLIANCE_TEST_OSREAL_"))
-        .collect()
-}
 
 /// A token (and the catalogue's compute and block-storage URLs) as the admin, who may read
 /// a server's user data.
@@ -215,39 +200,9 @@ async fn a_broker_killed_between_real_novas_answer_and_its_commit_makes_one_serv
         REAL_OPERATIONS,
         "\n[operations]\nlease_ms = 10000\ncall_timeout_ms = 5000\npoll_interval_ms = 20\n",
     );
-    options
-        .env
-        .push(("ALLIANCE_FAILPOINT".into(), "after-member-create".into()));
-    let mut armed = Broker::start(options).await;
-    let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
-    let accepted = acme
-        .post_accepted(
-            "/v1/instances",
-            &json!({"name": "survivor", "jurisdiction": "BE", "size": "small", "image": "debian-12"}),
-            &[("idempotency-key", "crash-once")],
-        )
-        .await
-        .json();
-    // Nova answers, then the broker dies before committing.
-    let status = armed.wait_exit(std::time::Duration::from_secs(60));
-    assert!(
-        !status.success(),
-        "the broker should have been killed at the failpoint"
-    );
-    assert!(
-        armed
-            .log_text()
-            .contains("failpoint after-member-create reached"),
-        "{}",
-        armed.log_text()
-    );
-    let mut unarmed = armed.options.clone();
-    unarmed.env.retain(|(k, _)| k != "ALLIANCE_FAILPOINT");
-    unarmed.data_dir = Some(armed.data_dir.clone());
-    let restarted = Broker::start(unarmed).await;
+    let (restarted, id) = crash_after_member_answer(options, "BE").await;
     let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
-    acme.wait_succeeded(accepted["id"].as_str().unwrap()).await;
-    let id = accepted["resource_id"].as_str().unwrap();
+    let id = id.as_str();
     let servers = servers_of(id).await;
     assert_eq!(servers.len(), 1, "duplicate servers at Nova: {servers:#?}");
     assert_eq!(

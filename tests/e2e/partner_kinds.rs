@@ -3,25 +3,15 @@
 //! (moto) apply, pass conformance against their real services, are approved, and take a
 //! tenant's instances on two replicas, with no restart. A Keystone catalogue that points a
 //! service outside `allowed_member_networks` fails conformance, naming the endpoint.
-#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::time::Duration;
 
 use alliance_e2e::{
-    eventually, openstack_env, Answer, Backend, Broker, Client, Moto, Options, DEMO_CONFIG,
+    application_settled, eventually, openstack_env, osreal, Answer, Backend, Broker, Client, Moto,
+    Options, DEMO_CONFIG, REAL_OPERATIONS,
 };
 use serde_json::{json, Value};
-
-/// Operations for real services: calls of up to 20 s, leases longer than a call.
-const REAL_OPERATIONS: &str =
-    "\n[operations]\nlease_ms = 60000\ncall_timeout_ms = 20000\npoll_interval_ms = 20\n";
-
-fn osreal(name: &str) -> String {
-    let var = format!("ALLIANCE_TEST_OSREAL_{name}");
-    std::env::var(&var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run scripts/test, which starts real Nova, Cinder, Glance and Neutron (scripts/peers start-openstack-real)")
-    })
-}
 
 fn application(
     member: &str,
@@ -40,20 +30,7 @@ fn application(
 
 /// Waits (long: the suite runs against real services) until the conformance run ends.
 async fn settled(client: &Client, id: &str) -> Value {
-    let path = format!("/v1/partner-applications/{id}");
-    eventually(
-        Duration::from_secs(600),
-        Duration::from_millis(500),
-        || async {
-            let app = client.get(&path).await.json();
-            if app["status"] != "conformance_running" {
-                Ok(app)
-            } else {
-                Err(format!("conformance did not finish: {app}"))
-            }
-        },
-    )
-    .await
+    application_settled(client, id, Duration::from_secs(600)).await
 }
 
 /// Two replicas on one PostgreSQL, acme allowed in LU.

@@ -1027,3 +1027,80 @@ pub async fn openstack_token() -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Operations for real services: calls of up to 20 s, leases longer than a call.
+pub const REAL_OPERATIONS: &str =
+    "\n[operations]\nlease_ms = 60000\ncall_timeout_ms = 20000\npoll_interval_ms = 20\n";
+
+/// A variable set by `scripts/peers start-openstack` for the real OpenStack services
+/// (`ALLIANCE_TEST_OSREAL_<name>`).
+pub fn osreal(name: &str) -> String {
+    let var = format!("ALLIANCE_TEST_OSREAL_{name}");
+    std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/test, which starts real Nova, Cinder, Glance and Neutron (scripts/peers start-openstack)")
+    })
+}
+
+/// Every `ALLIANCE_TEST_OSREAL_*` variable, for a child process.
+pub fn osreal_vars() -> Vec<(String, String)> {
+    osreal("AUTH_URL");
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("ALLIANCE_TEST_OSREAL_"))
+        .collect()
+}
+
+/// Creates an instance in `country` on a broker armed to abort between the member's
+/// answer and its commit; restarts it unarmed; returns the restarted broker and the
+/// finished resource's id.
+pub async fn crash_after_member_answer(mut options: Options, country: &str) -> (Broker, String) {
+    options
+        .env
+        .push(("ALLIANCE_FAILPOINT".into(), "after-member-create".into()));
+    let mut armed = Broker::start(options.clone()).await;
+    let acme = armed.client(&armed.token("tenant-admin", Some("acme")));
+    let accepted = acme
+        .post_accepted(
+            "/v1/instances",
+            &serde_json::json!({ "name": "survivor", "jurisdiction": country, "size": "small", "image": "debian-12" }),
+            &[("idempotency-key", "crash-once")],
+        )
+        .await
+        .json();
+    // The member answers, then the broker dies before committing.
+    let status = armed.wait_exit(Duration::from_secs(60));
+    assert!(
+        !status.success(),
+        "the broker should have been killed at the failpoint"
+    );
+    assert!(
+        armed
+            .log_text()
+            .contains("failpoint after-member-create reached"),
+        "{}",
+        armed.log_text()
+    );
+    let mut unarmed = armed.options.clone();
+    unarmed.env.retain(|(k, _)| k != "ALLIANCE_FAILPOINT");
+    unarmed.data_dir = Some(armed.data_dir.clone());
+    let restarted = Broker::start(unarmed).await;
+    let acme = restarted.client(&restarted.token("tenant-admin", Some("acme")));
+    acme.wait_succeeded(accepted["id"].as_str().unwrap()).await;
+    (
+        restarted,
+        accepted["resource_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A partner application once its conformance run has ended (within `timeout`).
+pub async fn application_settled(client: &Client, id: &str, timeout: Duration) -> Value {
+    let path = format!("/v1/partner-applications/{id}");
+    eventually(timeout, Duration::from_millis(100), || async {
+        let app = client.get(&path).await.json();
+        if app["status"] != "conformance_running" {
+            Ok(app)
+        } else {
+            Err(format!("conformance did not finish: {app}"))
+        }
+    })
+    .await
+}

@@ -77,12 +77,10 @@ impl OpenStackAdapter {
         };
         let (token, domain_id) = self.domain_token(ctx, domain).await?;
         let found = self
-            .keystone_json(
+            .keystone_get(
                 ctx,
                 &token,
-                Method::GET,
                 &format!("/projects?domain_id={domain_id}&tags={PROJECT_TAG}"),
-                None,
             )
             .await?;
         Ok(found["projects"]
@@ -178,9 +176,7 @@ impl OpenStackAdapter {
         let Some(user) = session.user_id.clone() else {
             return Ok(());
         };
-        let roles = self
-            .keystone_json(ctx, token, Method::GET, "/roles?name=member", None)
-            .await;
+        let roles = self.keystone_get(ctx, token, "/roles?name=member").await;
         let Some(role) = roles
             .ok()
             .and_then(|r| r["roles"][0]["id"].as_str().map(str::to_owned))
@@ -204,9 +200,7 @@ impl OpenStackAdapter {
         token: &str,
         path: &str,
     ) -> Result<Option<Value>, AdapterError> {
-        let found = self
-            .keystone_json(ctx, token, Method::GET, path, None)
-            .await?;
+        let found = self.keystone_get(ctx, token, path).await?;
         Ok(found["projects"]
             .as_array()
             .and_then(|p| p.first())
@@ -238,15 +232,15 @@ impl OpenStackAdapter {
         self.http.send(ctx, request, retry, MAX_BODY).await
     }
 
-    async fn keystone_json(
+    async fn keystone_get(
         &self,
         ctx: &CallContext,
         token: &str,
-        method: Method,
         path: &str,
-        body: Option<&Value>,
     ) -> Result<Value, AdapterError> {
-        let answer = self.keystone_call(ctx, token, method, path, body).await?;
+        let answer = self
+            .keystone_call(ctx, token, Method::GET, path, None)
+            .await?;
         if !answer.status.is_success() {
             return Err(self.keystone_refused(&answer, "read the tenants' projects"));
         }

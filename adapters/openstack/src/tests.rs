@@ -92,13 +92,19 @@ async fn a_refused_token_is_renewed_once_and_the_new_one_is_cached() {
     );
 }
 
-#[tokio::test]
-async fn lists_follow_the_members_pages() {
+/// A Keystone double whose catalogue names its own `/compute`, where
+/// `/compute/servers/detail` answers what `servers` makes of the query.
+async fn nova_double(
+    servers: impl Fn(std::collections::HashMap<String, String>) -> (axum::http::StatusCode, Value)
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+) -> String {
     use axum::extract::Query;
-    let pages = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (count, catalog_url) = (pages.clone(), base.clone());
+    let catalog_url = base.clone();
     let app = axum::Router::new()
         .route(
             "/v3/auth/tokens",
@@ -111,17 +117,29 @@ async fn lists_follow_the_members_pages() {
         .route(
             "/compute/servers/detail",
             axum::routing::get(move |Query(q): Query<std::collections::HashMap<String, String>>| {
-                count.fetch_add(1, Ordering::SeqCst);
-                let all: Vec<Value> = (1..=5)
-                    .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
-                    .collect();
-                let start = q.get("marker").map_or(0, |m| all.iter().position(|s| s["id"] == m.as_str()).map_or(99, |p| p + 1));
-                let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
-                let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
-                async move { axum::Json(json!({ "servers": page })) }
+                let (status, body) = servers(q);
+                async move { (status, axum::Json(body)) }
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test]
+async fn lists_follow_the_members_pages() {
+    let pages = Arc::new(AtomicUsize::new(0));
+    let count = pages.clone();
+    let base = nova_double(move |q| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let all: Vec<Value> = (1..=5)
+            .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
+            .collect();
+        let start = q.get("marker").map_or(0, |m| all.iter().position(|s| s["id"] == m.as_str()).map_or(99, |p| p + 1));
+        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+        let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+        (axum::http::StatusCode::OK, json!({ "servers": page }))
+    })
+    .await;
     let mut adapter = adapter_for(&base);
     adapter.page_size = 2;
     let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
@@ -139,52 +157,35 @@ async fn lists_follow_the_members_pages() {
 
 #[tokio::test]
 async fn a_marker_deleted_between_pages_does_not_end_the_listing() {
-    use axum::extract::Query;
     use std::sync::atomic::AtomicBool;
-    let gone = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (deleted, catalog_url) = (gone.clone(), base.clone());
-    let app = axum::Router::new()
-        .route(
-            "/v3/auth/tokens",
-            axum::routing::post(move || {
-                let body = json!({ "token": { "expires_at": "2999-01-01T00:00:00Z", "catalog": [{ "type": "compute", "endpoints": [
-                    { "interface": "public", "region_id": "r1", "url": format!("{catalog_url}/compute") }] }] } });
-                async move { (axum::http::StatusCode::CREATED, [("x-subject-token", "t")], axum::Json(body)) }
-            }),
-        )
-        .route(
-            "/compute/servers/detail",
-            axum::routing::get(move |Query(q): Query<std::collections::HashMap<String, String>>| {
-                // s2 is deleted right after the first page named it: Nova then answers 404
-                // for it as a marker, as Cinder does for volumes.
-                let all: Vec<Value> = (1..=5)
-                    .filter(|i| *i != 2 || !deleted.load(Ordering::SeqCst))
-                    .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
-                    .collect();
-                let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
-                let start = match q.get("marker") {
-                    None => Some(0),
-                    Some(m) => all.iter().position(|s| s["id"] == m.as_str()).map(|p| p + 1),
-                };
-                let answer = match start {
-                    Some(start) => {
-                        let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
-                        if page.iter().any(|s| s["id"] == "s2") {
-                            deleted.store(true, Ordering::SeqCst);
-                        }
-                        (axum::http::StatusCode::OK, axum::Json(json!({ "servers": page })))
-                    }
-                    None => (
-                        axum::http::StatusCode::NOT_FOUND,
-                        axum::Json(json!({ "itemNotFound": { "code": 404, "message": "Instance could not be found." } })),
-                    ),
-                };
-                async move { answer }
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let deleted = Arc::new(AtomicBool::new(false));
+    let base = nova_double(move |q| {
+        // s2 is deleted right after the first page named it: Nova then answers 404 for it
+        // as a marker, as Cinder does for volumes.
+        let all: Vec<Value> = (1..=5)
+            .filter(|i| *i != 2 || !deleted.load(Ordering::SeqCst))
+            .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
+            .collect();
+        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+        let start = match q.get("marker") {
+            None => Some(0),
+            Some(m) => all.iter().position(|s| s["id"] == m.as_str()).map(|p| p + 1),
+        };
+        match start {
+            Some(start) => {
+                let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+                if page.iter().any(|s| s["id"] == "s2") {
+                    deleted.store(true, Ordering::SeqCst);
+                }
+                (axum::http::StatusCode::OK, json!({ "servers": page }))
+            }
+            None => (
+                axum::http::StatusCode::NOT_FOUND,
+                json!({ "itemNotFound": { "code": 404, "message": "Instance could not be found." } }),
+            ),
+        }
+    })
+    .await;
     let mut adapter = adapter_for(&base);
     adapter.page_size = 2;
     let ctx = CallContext::new(None, "k", std::time::Duration::from_secs(5));
