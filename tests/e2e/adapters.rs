@@ -520,6 +520,16 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_ec2_member() {
             .any(|r| r["from"] == 443),
         "the group is on the interface: {seen}"
     );
+    // The instance's own group goes with it.
+    let edge_group = format!("group alliance-{}", public["id"].as_str().unwrap());
+    assert_eq!(moto.ask(&edge_group)["exists"], true);
+    acme.delete_and_wait("/v1/instances", public["id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        moto.ask(&edge_group)["exists"],
+        false,
+        "deleted with its instance"
+    );
 
     let actions = format!("/v1/instances/{id}/actions");
     acme.change_and_wait(&actions, &json!({"action": "stop"}))
@@ -637,7 +647,8 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_openstack_member() {
     let edge = acme
         .create_and_wait(
             "/v1/instances",
-            &json!({"name": "edge", "jurisdiction": "BE", "size": "small", "image": "debian-12", "public_ip": true}),
+            &json!({"name": "edge", "jurisdiction": "BE", "size": "small", "image": "debian-12", "public_ip": true,
+                    "ingress": [{"protocol": "tcp", "port": 443, "cidr": "0.0.0.0/0"}]}),
         )
         .await;
     let edge_server = servers_tagged(edge["id"].as_str().unwrap()).await[0]["id"]
@@ -651,6 +662,16 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_openstack_member() {
     let address = floating["floatingips"][0]["floating_ip_address"].clone();
     assert!(address.is_string(), "{floating}");
     assert_eq!(edge["addresses"]["public"], json!([address]), "{edge}");
+    let groups_of_edge = format!(
+        "/network/v2.0/security-groups?name=alliance-{}",
+        edge["id"].as_str().unwrap()
+    );
+    let (_, groups) = openstack_get(&groups_of_edge).await;
+    assert_eq!(
+        groups["security_groups"].as_array().map(Vec::len),
+        Some(1),
+        "{groups}"
+    );
     acme.delete_and_wait("/v1/instances", edge["id"].as_str().unwrap())
         .await;
     let (_, floating) = openstack_get(&format!(
@@ -658,6 +679,12 @@ async fn a_tenant_uses_its_instance_volume_and_bucket_at_an_openstack_member() {
     ))
     .await;
     assert_eq!(floating["floatingips"], json!([]), "released: {floating}");
+    let (_, groups) = openstack_get(&groups_of_edge).await;
+    assert_eq!(
+        groups["security_groups"],
+        json!([]),
+        "deleted with its server: {groups}"
+    );
 
     let actions = format!("/v1/instances/{id}/actions");
     acme.change_and_wait(&actions, &json!({"action": "stop"}))

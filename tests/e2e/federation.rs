@@ -203,8 +203,23 @@ mod onboarding {
             .await;
         assert_eq!(patched.status, 200);
         let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
-        let instance = acme.create_and_wait("/v1/instances", &json!({ "name": "lux", "jurisdiction": "LU", "size": "small", "image": "debian-12" })).await;
+        acme.post(
+            "/v1/ssh-keys",
+            &json!({"name": "laptop", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB516YI+BKb317xss/i9r/eox0zr1mkpnYJlPu7lkQmV alice@laptop"}),
+        )
+        .await
+        .assert_status(201);
+        // What the new member offers is known from its first request (it advertised it
+        // when it was approved), not only after the next health probe.
+        let instance = acme
+            .create_and_wait(
+                "/v1/instances",
+                &json!({ "name": "lux", "jurisdiction": "LU", "size": "small", "image": "debian-12",
+                         "ssh_key": "laptop", "ingress": [{"protocol": "tcp", "port": 22, "cidr": "203.0.113.0/24"}] }),
+            )
+            .await;
         assert_eq!(instance["member"], "luxcloud-lu");
+        assert_eq!(instance["ssh_key"], "laptop", "{instance}");
         assert_eq!(
             member.creations().get(instance["id"].as_str().unwrap()),
             Some(&1)

@@ -1,7 +1,10 @@
 //! Reconciliation end to end: a member's own statement reconciles clean; a statement with a
 //! cost changed, a row removed and an unknown resource added yields the three classes
 //! naming the resources; tenants cannot reconcile; the CLI's exit codes.
-#![expect(clippy::unwrap_used, reason = "tests")]
+//! The export and a member's statement pass the FinOps Foundation's FOCUS validator
+//! (`scripts/peers install-focus`, named by `ALLIANCE_TEST_FOCUS_VALIDATOR`; without it the
+//! test fails loudly).
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
 use std::process::Command;
 
@@ -289,4 +292,128 @@ async fn statements_larger_than_other_bodies_are_accepted_up_to_their_own_limit(
         .client(&broker.token("tenant-admin", Some("acme")))
         .post_problem("/v1/buckets", &big_json, 413, "request.too_large")
         .await;
+}
+
+/// The failures the FinOps Foundation's validator reports in `report` (its JUnit XML), each
+/// as `rule :: check`, without the allow-listed `InvoiceId-C-004-C`: that rule says every
+/// InvoiceId MUST be null while `InvoiceId-C-005-C` says an invoiced charge's MUST NOT be,
+/// and it fails on the Foundation's own sample files too.
+fn validator_failures(report: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in report.split("<testcase ").skip(1) {
+        let case = case.split("</testcase>").next().unwrap_or(case);
+        if !(case.contains("<failure") || case.contains("<error")) {
+            continue;
+        }
+        let name = case
+            .split("name=\"")
+            .nth(1)
+            .and_then(|n| n.split('"').next())
+            .unwrap_or("?")
+            .to_owned();
+        if !name.starts_with("InvoiceId-C-004-C ") {
+            failures.push(name);
+        }
+    }
+    failures
+}
+
+/// Runs focus-validator 2.2.1 (installed by `scripts/peers install-focus` in the directory
+/// `ALLIANCE_TEST_FOCUS_VALIDATOR` names) on `file`; its JUnit report.
+fn focus_validator(file: &std::path::Path) -> String {
+    let dir = std::env::var("ALLIANCE_TEST_FOCUS_VALIDATOR").unwrap_or_else(|_| {
+        panic!("ALLIANCE_TEST_FOCUS_VALIDATOR is not set: run scripts/test, which installs the FinOps Foundation's validator")
+    });
+    let dir = std::path::Path::new(&dir);
+    let report = file.with_extension("xml");
+    let out = Command::new(dir.join("bin/focus-validator"))
+        .current_dir(dir.join("work"))
+        .args(["--data-file", file.to_str().unwrap()])
+        .args(["--validate-version", "1.2", "--block-download"])
+        .args(["--output-type", "unittest", "--output-destination"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&report).unwrap();
+    // It exits 0 even when rules fail: the report says how many ran.
+    assert!(xml.contains("tests=\"578\""), "{xml:.400}");
+    xml
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_export_and_a_members_statement_pass_the_finops_foundations_validator() {
+    let broker = Broker::start(Options::demo()).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    for (name, jurisdiction, size) in [
+        ("web", "FR", "small"),
+        ("=HYPERLINK(\"http://x\")", "BE", "medium"),
+        ("db", "FR", "large"),
+    ] {
+        acme.create_and_wait(
+            "/v1/instances",
+            &json!({ "name": name, "jurisdiction": jurisdiction, "size": size, "image": "debian-12" }),
+        )
+        .await;
+    }
+    acme.create_and_wait(
+        "/v1/volumes",
+        &json!({ "name": "data", "jurisdiction": "FR", "size_gb": 10 }),
+    )
+    .await;
+    acme.create_bucket("logs", "FR").await;
+    let period = this_month();
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    let dir = scratch("focus-validator");
+
+    let export = billing
+        .get(&format!("/v1/usage/export?period={period}"))
+        .await
+        .bytes;
+    let text = String::from_utf8(export.to_vec()).unwrap();
+    assert!(
+        text.contains(",\"'=HYPERLINK"),
+        "a formula-like name is neutralised: {text}"
+    );
+    let export_file = dir.join("export.csv");
+    std::fs::write(&export_file, &export).unwrap();
+    let report = focus_validator(&export_file);
+    assert_eq!(validator_failures(&report), Vec::<String>::new(), "export");
+
+    let statement = billing
+        .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+        .await
+        .bytes;
+    let statement_file = dir.join("numergy-fr.csv");
+    std::fs::write(&statement_file, &statement).unwrap();
+    let report = focus_validator(&statement_file);
+    assert_eq!(
+        validator_failures(&report),
+        Vec::<String>::new(),
+        "statement"
+    );
+
+    // The check itself can fail: a file without the recommended columns does.
+    let trimmed: String = text
+        .lines()
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.truncate(fields.len().saturating_sub(3));
+            fields.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let trimmed_file = dir.join("trimmed.csv");
+    std::fs::write(&trimmed_file, trimmed).unwrap();
+    let failures = validator_failures(&focus_validator(&trimmed_file));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with("CostAndUsage-D-027-O")),
+        "{failures:?}"
+    );
 }

@@ -138,6 +138,9 @@ def main():
         elif what == "keypair":
             names = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
             found = {"exists": arg in names}
+        elif what == "group":
+            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [arg]}])
+            found = {"exists": bool(groups["SecurityGroups"])}
         elif what == "object":
             bucket, _, key = arg.partition(" ")
             try:

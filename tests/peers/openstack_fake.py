@@ -334,7 +334,7 @@ def attachment(start, environ, project, s, volume_id, method, vh):
 
 def neutron_groups(environ, start, project, path, method):
     """Neutron's security groups and rules: list by name, create, add rules (409 when the
-    same rule exists)."""
+    same rule exists), delete (409 while a server of the project is in the group)."""
     with LOCK:
         groups = GROUPS.setdefault(project, {})
         if path == "/network/v2.0/security-groups" and method == "GET":
@@ -349,6 +349,16 @@ def neutron_groups(environ, start, project, path, method):
             groups[gid] = {"id": gid, "name": body["name"], "description": body.get("description", ""),
                            "project_id": project, "security_group_rules": []}
             return response(start, 201, {"security_group": groups[gid]})
+        gid = path.removeprefix("/network/v2.0/security-groups/")
+        if path.startswith("/network/v2.0/security-groups/") and method == "DELETE":
+            group = groups.get(gid)
+            if group is None:
+                return fault(start, 404, "itemNotFound", "Security group could not be found.")
+            if any({"name": group["name"]} in (s.get("security_groups") or [])
+                   for s in SERVERS.get(project, {}).values()):
+                return fault(start, 409, "conflict", f"Security Group {gid} in use.")
+            del groups[gid]
+            return response(start, 204, None)
         if path == "/network/v2.0/security-group-rules" and method == "POST":
             rule = (read_json(environ) or {}).get("security_group_rule") or {}
             group = groups.get(rule.get("security_group_id"))

@@ -269,11 +269,17 @@ impl<K: DescribedKind> Serves<K> for Ec2Adapter {
         };
         let (_, id_param) = K::KIND.describe();
         let params = [(id_param.to_owned(), id.clone())];
-        match self.describe(ctx, K::KIND, &params, false).await {
-            Ok(found) => Ok(found.into_iter().find(|f| &f.member_resource_id == id)),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let found = match self.describe(ctx, K::KIND, &params, false).await {
+            Ok(found) => found.into_iter().find(|f| &f.member_resource_id == id),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if found.is_none() && matches!(K::KIND, Described::Instances) {
+            // The instance is gone: its own group goes with it (an error leaves the
+            // instance reported as still there, so the delete's wait tries again).
+            self.remove_security_group(ctx, &r.broker_id).await?;
         }
+        Ok(found)
     }
 
     /// Deletes an instance or volume (one already gone, or a volume being deleted, is

@@ -178,7 +178,7 @@ impl Ec2Adapter {
                     })?
             }
         };
-        for (i, rule) in access.ingress.iter().enumerate() {
+        for rule in &access.ingress {
             let (from, to) = match (rule.protocol, rule.port) {
                 (Protocol::Icmp, _) | (_, None) => ("-1".to_owned(), "-1".to_owned()),
                 (_, Some(p)) => (p.to_string(), p.to_string()),
@@ -198,7 +198,6 @@ impl Ec2Adapter {
                 ("IpPermissions.1.ToPort".to_owned(), to),
                 (range.0.to_owned(), range.1),
             ];
-            let _ = i;
             match self
                 .ec2(
                     ctx,
@@ -214,6 +213,45 @@ impl Ec2Adapter {
             }
         }
         Ok(id)
+    }
+
+    /// Deletes the group made for `broker_id`'s instance, once the instance is gone
+    /// (a group still in use by an instance shutting down is a transient error).
+    pub(crate) async fn remove_security_group(
+        &self,
+        ctx: &CallContext,
+        broker_id: &str,
+    ) -> Result<(), AdapterError> {
+        let found = self
+            .ec2(
+                ctx,
+                "DescribeSecurityGroups",
+                &[
+                    ("Filter.1.Name".to_owned(), "group-name".to_owned()),
+                    (
+                        "Filter.1.Value.1".to_owned(),
+                        format!("alliance-{broker_id}"),
+                    ),
+                ],
+                Retry::Safe,
+                MAX_BODY,
+            )
+            .await?;
+        let doc = xml::parse(&found)?;
+        let ids: Vec<String> = xml::items(doc.root_element(), "securityGroupInfo")
+            .filter_map(|g| xml::child(g, "groupId").map(str::to_owned))
+            .collect();
+        for id in ids {
+            let params = [("GroupId".to_owned(), id)];
+            match self
+                .ec2(ctx, "DeleteSecurityGroup", &params, Retry::Safe, MAX_BODY)
+                .await
+            {
+                Err(e) if e.kind != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     async fn instance_now(

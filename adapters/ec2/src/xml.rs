@@ -113,9 +113,11 @@ pub fn classify(status: StatusCode, code: &str, retry: Retry) -> (ErrorKind, Ret
         "BandwidthLimitExceeded" | "RequestThrottled" => (ErrorKind::RateLimited, retry),
         // S3: an earlier request on the same bucket has not finished (a retry while the
         // first CreateBucket still runs); trying again later is right.
-        "OperationAborted" | "RequestTimeout" | "PriorRequestNotComplete" => {
-            (ErrorKind::Unavailable, retry)
-        }
+        // A group still used by an instance that is shutting down, and the like.
+        "OperationAborted"
+        | "RequestTimeout"
+        | "PriorRequestNotComplete"
+        | "DependencyViolation" => (ErrorKind::Unavailable, retry),
         "InsufficientInstanceCapacity"
         | "InsufficientVolumeCapacity"
         | "InternalError"

@@ -259,10 +259,16 @@ impl<K: KeptKind> Serves<K> for OpenStackAdapter {
         ctx: &CallContext,
         r: &ResourceRef,
     ) -> Result<Option<MemberResource>, AdapterError> {
-        match &r.member_resource_id {
-            Some(id) => self.fetch(ctx, K::KIND, id).await,
-            None => self.find_kept(ctx, K::KIND, &r.broker_id).await,
+        let Some(id) = &r.member_resource_id else {
+            return self.find_kept(ctx, K::KIND, &r.broker_id).await;
+        };
+        let found = self.fetch(ctx, K::KIND, id).await?;
+        if found.is_none() && matches!(K::KIND, Kept::Server) {
+            // The server is gone: its own group goes with it (an error leaves the server
+            // reported as still there, so the delete's wait tries again).
+            self.remove_security_group(ctx, &r.broker_id).await?;
         }
+        Ok(found)
     }
 
     /// Deletes a server or volume (one already gone, or a volume being deleted, is

@@ -23,6 +23,7 @@ mod buckets;
 mod config;
 mod discovery;
 mod floating;
+mod groups;
 mod instances;
 mod kept;
 mod keystone;

@@ -1,5 +1,5 @@
 //! What makes OpenStack resources usable: a Nova keypair under the broker's tenant-scoped
-//! name, user data, a Neutron security group per server with its ingress rules, addresses
+//! name, user data, the server's security group (`groups.rs`), addresses
 //! and power state read from the server, the server actions (`os-start`, `os-stop`,
 //! `reboot`, `resize` then `confirmResize`), volume attachments through Nova
 //! (`os-volume_attachments`), and Swift TempURLs (the key set on the container by the
@@ -13,16 +13,16 @@
 use std::time::Duration;
 
 use alliance_adapter_api::{
-    AdapterError, Addresses, CallContext, ErrorKind, ErrorSource, InstanceAccess, InstanceAction,
-    Instances, MemberResource, ObjectUrlRequest, Observed, PowerState, Protocol, ResourceRef,
-    ResourceSpec, Retry, Serves, SignedUrl, Volumes,
+    AdapterError, Addresses, CallContext, ErrorKind, ErrorSource, InstanceAction, Instances,
+    MemberResource, ObjectUrlRequest, Observed, PowerState, ResourceRef, ResourceSpec, Retry,
+    Serves, SignedUrl, Volumes,
 };
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use crate::transport::{path_segment, service_error, COMPUTE, NETWORK, OBJECT};
+use crate::transport::{path_segment, service_error, COMPUTE, OBJECT};
 use crate::OpenStackAdapter;
 
 /// The header holding a container's TempURL key.
@@ -128,85 +128,6 @@ impl OpenStackAdapter {
             body.insert("security_groups".into(), json!([{ "name": group }]));
         }
         Ok(body)
-    }
-
-    /// The server's own Neutron group (`alliance-<broker id>`), made once, with its rules.
-    async fn security_group(
-        &self,
-        ctx: &CallContext,
-        spec: &ResourceSpec,
-        access: &InstanceAccess,
-    ) -> Result<String, AdapterError> {
-        let name = format!("alliance-{}", spec.broker_id);
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("name", &name)
-            .finish();
-        let found = self
-            .call(
-                ctx,
-                NETWORK,
-                Method::GET,
-                &format!("/v2.0/security-groups?{query}"),
-                &[],
-                None,
-            )
-            .await?;
-        let found = self.json(found, Retry::Safe).await?;
-        let existing = found
-            .get("security_groups")
-            .and_then(Value::as_array)
-            .and_then(|g| g.first())
-            .and_then(|g| g.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let created = self
-                    .call(
-                        ctx,
-                        NETWORK,
-                        Method::POST,
-                        "/v2.0/security-groups",
-                        &[],
-                        Some(&json!({"security_group": {"name": name, "description": format!("alliance: ingress of {}", spec.broker_id)}})),
-                    )
-                    .await?;
-                let created = self.json(created, Retry::WithIdempotencyKey).await?;
-                created
-                    .pointer("/security_group/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| AdapterError::unavailable("Neutron answered no group id"))?
-            }
-        };
-        for rule in &access.ingress {
-            let mut body = json!({
-                "security_group_id": id,
-                "direction": "ingress",
-                "ethertype": if rule.cidr.contains(':') { "IPv6" } else { "IPv4" },
-                "protocol": rule.protocol.as_str(),
-                "remote_ip_prefix": rule.cidr,
-            });
-            if let (Protocol::Tcp | Protocol::Udp, Some(port)) = (rule.protocol, rule.port) {
-                body["port_range_min"] = json!(port);
-                body["port_range_max"] = json!(port);
-            }
-            let answer = self
-                .call(
-                    ctx,
-                    NETWORK,
-                    Method::POST,
-                    "/v2.0/security-group-rules",
-                    &[],
-                    Some(&json!({ "security_group_rule": body })),
-                )
-                .await?;
-            if !answer.status.is_success() && !conflict(&answer) {
-                return Err(service_error(&self.member, &answer, Retry::Safe));
-            }
-        }
-        Ok(name)
     }
 
     /// The server's Nova document now.

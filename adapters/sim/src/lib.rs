@@ -608,6 +608,82 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// One plain HTTP/1.1 exchange with the object listener; the status and the body.
+    fn exchange(url: &str, method: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::Read as _;
+        let rest = url.strip_prefix("http://").expect("http");
+        let (host, path) = rest.split_at(rest.find('/').expect("path"));
+        let mut stream = std::net::TcpStream::connect(host).expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        stream.write_all(body).expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        let status = text[9..12].parse().expect("status");
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("head");
+        (status, answer[split + 4..].to_vec())
+    }
+
+    #[test]
+    fn urls_handed_out_before_a_restart_still_reach_the_objects() {
+        let dir = std::env::temp_dir().join(format!("sim-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("journal.jsonl");
+        let request = |method| alliance_adapter_api::ObjectUrlRequest {
+            object: "q4/report.csv".into(),
+            method,
+            expires_in: Duration::from_secs(600),
+        };
+        let get = {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let sim =
+                SimAdapter::with_journal("m", SimConfig::default(), path.clone()).expect("open");
+            runtime.block_on(async {
+                sim.create(&ctx(), &spec("b1")).await.expect("create");
+            });
+            let _entered = runtime.enter();
+            let put = sim
+                .sign_now(
+                    "b1",
+                    &request(alliance_adapter_api::ObjectMethod::Put),
+                    now_ms(),
+                )
+                .expect("put url");
+            let get = sim
+                .sign_now(
+                    "b1",
+                    &request(alliance_adapter_api::ObjectMethod::Get),
+                    now_ms(),
+                )
+                .expect("get url");
+            assert_eq!(exchange(&put.url, "PUT", b"acme,12.50\n").0, 200);
+            get
+            // The runtime ends here, and the listener with it: the broker stops.
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let _entered = runtime.enter();
+        let sim = SimAdapter::with_journal("m", SimConfig::default(), path).expect("reopen");
+        // A URL is first signed after the restart, which starts the listener again.
+        sim.sign_now(
+            "b1",
+            &request(alliance_adapter_api::ObjectMethod::Get),
+            now_ms(),
+        )
+        .expect("url after the restart");
+        assert_eq!(
+            exchange(&get.url, "GET", b""),
+            (200, b"acme,12.50\n".to_vec())
+        );
+        drop(runtime);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[tokio::test]
     async fn provisioning_takes_the_delay() {
         let sim = SimAdapter::new(

@@ -280,12 +280,28 @@ impl SimAdapter {
         );
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "the object store needs a runtime".to_owned())?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        // The port is kept beside the objects, so that URLs handed out before a restart
+        // still reach them after it (a port taken meanwhile gives a new one).
+        let port_file = self.objects_root.join(format!(".port-{}", self.member));
+        let remembered = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        let listener = remembered
+            .and_then(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+            .map_or_else(|| std::net::TcpListener::bind(("127.0.0.1", 0)), Ok)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen for objects: {e}"))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot listen for objects: {e}"))?;
+        if remembered != Some(addr.port()) {
+            let tmp = port_file.with_extension(format!("tmp{}", std::process::id()));
+            if let Err(e) = std::fs::write(&tmp, addr.port().to_string())
+                .and_then(|()| std::fs::rename(&tmp, &port_file))
+            {
+                tracing::warn!(member = %self.member, error = %e, "cannot remember the object port");
+            }
+        }
         let router = store.clone().router();
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(listener)

@@ -37,6 +37,14 @@ pub struct MemberEntry {
 }
 
 impl MemberEntry {
+    /// Probes the member once (at most two seconds) before it takes placements, so that
+    /// what it offers (a federation member's advertised capabilities) is known from its
+    /// first request, not from the next health probe; the outcome is left to the probes.
+    pub async fn prime(&self) {
+        let ctx = CallContext::new(None, "health", Duration::from_secs(2));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.adapter.health(&ctx)).await;
+    }
+
     /// The member id.
     pub fn id(&self) -> &MemberId {
         self.config.id.get_ref()
@@ -402,7 +410,10 @@ impl MemberRegistry {
                 _ => None,
             };
             match definition.to_entry(credentials.as_ref(), self.call_timeout, &self.allowed) {
-                Ok(entry) => self.insert(entry, MemberStatus::Active),
+                Ok(entry) => {
+                    entry.prime().await;
+                    self.insert(entry, MemberStatus::Active);
+                }
                 Err(e) => {
                     tracing::error!(member.id = %definition.id, error = %e, "cannot build the member's adapter")
                 }

@@ -130,6 +130,7 @@ pub async fn approve(
             "the application changed meanwhile, or a member of that id exists; read it again",
         ));
     }
+    entry.prime().await;
     state.members.insert(entry, MemberStatus::Active);
     tracing::info!(member.id = %definition.id, "member joined the alliance");
     application(state, id).await
