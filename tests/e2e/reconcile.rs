@@ -26,21 +26,25 @@ async fn statements_reconcile_and_discrepancies_are_named() {
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
     let a = acme.create_bucket("a", "FR").await;
     let b = acme.create_bucket("b", "FR").await;
-    acme.create_and_wait(
-        "/v1/instances",
-        &json!({ "name": "c", "jurisdiction": "FR", "size": "small", "image": "debian-12" }),
-    )
-    .await;
+    let c = acme
+        .create_and_wait(
+            "/v1/instances",
+            &json!({ "name": "c", "jurisdiction": "FR", "size": "small", "image": "debian-12" }),
+        )
+        .await;
+    // Usage counts whole seconds: every resource lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let period = this_month();
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
 
-    // The member's own statement (its clock, its prices) reconciles clean within a tolerance
-    // that absorbs the milliseconds between the two clocks.
-    let request = json!({ "period": period, "member": "numergy-fr", "tolerance_absolute": "0.01" });
+    // The member's own statement (its clock, its prices) reconciles clean with the default
+    // tolerance: both sides meter by the shared rule, on the member's own start times.
+    let request = json!({ "period": period, "member": "numergy-fr" });
     let clean = billing.post("/v1/reconciliations", &request).await;
     clean.assert_status(201);
     let clean = clean.json();
     assert_eq!(clean["status"], "clean", "{clean}");
+    assert_eq!(clean["tolerance"]["clock_skew_seconds"], 5, "{clean}");
     assert_eq!(clean["statement_source"], "member");
     assert_eq!(
         billing
@@ -67,9 +71,21 @@ async fn statements_reconcile_and_discrepancies_are_named() {
         if line.contains(b_id) {
             continue;
         }
+        if line.contains(c["id"].as_str().unwrap()) {
+            // 36 s more than the broker metered: beyond twice the 5 s the clocks may differ.
+            let mut fields: Vec<String> = line.split(',').map(str::to_owned).collect();
+            let more = fields[14].parse::<rust_decimal::Decimal>().unwrap()
+                + rust_decimal::Decimal::new(1, 2);
+            fields[14] = more.to_string();
+            lines.push(fields.join(","));
+            continue;
+        }
         if line.contains(a_id) {
+            // One cent more.
             let fields: Vec<&str> = line.splitn(5, ',').collect();
-            lines.push(format!("9.99,9.99,9.99,9.99,{}", fields[4]));
+            let cost = fields[0].parse::<rust_decimal::Decimal>().unwrap()
+                + rust_decimal::Decimal::new(1, 2);
+            lines.push(format!("{cost},{cost},{cost},{cost},{}", fields[4]));
             lines.push(line.replace(a_id, "bkt-nobody-knows"));
             continue;
         }
@@ -119,6 +135,10 @@ async fn statements_reconcile_and_discrepancies_are_named() {
     );
     assert!(
         found.contains(&("missing_at_member".into(), b_id.into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("quantity_mismatch".into(), c["id"].as_str().unwrap().into())),
         "{found:?}"
     );
     assert!(
@@ -366,6 +386,8 @@ async fn the_export_and_a_members_statement_pass_the_finops_foundations_validato
     )
     .await;
     acme.create_bucket("logs", "FR").await;
+    // Usage counts whole seconds: every resource lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let period = this_month();
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
     let dir = scratch("focus-validator");

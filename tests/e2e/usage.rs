@@ -29,6 +29,8 @@ async fn metering(backend: Backend) {
             &json!({ "name": "data", "jurisdiction": "BE", "size_gb": 40 }),
         )
         .await;
+    // Usage counts whole seconds: each resource lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let op = acme
         .delete(&format!("/v1/instances/{}", web["id"].as_str().unwrap()))
         .await
@@ -183,6 +185,8 @@ async fn members_publish_their_own_statements() {
     let bucket = acme.create_bucket("stated", "BE").await;
     let period = this_month();
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    // Usage counts whole seconds: the bucket lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let statement = billing
         .get(&format!("/v1/members/belgacom-be/statements/{period}"))
         .await;
@@ -244,8 +248,8 @@ async fn members_publish_their_own_statements() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    // A resource is metered from the moment it is active: give it a little time to exist.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // A resource is metered in whole seconds from the moment it is active: give it one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let csv = http
         .get(format!("{}/federation/v1/statements/{period}", member.url))
         .send()

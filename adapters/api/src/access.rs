@@ -142,6 +142,11 @@ pub struct Observed {
     /// Buckets: where its objects are served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// When the member made the resource active, by its own clock, in whole seconds since
+    /// the epoch: the broker meters usage from it (the shared metering rule of
+    /// `docs/federation-protocol.md`), within the operation's own lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<i64>,
 }
 
 impl Observed {

@@ -267,7 +267,8 @@ impl SimAdapter {
             loop {
                 let (end, next) = match changes.next() {
                     Some((at, next)) => (Some(*at), Some(next.clone())),
-                    None => (r.deleted_at_ms, None),
+                    // Until the member reports it gone (the shared metering rule).
+                    None => (r.deleted_at_ms.map(|at| at + self.config.delay_ms), None),
                 };
                 spans.push(alliance_core::billing::UsageSpan {
                     resource_id: r.broker_id.clone(),

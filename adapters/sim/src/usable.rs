@@ -49,7 +49,10 @@ fn not_found(what: &str, id: &str) -> AdapterError {
 impl SimAdapter {
     /// What the member reports about a resource besides its state.
     pub(crate) fn observed(&self, r: &SimResource, now: u64) -> Observed {
-        match r.resource_type {
+        let active_since = (now >= r.ready_at_ms)
+            .then(|| i64::try_from(r.ready_at_ms / 1000).ok())
+            .flatten();
+        let observed = match r.resource_type {
             ResourceType::Instance => Observed {
                 addresses: Some(Addresses {
                     private: vec![address("10", &r.member_resource_id)],
@@ -83,6 +86,10 @@ impl SimAdapter {
                 }),
                 ..Observed::default()
             },
+        };
+        Observed {
+            active_since,
+            ..observed
         }
     }
 

@@ -275,9 +275,12 @@ pub fn meter(
 ) -> Vec<UsageLine> {
     let (start, end) = (period.start_ms(), period.end_ms());
     let mut lines = Vec::new();
+    // Whole seconds: a span runs from the second it started to the second it ended (each
+    // truncated), so two meters that see the same times write the same rows.
+    let second = |ms: i64| ms.div_euclid(1000) * 1000;
     for span in spans {
-        let from = span.start_ms.max(start);
-        let to = span.end_ms.unwrap_or(now_ms).min(end);
+        let from = second(span.start_ms).max(start);
+        let to = second(span.end_ms.unwrap_or(now_ms)).min(end);
         if to <= from {
             continue;
         }
@@ -334,6 +337,7 @@ impl From<&UsageLine> for crate::reconcile::FocusRow {
             cost: line.cost,
             quantity: line.quantity,
             tenant: Text::from(line.tenant.as_str()),
+            consumed: Some(line.consumed_hours),
         }
     }
 }

@@ -122,6 +122,7 @@ impl MemberDefinition {
             images: self.images.clone(),
             prices: self.prices.clone(),
             adapter,
+            clock_skew_seconds: alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS,
         }
     }
 

@@ -163,7 +163,7 @@ pub async fn create(state: &AppState, by: &str, request: &Request) -> ApiResult<
         "status": outcome.status,
         "currency": outcome.currency,
         "statement_source": source.as_str(),
-        "tolerance": { "absolute": tolerance.absolute.to_string(), "relative": tolerance.relative.to_string() },
+        "tolerance": { "absolute": tolerance.absolute.to_string(), "relative": tolerance.relative.to_string(), "clock_skew_seconds": tolerance.clock_skew_seconds },
         "ledger_rows": outcome.ledger_rows,
         "statement_rows": outcome.statement_rows,
         "totals": { "expected": outcome.totals.expected, "stated": outcome.totals.stated, "difference": outcome.totals.difference, "by_tenant": outcome.totals_by_tenant },

@@ -53,6 +53,10 @@ pub struct Args {
     /// Tolerated relative difference (a fraction of the expected value).
     #[arg(long, default_value = "0")]
     tolerance_relative: Decimal,
+    /// Seconds the two clocks may be apart at each end of a span (quantities and costs
+    /// differ by what runs in twice that).
+    #[arg(long, default_value_t = alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS)]
+    clock_skew_seconds: u32,
     /// Report format.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -168,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tolerance = Tolerance {
         absolute: args.tolerance_absolute,
         relative: args.tolerance_relative,
+        clock_skew_seconds: args.clock_skew_seconds,
     };
     if tolerance.absolute.is_sign_negative() || tolerance.relative.is_sign_negative() {
         anyhow::bail!("tolerances must not be negative");

@@ -15,13 +15,32 @@ use serde::{Deserialize, Serialize};
 
 use super::{Discrepancy, FocusRow, Outcome, Text, Total};
 
+/// The clock skew tolerated by default between the broker and a member, in seconds at
+/// each end of a span (see [`Tolerance::clock_skew_seconds`]).
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 5;
+
 /// How much difference is tolerated.
+///
+/// A row's quantity may differ by the largest of `absolute`, `relative` × the expected
+/// quantity, and the skew allowance: what the resource consumes in `2 ×
+/// clock_skew_seconds` (a start and an end each seen up to that much apart by the two
+/// clocks), at the row's own rate (PricingQuantity per ConsumedQuantity hour; 1 when the
+/// ledger has no ConsumedQuantity). Its cost may differ by the largest of `absolute`,
+/// `relative` × the expected cost, and the skew allowance at the row's unit price plus
+/// `absolute` (rounding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tolerance {
     /// In currency units (costs) or units (quantities).
     pub absolute: Decimal,
     /// As a fraction of the expected value.
     pub relative: Decimal,
+    /// Seconds either clock may be off at each end of a span.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u32,
+}
+
+fn default_skew() -> u32 {
+    DEFAULT_CLOCK_SKEW_SECONDS
 }
 
 impl Default for Tolerance {
@@ -29,13 +48,42 @@ impl Default for Tolerance {
         Self {
             absolute: Decimal::new(1, 6),
             relative: Decimal::ZERO,
+            clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
         }
     }
 }
 
 impl Tolerance {
-    fn allows(&self, expected: Decimal, stated: Decimal) -> bool {
-        (stated - expected).abs() <= self.absolute.max(self.relative * expected.abs())
+    fn within(&self, expected: Decimal, stated: Decimal, allowance: Decimal) -> bool {
+        (stated - expected).abs()
+            <= self
+                .absolute
+                .max(self.relative * expected.abs())
+                .max(allowance)
+    }
+
+    /// The quantity the skew allowance covers for `row` (a ledger row).
+    fn skew_quantity(&self, row: &FocusRow) -> Decimal {
+        let rate = match row.consumed {
+            Some(hours) if hours > Decimal::ZERO => row.quantity / hours,
+            _ => Decimal::ONE,
+        };
+        Decimal::from(2 * u64::from(self.clock_skew_seconds)) / Decimal::from(3600) * rate
+    }
+
+    /// Whether `stated` is close enough to `row`'s quantity.
+    fn allows_quantity(&self, row: &FocusRow, stated: Decimal) -> bool {
+        self.within(row.quantity, stated, self.skew_quantity(row))
+    }
+
+    /// Whether `stated` is close enough to `row`'s cost.
+    fn allows_cost(&self, row: &FocusRow, stated: Decimal) -> bool {
+        let allowance = if row.quantity > Decimal::ZERO {
+            self.skew_quantity(row) * row.cost / row.quantity + self.absolute
+        } else {
+            Decimal::ZERO
+        };
+        self.within(row.cost, stated, allowance)
     }
 }
 
@@ -135,7 +183,7 @@ impl<'a> Classifier<'a> {
                 format!("billed in {}, placed in {}", s.region, row.region),
             );
         }
-        if !self.tolerance.allows(row.quantity, s.quantity) {
+        if !self.tolerance.allows_quantity(row, s.quantity) {
             self.push(
                 "quantity_mismatch",
                 key,
@@ -144,7 +192,7 @@ impl<'a> Classifier<'a> {
                 format!("quantity {} stated, {} metered", s.quantity, row.quantity),
             );
         }
-        if !self.tolerance.allows(row.cost, s.cost) {
+        if !self.tolerance.allows_cost(row, s.cost) {
             self.push(
                 "amount_mismatch",
                 key,

@@ -54,10 +54,7 @@ pub fn reconcile(
         ledger_rows += 1;
         let key: Key = (row.resource_id.clone(), row.sku.clone(), row.charge_start);
         match expected.get_mut(&key) {
-            Some(entry) => {
-                entry.cost += row.cost;
-                entry.quantity += row.quantity;
-            }
+            Some(entry) => entry.add(&row),
             None => {
                 expected.insert(key, row);
             }
@@ -121,8 +118,7 @@ impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
                 break;
             }
             let more = self.take()?;
-            first.cost += more.cost;
-            first.quantity += more.quantity;
+            first.add(&more);
         }
         let key = (
             first.resource_id.clone(),

@@ -27,7 +27,7 @@ mod join;
 mod reader;
 mod report;
 
-pub use classify::Tolerance;
+pub use classify::{Tolerance, DEFAULT_CLOCK_SKEW_SECONDS};
 pub use join::{reconcile, reconcile_sorted, MergeError};
 pub use reader::{is_currency, FocusError, FocusReader, FocusRow, Text, REQUIRED};
 pub use report::{discrepancies_csv, Discrepancy, Outcome, Total};

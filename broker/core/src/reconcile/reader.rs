@@ -50,6 +50,9 @@ pub const REQUIRED: [&str; 9] = [
     "SubAccountId",
 ];
 
+/// The columns reconciliation reads when a file has them.
+pub const OPTIONAL: [&str; 1] = ["ConsumedQuantity"];
+
 /// Largest field accepted.
 const MAX_FIELD: usize = 64 * 1024;
 
@@ -72,6 +75,21 @@ pub struct FocusRow {
     pub quantity: Decimal,
     /// Tenant (SubAccountId).
     pub tenant: Text,
+    /// ConsumedQuantity (hours running), when the file has the column and the row a value:
+    /// what the clock-skew tolerance scales with.
+    pub consumed: Option<Decimal>,
+}
+
+impl FocusRow {
+    /// Adds another row of the same key: costs and quantities summed.
+    pub fn add(&mut self, other: &Self) {
+        self.cost += other.cost;
+        self.quantity += other.quantity;
+        self.consumed = match (self.consumed, other.consumed) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// Shared text: rows of one file repeat their resource, SKU, region, currency and tenant,
@@ -122,6 +140,14 @@ impl<R: Read> FocusReader<R> {
                     message: "required column is missing from the header".into(),
                 })?;
             index.insert(name, position);
+        }
+        for name in OPTIONAL {
+            if let Some(position) = headers
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}') == name)
+            {
+                index.insert(name, position);
+            }
         }
         Ok(Self {
             reader,
@@ -221,6 +247,10 @@ impl<R: Read> FocusReader<R> {
         let (resource_id, sku) = (required("ResourceId")?, required("SkuId")?);
         let (region, tenant) = (field("RegionId")?, field("SubAccountId")?);
         let (cost, quantity) = (decimal("BilledCost")?, decimal("PricingQuantity")?);
+        let consumed = match field("ConsumedQuantity")?.trim() {
+            "" => None,
+            _ => Some(decimal("ConsumedQuantity")?),
+        };
         let [last_resource, last_sku, last_region, last_tenant] = &mut self.last;
         Ok(FocusRow {
             resource_id: intern(last_resource, resource_id),
@@ -231,6 +261,7 @@ impl<R: Read> FocusReader<R> {
             cost,
             quantity,
             tenant: intern(last_tenant, tenant),
+            consumed,
         })
     }
 }

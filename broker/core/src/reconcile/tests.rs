@@ -110,11 +110,13 @@ fn tolerance_absorbs_small_differences() {
     let loose = Tolerance {
         absolute: "0.001".parse().expect("d"),
         relative: Decimal::ZERO,
+        ..Tolerance::default()
     };
     assert_eq!(run(text.as_bytes(), loose).status, "clean");
     let relative = Tolerance {
         absolute: Decimal::ZERO,
         relative: "0.01".parse().expect("d"),
+        ..Tolerance::default()
     };
     assert_eq!(run(text.as_bytes(), relative).status, "clean");
 }

@@ -78,6 +78,10 @@ pub struct ReconcileRequest {
     pub member: String,
     /// Tolerated absolute difference (decimal string); 0.000001 by default.
     pub tolerance_absolute: Option<String>,
+    /// Seconds the two clocks may be apart at each end of a span; the member's
+    /// `clock_skew_seconds` (5 unless configured) by default.
+    #[schema(minimum = 0, maximum = 86400)]
+    pub tolerance_clock_skew_seconds: Option<u32>,
     /// Tolerated relative difference (decimal string); 0 by default.
     pub tolerance_relative: Option<String>,
 }
@@ -110,6 +114,20 @@ pub async fn create(
                     b.tolerance_relative.as_deref(),
                     Decimal::ZERO,
                 )?,
+                clock_skew_seconds: match b.tolerance_clock_skew_seconds {
+                    Some(s) if s > 86_400 => {
+                        return Err(ApiError::invalid_field(
+                            "`tolerance_clock_skew_seconds`: at most 86400",
+                        ))
+                    }
+                    Some(s) => s,
+                    None => state
+                        .members
+                        .get(&b.member)
+                        .map_or(alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS, |m| {
+                            m.config.clock_skew_seconds
+                        }),
+                },
             },
         };
         let by = format!("{}|{}", auth.principal.issuer, auth.principal.subject);

@@ -40,6 +40,14 @@ pub struct MemberConfig {
     /// Its price catalogue (exact decimals as strings, one currency).
     #[serde(default)]
     pub prices: Vec<alliance_core::billing::Price>,
+    /// How far its clock and the broker's may be apart at each end of a span, in seconds,
+    /// for its reconciliations (5 by default; see `docs/federation-protocol.md`).
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u32,
+}
+
+fn default_clock_skew() -> u32 {
+    alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS
 }
 
 /// How the broker talks to a member.

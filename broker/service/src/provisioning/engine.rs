@@ -38,6 +38,10 @@ pub struct Engine {
 }
 
 /// What one step decided.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived values, one per step, as `Finish` itself; boxing buys nothing"
+)]
 pub(super) enum Next {
     Finish(Finish, &'static str),
     Reschedule {

@@ -236,16 +236,29 @@ pub(crate) async fn apply(
                 } => Some("stop"),
                 _ => None,
             };
+            // Usage starts when the member says it made the resource active (its own
+            // clock, whole seconds), kept within the operation's lifetime: never before
+            // the tenant asked, never after now. Without its word, now.
+            let member_time = match finish {
+                Finish::Succeeded { update, .. } if event == Some("start") => update
+                    .observed
+                    .as_ref()
+                    .and_then(|o| o.active_since)
+                    .and_then(|s| s.checked_mul(1000)),
+                _ => None,
+            };
             if let Some(event) = event {
                 sqlx::query(
                     "INSERT INTO usage_events (resource_id, event, at, tenant_id, member_id, resource_type, jurisdiction, name, spec) \
-                     SELECT r.id, $2, $3, r.tenant_id, r.member_id, r.resource_type, r.jurisdiction, r.name, r.spec FROM resources r \
-                     WHERE r.id = (SELECT resource_id FROM operations WHERE id = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = r.id AND u.event = $2)",
+                     SELECT r.id, $2, CASE WHEN $4 < o.created_at THEN o.created_at WHEN $4 < $3 THEN $4 ELSE $3 END, \
+                     r.tenant_id, r.member_id, r.resource_type, r.jurisdiction, r.name, r.spec \
+                     FROM resources r JOIN operations o ON o.id = $1 AND o.resource_id = r.id \
+                     WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = r.id AND u.event = $2)",
                 )
                 .bind(id)
                 .bind(event)
                 .bind(*now)
+                .bind(member_time.unwrap_or(*now))
                 .execute(&mut *conn)
                 .await?;
             }

@@ -25,6 +25,8 @@ async fn a_finished_volume(app: &TestApp) -> String {
     app.settle(Actor::TenantA, op["id"].as_str().expect("id"))
         .await;
     let id = op["resource_id"].as_str().expect("id").to_owned();
+    // Usage counts whole seconds: the volume lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let delete = app
         .call(
             Actor::TenantA,
@@ -187,12 +189,16 @@ async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
     padded.push('\n');
     let stored = put_statement(&app, Actor::Billing, "numergy-fr", &period, padded).await;
     assert_eq!(stored.status, 204, "{}", stored.text);
+    // (The line is a second or two of usage: within the default clock-skew allowance of
+    // 2 × 5 s, twice it would pass; without that allowance it is found.)
+    let mut strict = request;
+    strict["tolerance_clock_skew_seconds"] = json!(0);
     let report = app
         .call(
             Actor::Billing,
             Method::POST,
             "/v1/reconciliations",
-            Some(request),
+            Some(strict),
         )
         .await
         .ok(201);

@@ -129,6 +129,8 @@ async fn an_instance_gets_its_key_user_data_rules_and_addresses_and_obeys_action
         assert_eq!(view["power_state"], power, "after {action}");
         assert_eq!(view["status"], "active");
     }
+    // Usage counts whole seconds: each size runs past a second's boundary.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (op, _) = done(
         &app,
         Actor::TenantA,
@@ -142,6 +144,7 @@ async fn an_instance_gets_its_key_user_data_rules_and_addresses_and_obeys_action
     let view = get(&app, Actor::TenantA, &format!("/v1/instances/{id}")).await;
     assert_eq!(view["size"], "medium");
 
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // Usage is rated at the new size from the resize on: two SKUs for one instance.
     let period = alliance_service::time::rfc3339(app.state.clock.now_ms())[..7].to_owned();
     let usage = get(&app, Actor::TenantA, &format!("/v1/usage?period={period}")).await;
