@@ -177,6 +177,18 @@ fn config_check_names_the_key_and_the_line() {
     let dir = scratch("config");
     let good = dir.join("good.toml");
     std::fs::write(&good, DEMO_CONFIG).unwrap();
+    // The demo names its reference rates beside itself: without the file, the key is named.
+    let (code, _, err) = run_cli(&["config", "check", good.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("billing.reference_rates") && err.contains("reference-rates.csv"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("reference-rates.csv"),
+        alliance_e2e::REFERENCE_RATES,
+    )
+    .unwrap();
     let (code, out, _) = run_cli(&["config", "check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     let bad = dir.join("bad.toml");

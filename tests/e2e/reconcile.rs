@@ -413,6 +413,34 @@ async fn the_export_and_a_members_statement_pass_the_finops_foundations_validato
     let statement_file = dir.join("numergy-fr.csv");
     std::fs::write(&statement_file, &statement).unwrap();
     let report = focus_validator(&statement_file);
+    // The tenant's invoice, from the CLI and the API alike.
+    let out = alliance_e2e::cli_for(
+        &broker,
+        &["invoice", "--period", &period, "--tenant", "acme"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let from_api = acme
+        .get(&format!("/v1/invoices?period={period}"))
+        .await
+        .json();
+    assert_eq!(
+        from_cli["lines"], from_api["lines"],
+        "{from_cli} {from_api}"
+    );
+    assert_eq!(from_api["currency"], "EUR");
+    let out = alliance_e2e::cli_for(
+        &broker,
+        &[
+            "invoice", "--period", &period, "--tenant", "acme", "--format", "csv",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("member,jurisdiction,sku,quantity,unit,amount,currency"));
     assert_eq!(
         validator_failures(&report),
         Vec::<String>::new(),

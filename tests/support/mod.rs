@@ -19,6 +19,8 @@ use serde_json::Value;
 
 /// The bundled demo federation.
 pub const DEMO_CONFIG: &str = include_str!("../../config/alliance.toml");
+/// The demo's reference rates, which the demo config names beside itself.
+pub const REFERENCE_RATES: &str = include_str!("../../config/reference-rates.csv");
 
 /// Operation settings that make tests fast and crash recovery quick.
 pub const FAST_OPERATIONS: &str =
@@ -221,6 +223,8 @@ impl Broker {
         std::fs::create_dir_all(&data_dir).unwrap();
         let config_path = data_dir.join("alliance.toml");
         std::fs::write(&config_path, &options.config).unwrap();
+        // The demo config names its reference rates relative to itself.
+        std::fs::write(data_dir.join("reference-rates.csv"), REFERENCE_RATES).unwrap();
         let port = free_port();
         let log = data_dir.join(format!("broker-{port}.log"));
         let mut command = Command::new(bin());

@@ -47,6 +47,8 @@ enum Command {
     },
     /// Reconcile a member's statement with the broker's ledger (exit 0 clean, 1 discrepancies, 2 error).
     Reconcile(commands::reconcile::Args),
+    /// A tenant's invoice for a month, in its billing currency.
+    Invoice(commands::invoice::Args),
     /// Metered usage.
     Usage {
         #[command(subcommand)]
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::MemberSim(args) => commands::member_sim::run(args),
         Command::Conformance(args) => commands::conformance::run(args),
         Command::Reconcile(args) => commands::reconcile::run(args),
+        Command::Invoice(args) => commands::invoice::run(args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => commands::config_check::run(args),

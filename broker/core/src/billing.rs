@@ -338,6 +338,7 @@ impl From<&UsageLine> for crate::reconcile::FocusRow {
             quantity: line.quantity,
             tenant: Text::from(line.tenant.as_str()),
             consumed: Some(line.consumed_hours),
+            category: Text::from("Usage"),
         }
     }
 }

@@ -11,9 +11,11 @@
 pub mod billing;
 pub mod focus;
 pub mod ids;
+pub mod invoice;
 pub mod lifecycle;
 pub mod placement;
 pub mod policy;
+pub mod rates;
 pub mod reconcile;
 pub mod text;
 

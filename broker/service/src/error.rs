@@ -113,6 +113,8 @@ error_codes! {
     StatementInvalid = ("statement.invalid", 422),
     /// No statement exists for the period.
     StatementMissing = ("statement.missing", 422),
+    /// An invoice needs a reference rate the configured rates do not hold.
+    InvoiceRatesMissing = ("invoice.rates_missing", 422),
     /// A tenant's new policy would leave some of its resources outside it.
     TenantResourcesOutsidePolicy = ("tenant.resources_outside_policy", 409),
     /// The database is unavailable.

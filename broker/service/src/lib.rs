@@ -16,6 +16,7 @@ pub mod config;
 pub mod drift;
 pub mod error;
 pub mod idempotency;
+pub mod invoicing;
 pub mod members;
 pub mod partners;
 pub mod provisioning;

@@ -74,7 +74,9 @@ pub async fn reconcile_member(
     let usage =
         crate::billing::usage(store, period, None, Some(member), &books.catalogues, now_ms).await?;
     let (aliases, allowed) = crate::billing::reconciliation_context(store, member).await?;
-    let statement_rows = FocusReader::new(statement).map_err(ReconcileError::StatementInvalid)?;
+    let statement_rows = FocusReader::new(statement)
+        .map_err(ReconcileError::StatementInvalid)?
+        .within(period);
     let ledger_rows = usage.lines.iter().map(|l| Ok(FocusRow::from(l)));
     let outcome = reconcile(ledger_rows, statement_rows, tolerance, &aliases, &allowed).map_err(
         |(which, e)| {
@@ -147,6 +149,15 @@ pub async fn create(state: &AppState, by: &str, request: &Request) -> ApiResult<
         now,
     )
     .await?;
+    let invoices = crate::invoicing::three_way(
+        &state.store,
+        state.config.billing.rates.as_deref(),
+        member,
+        request.period,
+        &usage.lines,
+        now,
+    )
+    .await?;
     let id = format!("rec-{}", uuid::Uuid::now_v7().simple());
     let mut notes = Vec::new();
     let unpriced: usize = usage.totals.iter().map(|t| t.unpriced_lines).sum();
@@ -168,6 +179,8 @@ pub async fn create(state: &AppState, by: &str, request: &Request) -> ApiResult<
         "statement_rows": outcome.statement_rows,
         "totals": { "expected": outcome.totals.expected, "stated": outcome.totals.stated, "difference": outcome.totals.difference, "by_tenant": outcome.totals_by_tenant },
         "discrepancies": outcome.discrepancies,
+        "unattributed": outcome.unattributed,
+        "invoices": invoices,
         "notes": notes,
     });
     state

@@ -104,7 +104,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             .clone()
             .unwrap_or_else(|| tenant.id.get_ref().to_string());
         store
-            .insert_tenant(&tenant.policy(), &name, now, None)
+            .insert_tenant(&tenant.policy(), &name, &tenant.billing_currency, now, None)
             .await?;
     }
     let mut entries = Vec::new();

@@ -23,6 +23,8 @@ pub struct TenantChange {
     pub allowed_jurisdictions: Option<std::collections::BTreeSet<Jurisdiction>>,
     /// Default data class.
     pub default_data_class: Option<DataClassName>,
+    /// Billing currency.
+    pub billing_currency: Option<alliance_core::rates::Currency>,
 }
 
 /// Refuses a policy the config cannot honour.
@@ -99,6 +101,7 @@ pub async fn create(
     principal: &Principal,
     policy: TenantPolicy,
     name: &str,
+    billing_currency: &alliance_core::rates::Currency,
     details: serde_json::Value,
 ) -> ApiResult<TenantRow> {
     let policy = check_policy(state, policy)?;
@@ -111,7 +114,13 @@ pub async fn create(
     );
     if !state
         .store
-        .insert_tenant(&policy, name, state.clock.now_ms(), Some(&entry))
+        .insert_tenant(
+            &policy,
+            name,
+            billing_currency,
+            state.clock.now_ms(),
+            Some(&entry),
+        )
         .await?
     {
         return Err(ApiError::conflict(format!("tenant `{}` exists", policy.id)));
@@ -141,6 +150,7 @@ pub async fn update(
     let policy = check_policy(state, policy)?;
     refuse_stranding(state, &principal.scope_for(id)?, &policy).await?;
     let name = change.name.unwrap_or(row.name);
+    let currency = change.billing_currency.unwrap_or(row.billing_currency);
     let entry = principal.audit(
         "tenant.update",
         Some(id.to_string()),
@@ -150,7 +160,13 @@ pub async fn update(
     );
     if !state
         .store
-        .update_tenant(&policy, &name, state.clock.now_ms(), Some(&entry))
+        .update_tenant(
+            &policy,
+            &name,
+            &currency,
+            state.clock.now_ms(),
+            Some(&entry),
+        )
         .await?
     {
         return Err(ApiError::not_found("tenant", id.as_str()));

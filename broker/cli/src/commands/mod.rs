@@ -3,6 +3,7 @@
 pub mod audit_verify;
 pub mod config_check;
 pub mod conformance;
+pub mod invoice;
 pub mod member_sim;
 pub mod migrate;
 pub mod reconcile;

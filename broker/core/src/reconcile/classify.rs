@@ -263,6 +263,7 @@ impl<'a> Classifier<'a> {
                 .map(|(tenant, total)| (tenant.to_string(), total))
                 .collect(),
             discrepancies: self.discrepancies,
+            unattributed: BTreeMap::new(),
         }
     }
 }

@@ -10,9 +10,11 @@
 //! the same [`Outcome`] as the hash join; a file out of order is refused
 //! ([`MergeError::NotSorted`]), never misread.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use super::classify::{compact, Classifier, Compact, Key};
+use super::unattributed::{divert, Unattributed};
 use super::{FocusError, FocusRow, Outcome, Text, Tolerance};
 
 /// Reconciles; `aliases` maps member ids to broker ids; `allowed` maps tenants to the
@@ -27,7 +29,8 @@ pub fn reconcile(
 ) -> Result<Outcome, (&'static str, FocusError)> {
     let mut classifier = Classifier::new(tolerance, allowed);
     let mut stated: HashMap<Key, Compact> = HashMap::new();
-    for row in statement {
+    let side = RefCell::new(Unattributed::default());
+    for row in divert(statement, &side) {
         let row = row.map_err(|e| ("statement", e))?;
         classifier.statement_rows += 1;
         let id = aliases
@@ -75,7 +78,9 @@ pub fn reconcile(
     for (key, s) in leftovers {
         classifier.unexpected(&key, &s);
     }
-    Ok(classifier.finish())
+    let mut outcome = classifier.finish();
+    side.borrow().apply(&mut outcome);
+    Ok(outcome)
 }
 
 /// Why a merge join could not run.
@@ -170,6 +175,7 @@ pub fn reconcile_sorted(
     allowed: &HashMap<String, BTreeSet<String>>,
 ) -> Result<Outcome, MergeError> {
     let mut classifier = Classifier::new(tolerance, allowed);
+    let side = RefCell::new(Unattributed::default());
     let mut l = Sorted {
         rows: ledger.peekable(),
         name: "ledger",
@@ -177,7 +183,7 @@ pub fn reconcile_sorted(
         count: 0,
     };
     let mut s = Sorted {
-        rows: statement.peekable(),
+        rows: divert(statement, &side).peekable(),
         name: "statement",
         last: None,
         count: 0,
@@ -204,5 +210,7 @@ pub fn reconcile_sorted(
     }
     classifier.statement_rows = s.count;
     classifier.ledger_rows = l.count;
-    Ok(classifier.finish())
+    let mut outcome = classifier.finish();
+    side.borrow().apply(&mut outcome);
+    Ok(outcome)
 }

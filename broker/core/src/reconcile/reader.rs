@@ -4,8 +4,9 @@
 //! file of any size is read in bounded memory.
 //!
 //! **Invariant:** every row yielded carries valid values: costs and quantities are decimals,
-//! the charge period is a pair of UTC times that ends after it starts, resource and SKU are
-//! not empty, no field is longer than 64 KiB, and the currency is an ISO 4217 code equal to
+//! the charge period is a pair of UTC times that ends after it starts, a row naming a
+//! resource names its SKU (a row without a resource, as FOCUS allows for taxes, credits,
+//! adjustments and purchases, need not), no field is longer than 64 KiB, and the currency is an ISO 4217 code equal to
 //! the file's first. Anything else is a [`FocusError`] naming the row and the column, never
 //! a panic.
 
@@ -51,7 +52,7 @@ pub const REQUIRED: [&str; 9] = [
 ];
 
 /// The columns reconciliation reads when a file has them.
-pub const OPTIONAL: [&str; 1] = ["ConsumedQuantity"];
+pub const OPTIONAL: [&str; 2] = ["ConsumedQuantity", "ChargeCategory"];
 
 /// Largest field accepted.
 const MAX_FIELD: usize = 64 * 1024;
@@ -59,7 +60,7 @@ const MAX_FIELD: usize = 64 * 1024;
 /// One FOCUS row, as reconciliation needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FocusRow {
-    /// Resource.
+    /// Resource; empty for a row that names none (a tax, a credit…).
     pub resource_id: Text,
     /// SKU.
     pub sku: Text,
@@ -78,6 +79,8 @@ pub struct FocusRow {
     /// ConsumedQuantity (hours running), when the file has the column and the row a value:
     /// what the clock-skew tolerance scales with.
     pub consumed: Option<Decimal>,
+    /// ChargeCategory (`Usage` when the file has no such column or the row no value).
+    pub category: Text,
 }
 
 impl FocusRow {
@@ -117,8 +120,11 @@ pub struct FocusReader<R: Read> {
     index: BTreeMap<&'static str, usize>,
     row: u64,
     currency: Option<Text>,
-    /// The last resource id, SKU, region and tenant, shared by the next equal value.
-    last: [Option<Text>; 4],
+    /// The last resource id, SKU, region, tenant and category, shared by the next equal
+    /// value.
+    last: [Option<Text>; 5],
+    /// The period every row must fall in, when one is set ([`Self::within`]).
+    period: Option<crate::billing::Period>,
 }
 
 impl<R: Read> FocusReader<R> {
@@ -156,7 +162,16 @@ impl<R: Read> FocusReader<R> {
             row: 0,
             currency: None,
             last: Default::default(),
+            period: None,
         })
+    }
+
+    /// Refuses rows whose charge period starts outside `period` (a statement for another
+    /// month, or one that strays out of its own), naming the row.
+    #[must_use]
+    pub fn within(mut self, period: crate::billing::Period) -> Self {
+        self.period = Some(period);
+        self
     }
 
     fn parse(&mut self, record: &csv::StringRecord) -> Result<FocusRow, FocusError> {
@@ -237,6 +252,15 @@ impl<R: Read> FocusReader<R> {
             column: "ChargePeriodEnd".into(),
             message: format!("`{}` is not a UTC time", truncate(end)),
         })?;
+        if let Some(period) = self.period {
+            if charge_start < period.start_ms() || charge_start >= period.end_ms() {
+                return Err(FocusError {
+                    row,
+                    column: "ChargePeriodStart".into(),
+                    message: format!("{} is outside the period {period}", truncate(start)),
+                });
+            }
+        }
         if charge_end <= charge_start {
             return Err(FocusError {
                 row,
@@ -244,14 +268,25 @@ impl<R: Read> FocusReader<R> {
                 message: "ends before it starts".into(),
             });
         }
-        let (resource_id, sku) = (required("ResourceId")?, required("SkuId")?);
+        let resource_id = field("ResourceId")?.trim();
+        // A row without a resource (FOCUS allows it for taxes, credits, adjustments and
+        // purchases) need not name a SKU; one with a resource must.
+        let sku = if resource_id.is_empty() {
+            field("SkuId")?
+        } else {
+            required("SkuId")?
+        };
+        let category = match field("ChargeCategory")?.trim() {
+            "" => "Usage",
+            c => c,
+        };
         let (region, tenant) = (field("RegionId")?, field("SubAccountId")?);
         let (cost, quantity) = (decimal("BilledCost")?, decimal("PricingQuantity")?);
         let consumed = match field("ConsumedQuantity")?.trim() {
             "" => None,
             _ => Some(decimal("ConsumedQuantity")?),
         };
-        let [last_resource, last_sku, last_region, last_tenant] = &mut self.last;
+        let [last_resource, last_sku, last_region, last_tenant, last_category] = &mut self.last;
         Ok(FocusRow {
             resource_id: intern(last_resource, resource_id),
             sku: intern(last_sku, sku),
@@ -262,6 +297,7 @@ impl<R: Read> FocusReader<R> {
             quantity,
             tenant: intern(last_tenant, tenant),
             consumed,
+            category: intern(last_category, category),
         })
     }
 }

@@ -63,6 +63,10 @@ pub struct Outcome {
     pub totals_by_tenant: BTreeMap<String, Total>,
     /// Sorted by class and key.
     pub discrepancies: Vec<Discrepancy>,
+    /// Statement rows that name no resource (taxes, credits, adjustments, purchases…),
+    /// by ChargeCategory; their cost is in the stated totals.
+    #[serde(default)]
+    pub unattributed: BTreeMap<String, super::CategoryTotal>,
 }
 
 /// The discrepancies as CSV.

@@ -291,3 +291,141 @@ fn both_joins_sum_a_ledger_key_given_twice() {
         hashed.discrepancies
     );
 }
+
+/// A statement with a tax, a credit and usage rows that name no resource (and no SKU), as
+/// FOCUS allows.
+fn with_unattributed(kinds: &[(&str, &str)]) -> String {
+    let text = String::from_utf8(ledger_csv()).expect("utf8");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let first = reader.records().next().expect("row").expect("row");
+    let mut out = text.clone();
+    for (category, cost) in kinds {
+        let row: Vec<String> = headers
+            .iter()
+            .zip(first.iter())
+            .map(|(h, v)| match h {
+                "ResourceId" | "SkuId" | "ResourceName" | "ResourceType" => String::new(),
+                "ChargeCategory" => (*category).to_owned(),
+                "BilledCost" => (*cost).to_owned(),
+                _ => v.to_owned(),
+            })
+            .map(|v| {
+                if v.contains([',', '"']) {
+                    format!("\"{}\"", v.replace('"', "\"\""))
+                } else {
+                    v
+                }
+            })
+            .collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn rows_without_a_resource_are_totalled_by_category_not_refused() {
+    let statement = with_unattributed(&[("Tax", "0.09"), ("Tax", "0.01"), ("Credit", "-0.05")]);
+    let outcome = run(statement.as_bytes(), Tolerance::default());
+    assert_eq!(outcome.status, "clean", "{outcome:?}");
+    assert_eq!(outcome.statement_rows, 7);
+    assert_eq!(
+        outcome.unattributed["Tax"],
+        CategoryTotal {
+            rows: 2,
+            cost: "0.10".parse().expect("d")
+        }
+    );
+    assert_eq!(
+        outcome.unattributed["Credit"].cost,
+        "-0.05".parse::<Decimal>().expect("d")
+    );
+    // Included in what the member states, so the totals show them.
+    assert_eq!(
+        outcome.totals.difference,
+        "0.05".parse::<Decimal>().expect("d")
+    );
+    assert_eq!(
+        outcome.totals_by_tenant["acme"].difference,
+        "0.05".parse::<Decimal>().expect("d")
+    );
+    // The merge join (the files are sorted: rows without a resource come first there,
+    // here last, and a row of no key is never out of order) gives the same report.
+    let sorted = reconcile_sorted(
+        FocusReader::new(ledger_csv().as_slice()).expect("ledger"),
+        FocusReader::new(statement.as_bytes()).expect("statement"),
+        Tolerance::default(),
+        &HashMap::from([(
+            "acme".to_owned(),
+            BTreeSet::from(["FR".to_owned(), "BE".to_owned()]),
+        )]),
+    )
+    .expect("merge");
+    assert_eq!(sorted, outcome);
+}
+
+#[test]
+fn usage_without_a_resource_is_a_discrepancy() {
+    let statement = with_unattributed(&[("Usage", "1.00")]);
+    let outcome = run(statement.as_bytes(), Tolerance::default());
+    assert_eq!(outcome.status, "discrepancies");
+    assert_eq!(outcome.discrepancies[0].class, "unattributed_usage");
+    assert_eq!(outcome.unattributed["Usage"].rows, 1);
+}
+
+#[test]
+fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
+    let text = String::from_utf8(ledger_csv()).expect("utf8");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replacen("0.1,0.1,0.1,0.1", "0.2,0.2,0.2,0.2", 1);
+    lines.remove(2);
+    lines.push(lines[1].replace("bkt-a", "bkt-zz"));
+    // Rows reversed (a member's own order), and a tax that names no resource.
+    let header = lines.remove(0);
+    lines.reverse();
+    lines.insert(0, header);
+    let statement =
+        with_unattributed(&[("Tax", "0.02")]).replace(&text, &(lines.join("\n") + "\n"));
+    let ledger = ledger_csv();
+    let allowed = HashMap::from([("acme".to_owned(), BTreeSet::from(["FR".to_owned()]))]);
+    let hashed = reconcile(
+        FocusReader::new(ledger.as_slice()).expect("l"),
+        FocusReader::new(statement.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &HashMap::new(),
+        &allowed,
+    )
+    .expect("hash");
+    for partitions in [1, 3, 64] {
+        let dir = tempfile::tempdir().expect("dir");
+        let partitioned = reconcile_partitioned(
+            FocusReader::new(ledger.as_slice()).expect("l"),
+            FocusReader::new(statement.as_bytes()).expect("s"),
+            Tolerance::default(),
+            &allowed,
+            dir.path(),
+            partitions,
+        )
+        .expect("partitioned");
+        assert_eq!(partitioned, hashed, "{partitions} partitions");
+    }
+    assert_eq!(hashed.discrepancies.len(), 3, "{hashed:?}");
+    assert_eq!(hashed.unattributed["Tax"].rows, 1);
+    // A bad row is named, as by the other joins.
+    let bad = statement.replacen(",EUR,", ",XYZ,", 1);
+    let dir = tempfile::tempdir().expect("dir");
+    let err = reconcile_partitioned(
+        FocusReader::new(ledger.as_slice()).expect("l"),
+        FocusReader::new(bad.as_bytes()).expect("s"),
+        Tolerance::default(),
+        &allowed,
+        dir.path(),
+        4,
+    )
+    .expect_err("bad");
+    assert!(
+        matches!(&err, PartitionError::Bad("statement", e) if e.column == "BillingCurrency"),
+        "{err:?}"
+    );
+}

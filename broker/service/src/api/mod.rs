@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(reconciliation::get))
         .routes(routes!(usage::usage))
         .routes(routes!(usage::export))
+        .routes(routes!(usage::invoice))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();

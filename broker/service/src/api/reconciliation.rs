@@ -37,7 +37,7 @@ pub async fn upload(
     if (!own && !auth.principal.has(Role::Billing)) || state.members.get(&id).is_none() {
         return Err(ApiError::not_found("member", &id));
     }
-    Period::parse(&period).map_err(|e| ApiError::invalid_field(e.to_string()))?;
+    let month = Period::parse(&period).map_err(|e| ApiError::invalid_field(e.to_string()))?;
     let invalid = |e: alliance_core::reconcile::FocusError| {
         ApiError::new(
             ErrorCode::StatementInvalid,
@@ -45,7 +45,9 @@ pub async fn upload(
         )
         .with_extensions(serde_json::json!({ "row": e.row, "column": e.column }))
     };
-    let reader = FocusReader::new(body.as_ref()).map_err(invalid)?;
+    let reader = FocusReader::new(body.as_ref())
+        .map_err(invalid)?
+        .within(month);
     let mut rows = 0u64;
     for row in reader {
         row.map_err(invalid)?;

@@ -37,6 +37,8 @@ pub struct CreateTenant {
     pub allowed_jurisdictions: Vec<String>,
     /// Default data class; `standard` when absent.
     pub default_data_class: Option<String>,
+    /// What its invoices are in (ISO 4217); `EUR` when absent.
+    pub billing_currency: Option<String>,
 }
 
 /// `PATCH /v1/tenants/{id}`: every field optional.
@@ -51,6 +53,13 @@ pub struct UpdateTenant {
     pub allowed_jurisdictions: Option<Vec<String>>,
     /// Default data class.
     pub default_data_class: Option<String>,
+    /// Billing currency (ISO 4217).
+    pub billing_currency: Option<String>,
+}
+
+fn currency(value: &str) -> ApiResult<alliance_core::rates::Currency> {
+    alliance_core::rates::Currency::parse(value)
+        .map_err(|e| ApiError::invalid_field(format!("`billing_currency`: {e}")))
 }
 
 fn jurisdictions(values: &[String]) -> ApiResult<BTreeSet<Jurisdiction>> {
@@ -109,11 +118,13 @@ pub async fn create_tenant(
     let action = async {
         let policy = policy_of(&body.value)?;
         let name = name(&body.value.name)?;
+        let billing_currency = currency(body.value.billing_currency.as_deref().unwrap_or("EUR"))?;
         let row = tenancy::create(
             &state,
             &auth.principal,
             policy,
             &name,
+            &billing_currency,
             body.canonical.clone(),
         )
         .await?;
@@ -186,6 +197,7 @@ pub async fn update_tenant(
             b.default_data_class.as_deref(),
             DataClassName::parse,
         )?,
+        billing_currency: b.billing_currency.as_deref().map(currency).transpose()?,
     };
     let row = tenancy::update(
         &state,

@@ -97,3 +97,58 @@ pub async fn export(
         ))),
     }
 }
+
+/// `?period=YYYY-MM&tenant=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InvoiceParams {
+    /// `YYYY-MM` (UTC month).
+    pub period: String,
+    /// The tenant: a tenant's own by default; required for billing and operators.
+    pub tenant: Option<String>,
+}
+
+/// A tenant's invoice for a month, in its billing currency: lines by member,
+/// jurisdiction and SKU, each also in the member's currency, with the reference rates used.
+#[utoipa::path(get, path = "/v1/invoices", tag = "usage", params(InvoiceParams),
+    responses((status = 200, description = "the invoice: tenant, period, currency, lines, subtotals_by_jurisdiction, total, rates", content_type = "application/json"),
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn invoice(
+    State(state): State<AppState>,
+    auth: Authorized<ReadUsage>,
+    ApiQuery(params): ApiQuery<InvoiceParams>,
+) -> ApiResult<Response> {
+    let period =
+        Period::parse(&params.period).map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    let principal = &auth.principal;
+    let books_reader =
+        principal.has(crate::auth::Role::Billing) || principal.has(crate::auth::Role::Operator);
+    let tenant = match (&principal.tenant, books_reader, params.tenant.as_deref()) {
+        (Some(own), false, Some(asked)) if asked != own.as_str() => {
+            return Err(ApiError::not_found("tenant", asked))
+        }
+        (Some(own), false, _) => own.to_string(),
+        (_, _, Some(asked)) => asked.to_owned(),
+        (_, _, None) => {
+            return Err(ApiError::invalid_query(
+                "`tenant` is required: name the tenant to invoice",
+            ))
+        }
+    };
+    let id = alliance_core::TenantId::parse(&tenant)
+        .map_err(|_| ApiError::not_found("tenant", &tenant))?;
+    let row = crate::tenancy::get(&state, &id).await?;
+    let books = crate::billing::Books::from_registry(&state.members);
+    let invoice = crate::invoicing::tenant_invoice(
+        &state.store,
+        &books,
+        state.config.billing.rates.as_deref(),
+        &row,
+        period,
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(Json(invoice).into_response())
+}

@@ -341,6 +341,8 @@ pub struct TenantView {
     pub allowed_jurisdictions: Vec<String>,
     /// Default data class.
     pub default_data_class: String,
+    /// What its invoices are in (ISO 4217).
+    pub billing_currency: String,
 }
 
 impl From<&TenantRow> for TenantView {
@@ -356,6 +358,7 @@ impl From<&TenantRow> for TenantView {
                 .map(ToString::to_string)
                 .collect(),
             default_data_class: t.policy.default_data_class.to_string(),
+            billing_currency: t.billing_currency.to_string(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - `auth`: `[auth]`, the development issuer and external issuers;
 //! - `tenants`: `[[tenants]]` seeds and the default data classes;
 //! - `members`: `[[members]]` and their adapters;
+//! - `billing`: `[billing]`, the reference exchange rates and their file;
 //! - `error`: problems with key and line, and the error that reports them together;
 //! - `validate`: the cross-field rules;
 //! - `env`: `ALLIANCE_*` overrides.
@@ -26,6 +27,7 @@ use alliance_core::DataClasses;
 use serde::Deserialize;
 
 mod auth;
+mod billing;
 mod env;
 mod error;
 mod members;
@@ -34,6 +36,7 @@ mod tenants;
 mod validate;
 
 pub use auth::{AuthConfig, DevIssuerConfig, IssuerConfig, ASYMMETRIC_ALGORITHMS};
+pub use billing::{BillingConfig, DEMO_RATES, DEMO_RATES_NAME};
 pub use error::{redact_url, ConfigError, ConfigProblem};
 pub use members::{AdapterConfig, MemberConfig};
 pub use runtime::{DatabaseConfig, OperationsConfig, SecurityConfig, ServerConfig};
@@ -73,12 +76,23 @@ pub struct Config {
     /// Member clouds.
     #[serde(default)]
     pub members: Vec<MemberConfig>,
+    /// Invoicing.
+    #[serde(default)]
+    pub billing: BillingConfig,
 }
 
 impl Config {
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors. A relative
+    /// `[billing] reference_rates` is the bundled demo's file when named as the demo names
+    /// it, else relative to the working directory (see [`Self::load`]).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| ConfigError {
+        Self::parse_at(text, origin, None)
+    }
+
+    /// As [`Self::parse`], files named in it relative to `base` (the config file's
+    /// directory) when given.
+    fn parse_at(text: &str, origin: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|err| ConfigError {
             origin: origin.to_owned(),
             problems: vec![ConfigProblem {
                 key: key_of_toml_error(text, &err),
@@ -86,7 +100,10 @@ impl Config {
                 message: err.message().trim().to_owned(),
             }],
         })?;
-        let problems = config.problems(Some(text));
+        let mut problems = config.problems(Some(text));
+        if let Err(problem) = config.billing.load_rates(base) {
+            problems.push(problem);
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -111,7 +128,10 @@ impl Config {
                         message: format!("cannot read: {e}"),
                     }],
                 })?;
-                Self::parse(&text, &origin)
+                let base = path
+                    .parent()
+                    .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+                Self::parse_at(&text, &origin, Some(&base))
             }
         }
     }

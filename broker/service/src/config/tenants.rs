@@ -69,6 +69,9 @@ pub struct TenantSeed {
     /// Data class of requests that name none.
     #[serde(default = "default_class")]
     pub default_data_class: DataClassName,
+    /// What its invoices are in (ISO 4217); EUR when absent.
+    #[serde(default = "alliance_core::rates::Currency::eur")]
+    pub billing_currency: alliance_core::rates::Currency,
 }
 
 fn default_class() -> DataClassName {

@@ -15,6 +15,8 @@ pub struct TenantRow {
     pub policy: TenantPolicy,
     /// Display name.
     pub name: String,
+    /// What its invoices are in.
+    pub billing_currency: alliance_core::rates::Currency,
     /// Creation time, ms since the epoch.
     pub created_at: i64,
     /// Last change, ms since the epoch.
@@ -36,6 +38,11 @@ fn tenant_from_row(row: &AnyRow) -> StoreResult<TenantRow> {
             default_data_class: parsed_col(row, "default_data_class", DataClassName::parse)?,
         },
         name: col(row, "name")?,
+        billing_currency: parsed_col(
+            row,
+            "billing_currency",
+            alliance_core::rates::Currency::parse,
+        )?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })
@@ -57,19 +64,21 @@ impl Store {
         &self,
         policy: &TenantPolicy,
         name: &str,
+        billing_currency: &alliance_core::rates::Currency,
         now: i64,
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         let statement = sqlx::query(
-            "INSERT INTO tenants (id, name, home_jurisdiction, allowed_jurisdictions, default_data_class, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO tenants (id, name, home_jurisdiction, allowed_jurisdictions, default_data_class, created_at, updated_at, billing_currency) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(policy.id.as_str())
         .bind(name)
         .bind(policy.home_jurisdiction.as_str())
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
-        .bind(now);
+        .bind(now)
+        .bind(billing_currency.as_str());
         super::audit::change_audited(self, statement, audit, now).await
     }
 
@@ -79,19 +88,21 @@ impl Store {
         &self,
         policy: &TenantPolicy,
         name: &str,
+        billing_currency: &alliance_core::rates::Currency,
         now: i64,
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         let statement = sqlx::query(
             "UPDATE tenants SET name = $2, home_jurisdiction = $3, allowed_jurisdictions = $4, \
-             default_data_class = $5, updated_at = $6 WHERE id = $1",
+             default_data_class = $5, updated_at = $6, billing_currency = $7 WHERE id = $1",
         )
         .bind(policy.id.as_str())
         .bind(name)
         .bind(policy.home_jurisdiction.as_str())
         .bind(allowed_json(policy))
         .bind(policy.default_data_class.as_str())
-        .bind(now);
+        .bind(now)
+        .bind(billing_currency.as_str());
         super::audit::change_audited(self, statement, audit, now).await
     }
 

@@ -73,11 +73,23 @@ fn policy(id: &str) -> TenantPolicy {
 
 async fn tenants_round_trip(store: Store) {
     assert!(store
-        .insert_tenant(&policy("acme"), "ACME", 1, None)
+        .insert_tenant(
+            &policy("acme"),
+            "ACME",
+            &alliance_core::rates::Currency::eur(),
+            1,
+            None
+        )
         .await
         .expect("insert"));
     assert!(!store
-        .insert_tenant(&policy("acme"), "Other", 2, None)
+        .insert_tenant(
+            &policy("acme"),
+            "Other",
+            &alliance_core::rates::Currency::eur(),
+            2,
+            None
+        )
         .await
         .expect("insert again"));
     let row = store
@@ -93,7 +105,13 @@ async fn tenants_round_trip(store: Store) {
         .expect("get")
         .is_none());
     store
-        .insert_tenant(&policy("beta"), "Beta", 3, None)
+        .insert_tenant(
+            &policy("beta"),
+            "Beta",
+            &alliance_core::rates::Currency::eur(),
+            3,
+            None,
+        )
         .await
         .expect("insert");
     let page = store.tenants(Some("acme"), 10).await.expect("list");

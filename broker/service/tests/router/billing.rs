@@ -151,6 +151,21 @@ async fn an_honest_statement_reconciles_clean_and_a_padded_one_does_not() {
         )
         .await;
     assert_eq!(ledger.status, 200);
+    // This month's rows are not a statement for another month: refused, naming the row.
+    let problem = put_statement(
+        &app,
+        Actor::Partner,
+        "numergy-fr",
+        "2001-01",
+        ledger.text.clone(),
+    )
+    .await
+    .problem(422, "statement.invalid");
+    assert_eq!(
+        (problem["row"].as_u64(), problem["column"].as_str()),
+        (Some(1), Some("ChargePeriodStart")),
+        "{problem}"
+    );
     put_statement(
         &app,
         Actor::Partner,
@@ -253,4 +268,108 @@ async fn statements_are_checked_and_books_are_for_billing() {
     )
     .await
     .problem(422, "validation.invalid_field");
+}
+
+#[tokio::test]
+async fn invoices_are_in_the_tenants_currency_and_agree_with_the_ledger() {
+    let app = TestApp::start().await;
+    a_finished_volume(&app).await;
+    let period = this_month(&app);
+    let path = format!("/v1/invoices?period={period}");
+    let eur = app
+        .call(Actor::TenantA, Method::GET, &path, None)
+        .await
+        .ok(200);
+    assert_eq!(eur["tenant"], "acme");
+    assert_eq!(eur["currency"], "EUR");
+    assert_eq!(
+        eur["rates"]["date"],
+        serde_json::Value::Null,
+        "nothing converted: {eur}"
+    );
+    let line = &eur["lines"][0];
+    assert_eq!(
+        (line["member"].as_str(), line["member_currency"].as_str()),
+        (Some("numergy-fr"), Some("EUR")),
+        "{eur}"
+    );
+    // Others' invoices are not a tenant's to read; billing names the tenant.
+    app.call(
+        Actor::TenantA,
+        Method::GET,
+        &format!("{path}&tenant=santeplus"),
+        None,
+    )
+    .await
+    .problem(404, "resource.not_found");
+    app.call(Actor::Billing, Method::GET, &path, None)
+        .await
+        .problem(400, "validation.invalid_query");
+    app.call(
+        Actor::Billing,
+        Method::GET,
+        &format!("{path}&tenant=acme"),
+        None,
+    )
+    .await
+    .ok(200);
+
+    // In francs: converted on the bundled reference rates, the day said.
+    app.call(
+        Actor::Operator,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"billing_currency": "CHF"})),
+    )
+    .await
+    .ok(200);
+    app.call(
+        Actor::Operator,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"billing_currency": "XYZ"})),
+    )
+    .await
+    .problem(422, "validation.invalid_field");
+    let chf = app
+        .call(Actor::TenantA, Method::GET, &path, None)
+        .await
+        .ok(200);
+    assert_eq!(chf["currency"], "CHF");
+    assert_eq!(chf["rates"]["source"], "reference-rates.csv", "{chf}");
+    assert!(chf["rates"]["date"].is_string(), "{chf}");
+    assert_eq!(chf["lines"][0]["member_amount"], line["member_amount"]);
+    let total: rust_decimal::Decimal = chf["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            l["amount"]
+                .as_str()
+                .expect("amount")
+                .parse::<rust_decimal::Decimal>()
+                .expect("decimal")
+        })
+        .sum();
+    assert_eq!(
+        chf["total"]
+            .as_str()
+            .expect("total")
+            .parse::<rust_decimal::Decimal>()
+            .expect("d"),
+        total
+    );
+
+    // The reconciliation report checks the invoices against the ledger.
+    let report = app
+        .call(
+            Actor::Billing,
+            Method::POST,
+            "/v1/reconciliations",
+            Some(json!({"period": period, "member": "numergy-fr"})),
+        )
+        .await
+        .ok(201);
+    assert_eq!(report["invoices"]["holds"], true, "{report}");
+    assert_eq!(report["invoices"]["invoiced"], report["invoices"]["ledger"]);
 }

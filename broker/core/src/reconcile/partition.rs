@@ -1,0 +1,308 @@
+//! The partitioned hash join: files in any order, at any size, in bounded memory on every
+//! core.
+//!
+//! Owns reconciling two unsorted files too large to hold: each file is read on its own
+//! thread and its rows written, by the hash of their key, into one of `partitions` spill
+//! files per side (a compact binary form, in a directory the caller owns); then the
+//! partitions are reconciled one by one, on as many threads as the machine has cores, each
+//! sorted in memory and merged with [`reconcile_sorted`], and their outcomes summed.
+//!
+//! **Invariant:** a key's rows all land in one partition on each side, so every partition
+//! is reconciled exactly as the whole would be; the summed outcome equals the hash join's
+//! ([`super::reconcile`]) on the same files (tested), with memory bounded by the largest
+//! partition.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rust_decimal::Decimal;
+
+use super::unattributed::{divert, Unattributed};
+use super::{reconcile_sorted, FocusError, FocusRow, MergeError, Outcome, Text, Tolerance};
+
+/// Why a partitioned join failed: a bad file (which, and where), or the spill directory.
+#[derive(Debug)]
+pub enum PartitionError {
+    /// A file is bad.
+    Bad(&'static str, FocusError),
+    /// The spill files could not be written or read.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for PartitionError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Reconciles `ledger` and `statement`, in any order, spilling to `partitions` files per
+/// side under `dir` (which must exist; the files are left for the caller to remove).
+pub fn reconcile_partitioned<L, S>(
+    ledger: L,
+    statement: S,
+    tolerance: Tolerance,
+    allowed: &HashMap<String, BTreeSet<String>>,
+    dir: &Path,
+    partitions: usize,
+) -> Result<Outcome, PartitionError>
+where
+    L: Iterator<Item = Result<FocusRow, FocusError>> + Send,
+    S: Iterator<Item = Result<FocusRow, FocusError>> + Send,
+{
+    let partitions = partitions.max(1);
+    // One hasher for both sides, so that a key goes to the same partition on each.
+    let hasher = std::collections::hash_map::RandomState::new();
+    let (ledger_written, statement_written) = std::thread::scope(|scope| {
+        let hasher = &hasher;
+        let l = scope.spawn(move || spill(ledger, dir, "l", partitions, hasher, false));
+        let s = scope.spawn(move || spill(statement, dir, "s", partitions, hasher, true));
+        (join(l), join(s))
+    });
+    ledger_written.map_err(|e| e.named("ledger"))?;
+    let side = statement_written.map_err(|e| e.named("statement"))?;
+    // The partitions, on every core: each worker takes the next one not yet taken.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let outcomes: Vec<Result<Vec<Outcome>, PartitionError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(partitions))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if p >= partitions {
+                            return Ok(done);
+                        }
+                        // Sorted in memory, then merged: cheaper than hashing every key.
+                        let mut l = read_back(&dir.join(format!("l-{p}.bin")))?;
+                        let mut s = read_back(&dir.join(format!("s-{p}.bin")))?;
+                        let key =
+                            |r: &FocusRow| (r.resource_id.clone(), r.sku.clone(), r.charge_start);
+                        l.sort_by_cached_key(key);
+                        s.sort_by_cached_key(key);
+                        let outcome = reconcile_sorted(
+                            l.into_iter().map(Ok),
+                            s.into_iter().map(Ok),
+                            tolerance,
+                            allowed,
+                        )
+                        .map_err(|e| match e {
+                            MergeError::Bad(which, e) => PartitionError::Bad(which, e),
+                            MergeError::NotSorted(..) => PartitionError::Io(std::io::Error::other(
+                                "a sorted partition was refused as unsorted",
+                            )),
+                        })?;
+                        done.push(outcome);
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a worker panicked").into()))
+            })
+            .collect()
+    });
+    let mut total: Option<Outcome> = None;
+    for outcome in outcomes {
+        for o in outcome? {
+            total = Some(match total {
+                None => o,
+                Some(t) => sum(t, o),
+            });
+        }
+    }
+    let mut outcome = total
+        .ok_or_else(|| PartitionError::Io(std::io::Error::other("no partition was reconciled")))?;
+    outcome.discrepancies.sort();
+    outcome.status = if outcome.discrepancies.is_empty() {
+        "clean".into()
+    } else {
+        "discrepancies".into()
+    };
+    side.apply(&mut outcome);
+    Ok(outcome)
+}
+
+/// A spill thread's failure, named by its side once joined.
+enum SpillError {
+    Bad(FocusError),
+    Io(std::io::Error),
+}
+
+impl SpillError {
+    fn named(self, side: &'static str) -> PartitionError {
+        match self {
+            Self::Bad(e) => PartitionError::Bad(side, e),
+            Self::Io(e) => PartitionError::Io(e),
+        }
+    }
+}
+
+fn join<T>(
+    handle: std::thread::ScopedJoinHandle<'_, Result<T, SpillError>>,
+) -> Result<T, SpillError> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(SpillError::Io(std::io::Error::other("a reader panicked"))))
+}
+
+/// Writes each row into its key's partition (`<prefix>-<p>.bin`); with `divert`, rows that
+/// name no resource are kept aside instead (statements).
+fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
+    rows: I,
+    dir: &Path,
+    prefix: &str,
+    partitions: usize,
+    hasher: &std::collections::hash_map::RandomState,
+    keep_aside: bool,
+) -> Result<Unattributed, SpillError> {
+    let mut files = (0..partitions)
+        .map(|p| {
+            std::fs::File::create(dir.join(format!("{prefix}-{p}.bin")))
+                .map(|f| BufWriter::with_capacity(64 * 1024, f))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SpillError::Io)?;
+    let side = RefCell::new(Unattributed::default());
+    let rows: Box<dyn Iterator<Item = Result<FocusRow, FocusError>>> = if keep_aside {
+        Box::new(divert(rows, &side))
+    } else {
+        Box::new(rows)
+    };
+    for row in rows {
+        let row = row.map_err(SpillError::Bad)?;
+        // By resource: a key's rows land together, and a resource's rows stay next to each
+        // other in its partition (so their texts are shared again when read back).
+        let p = usize::try_from(hasher.hash_one(&row.resource_id) % partitions as u64).unwrap_or(0);
+        encode(&mut files[p], &row).map_err(SpillError::Io)?;
+    }
+    for f in &mut files {
+        f.flush().map_err(SpillError::Io)?;
+    }
+    Ok(side.into_inner())
+}
+
+fn put_text<W: Write>(out: &mut W, text: &str) -> std::io::Result<()> {
+    let len = u32::try_from(text.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(text.as_bytes())
+}
+
+fn encode<W: Write>(out: &mut W, row: &FocusRow) -> std::io::Result<()> {
+    for text in [
+        &row.resource_id,
+        &row.sku,
+        &row.region,
+        &row.currency,
+        &row.tenant,
+        &row.category,
+    ] {
+        put_text(out, text)?;
+    }
+    out.write_all(&row.charge_start.to_le_bytes())?;
+    out.write_all(&row.cost.serialize())?;
+    out.write_all(&row.quantity.serialize())?;
+    match row.consumed {
+        Some(c) => {
+            out.write_all(&[1])?;
+            out.write_all(&c.serialize())
+        }
+        None => out.write_all(&[0]),
+    }
+}
+
+/// A read position in a spill file held in memory.
+struct Cursor<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PartitionError> {
+        let bytes = self.data.get(self.at..self.at + n).ok_or_else(|| {
+            PartitionError::Io(std::io::Error::other("a spill file is truncated"))
+        })?;
+        self.at += n;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], PartitionError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn done(&self) -> bool {
+        self.at >= self.data.len()
+    }
+}
+
+/// The rows of one spill file (read whole: a partition is a few MB).
+fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
+    let data = std::fs::read(path)?;
+    let mut input = Cursor { data: &data, at: 0 };
+    let mut rows = Vec::new();
+    // Each text is shared with the row before when equal (a resource's rows are adjacent).
+    let mut last: [Option<Text>; 6] = Default::default();
+    while !input.done() {
+        let mut texts: [Text; 6] = Default::default();
+        for (i, slot) in last.iter_mut().enumerate() {
+            let len = u32::from_le_bytes(input.array()?) as usize;
+            let bytes = input.take(len)?;
+            texts[i] = match slot {
+                Some(previous) if previous.as_bytes() == bytes => previous.clone(),
+                _ => {
+                    let text = std::str::from_utf8(bytes).map_err(std::io::Error::other)?;
+                    let t = Text::from(text);
+                    *slot = Some(t.clone());
+                    t
+                }
+            };
+        }
+        let charge_start = i64::from_le_bytes(input.array()?);
+        let cost = Decimal::deserialize(input.array()?);
+        let quantity = Decimal::deserialize(input.array()?);
+        let consumed = match input.take(1)?[0] {
+            1 => Some(Decimal::deserialize(input.array()?)),
+            _ => None,
+        };
+        let [resource_id, sku, region, currency, tenant, category] = texts;
+        rows.push(FocusRow {
+            resource_id,
+            sku,
+            charge_start,
+            region,
+            currency,
+            cost,
+            quantity,
+            tenant,
+            consumed,
+            category,
+        });
+    }
+    Ok(rows)
+}
+
+/// Two partitions' outcomes as one (discrepancies sorted and status set by the caller).
+fn sum(mut a: Outcome, b: Outcome) -> Outcome {
+    a.currency = a.currency.or(b.currency);
+    a.ledger_rows += b.ledger_rows;
+    a.statement_rows += b.statement_rows;
+    a.totals.expected += b.totals.expected;
+    a.totals.stated += b.totals.stated;
+    a.totals.difference = a.totals.stated - a.totals.expected;
+    for (tenant, t) in b.totals_by_tenant {
+        let total = a.totals_by_tenant.entry(tenant).or_default();
+        total.expected += t.expected;
+        total.stated += t.stated;
+        total.difference = total.stated - total.expected;
+    }
+    a.discrepancies.extend(b.discrepancies);
+    a
+}
