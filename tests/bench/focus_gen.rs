@@ -21,39 +21,9 @@
 
 use std::io::{BufWriter, Write};
 
-const HEADER: [&str; 31] = [
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingAccountId",
-    "BillingAccountName",
-    "BillingCurrency",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeClass",
-    "ChargeDescription",
-    "PricingQuantity",
-    "PricingUnit",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "ServiceName",
-    "ServiceCategory",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "RegionId",
-    "SkuId",
-    "SubAccountId",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ListUnitPrice",
-    "Tags",
-];
+/// The columns the generator writes: the broker's, without the three recommended ones it
+/// added later (a member's file need not have them).
+const HEADER: &[&str] = alliance_core::focus::COLUMNS.split_at(31).0;
 
 /// Vendor columns of the wide shape.
 const VENDOR: usize = 24;

@@ -21,6 +21,11 @@ use crate::described::Params;
 use crate::{xml, Ec2Adapter};
 
 /// Whether an error is EC2 saying the thing exists already (`*.Duplicate`).
+/// The name of the group made for `broker_id`'s instance.
+fn group_name(broker_id: &str) -> String {
+    format!("alliance-{broker_id}")
+}
+
 fn duplicate(e: &AdapterError) -> bool {
     e.message.contains(".Duplicate")
 }
@@ -129,6 +134,30 @@ impl Ec2Adapter {
         }
     }
 
+    /// The ids of the security groups named `name`.
+    async fn groups_named(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+    ) -> Result<Vec<String>, AdapterError> {
+        let found = self
+            .ec2(
+                ctx,
+                "DescribeSecurityGroups",
+                &[
+                    ("Filter.1.Name".to_owned(), "group-name".to_owned()),
+                    ("Filter.1.Value.1".to_owned(), name.to_owned()),
+                ],
+                Retry::Safe,
+                MAX_BODY,
+            )
+            .await?;
+        let doc = xml::parse(&found)?;
+        Ok(xml::items(doc.root_element(), "securityGroupInfo")
+            .filter_map(|g| xml::child(g, "groupId").map(str::to_owned))
+            .collect())
+    }
+
     /// The instance's own group (`alliance-<broker id>`), created once, with its rules.
     async fn security_group(
         &self,
@@ -136,22 +165,8 @@ impl Ec2Adapter {
         spec: &ResourceSpec,
         access: &InstanceAccess,
     ) -> Result<String, AdapterError> {
-        let name = format!("alliance-{}", spec.broker_id);
-        let found = self
-            .ec2(
-                ctx,
-                "DescribeSecurityGroups",
-                &[
-                    ("Filter.1.Name".to_owned(), "group-name".to_owned()),
-                    ("Filter.1.Value.1".to_owned(), name.clone()),
-                ],
-                Retry::Safe,
-                MAX_BODY,
-            )
-            .await?;
-        let doc = xml::parse(&found)?;
-        let existing = xml::items(doc.root_element(), "securityGroupInfo")
-            .find_map(|g| xml::child(g, "groupId").map(str::to_owned));
+        let name = group_name(&spec.broker_id);
+        let existing = self.groups_named(ctx, &name).await?.into_iter().next();
         let id = match existing {
             Some(id) => id,
             None => {
@@ -222,26 +237,7 @@ impl Ec2Adapter {
         ctx: &CallContext,
         broker_id: &str,
     ) -> Result<(), AdapterError> {
-        let found = self
-            .ec2(
-                ctx,
-                "DescribeSecurityGroups",
-                &[
-                    ("Filter.1.Name".to_owned(), "group-name".to_owned()),
-                    (
-                        "Filter.1.Value.1".to_owned(),
-                        format!("alliance-{broker_id}"),
-                    ),
-                ],
-                Retry::Safe,
-                MAX_BODY,
-            )
-            .await?;
-        let doc = xml::parse(&found)?;
-        let ids: Vec<String> = xml::items(doc.root_element(), "securityGroupInfo")
-            .filter_map(|g| xml::child(g, "groupId").map(str::to_owned))
-            .collect();
-        for id in ids {
+        for id in self.groups_named(ctx, &group_name(broker_id)).await? {
             let params = [("GroupId".to_owned(), id)];
             match self
                 .ec2(ctx, "DeleteSecurityGroup", &params, Retry::Safe, MAX_BODY)

@@ -247,15 +247,10 @@ mod tests {
         let rates = ReferenceRates::parse(RATES, "rates.csv").expect("rates");
         let period = Period::parse("2026-11").expect("p");
         let all = lines();
-        let bill = invoice(
-            "acme",
-            period,
-            &Currency::eur(),
-            &all,
-            Some(&rates),
-            "2026-11-30",
-        )
-        .expect("invoice");
+        let bill_of = |tenant: &str, currency: &Currency, cutoff: &str| {
+            invoice(tenant, period, currency, &all, Some(&rates), cutoff).expect("invoice")
+        };
+        let bill = bill_of("acme", &Currency::eur(), "2026-11-30");
         assert_eq!(bill.rates.date.as_deref(), Some("2026-11-30"));
         assert_eq!(bill.rates.source.as_deref(), Some("rates.csv"));
         assert_eq!(bill.lines.len(), 2);
@@ -277,28 +272,12 @@ mod tests {
         assert_eq!(bill.total, chf.amount + eur.amount);
         assert_eq!(bill.subtotals_by_jurisdiction["CH"], chf.amount);
         // The three-way check: every tenant's invoice lines against the member's ledger.
-        let globex = invoice(
-            "globex",
-            period,
-            &Currency::eur(),
-            &all,
-            Some(&rates),
-            "2026-11-30",
-        )
-        .expect("invoice");
+        let globex = bill_of("globex", &Currency::eur(), "2026-11-30");
         let (invoiced, ledger) = member_check("numergy-fr", &[bill.clone(), globex], &all);
         assert_eq!(invoiced, ledger);
         assert!(ledger > Decimal::ZERO);
         // In CHF, the rate date is the same and EUR lines convert the other way.
-        let in_chf = invoice(
-            "acme",
-            period,
-            &Currency::parse("CHF").expect("c"),
-            &all,
-            Some(&rates),
-            "2026-11-29",
-        )
-        .expect("invoice");
+        let in_chf = bill_of("acme", &Currency::parse("CHF").expect("c"), "2026-11-29");
         assert_eq!(in_chf.rates.date.as_deref(), Some("2026-11-27"));
     }
 

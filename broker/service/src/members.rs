@@ -41,8 +41,15 @@ impl MemberEntry {
     /// what it offers (a federation member's advertised capabilities) is known from its
     /// first request, not from the next health probe; the outcome is left to the probes.
     pub async fn prime(&self) {
+        let _ = self.probe().await;
+    }
+
+    /// One health probe of at most two seconds (`Err` when it took longer).
+    async fn probe(
+        &self,
+    ) -> Result<Result<(), alliance_adapter_api::AdapterError>, tokio::time::error::Elapsed> {
         let ctx = CallContext::new(None, "health", Duration::from_secs(2));
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.adapter.health(&ctx)).await;
+        tokio::time::timeout(Duration::from_secs(2), self.adapter.health(&ctx)).await
     }
 
     /// The member id.
@@ -424,9 +431,7 @@ impl MemberRegistry {
         let loads = store.member_loads().await?;
         let mut health = BTreeMap::new();
         for entry in self.all().into_iter().filter(|_| probe) {
-            let ctx = CallContext::new(None, "health", Duration::from_secs(2));
-            let probe =
-                tokio::time::timeout(Duration::from_secs(2), entry.adapter.health(&ctx)).await;
+            let probe = entry.probe().await;
             // The breaker's view wins when it says down; otherwise the probe decides.
             let breaker = entry.adapter.observed_health();
             let observed = match (probe, breaker) {

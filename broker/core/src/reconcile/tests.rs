@@ -397,9 +397,9 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
         &allowed,
     )
     .expect("hash");
-    for partitions in [1, 3, 64] {
+    let partitioned = |statement: &str, partitions: usize| {
         let dir = tempfile::tempdir().expect("dir");
-        let partitioned = reconcile_partitioned(
+        reconcile_partitioned(
             FocusReader::new(ledger.as_slice()).expect("l"),
             FocusReader::new(statement.as_bytes()).expect("s"),
             Tolerance::default(),
@@ -407,23 +407,15 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
             dir.path(),
             partitions,
         )
-        .expect("partitioned");
-        assert_eq!(partitioned, hashed, "{partitions} partitions");
+    };
+    for partitions in [1, 3, 64] {
+        let outcome = partitioned(&statement, partitions).expect("partitioned");
+        assert_eq!(outcome, hashed, "{partitions} partitions");
     }
     assert_eq!(hashed.discrepancies.len(), 3, "{hashed:?}");
     assert_eq!(hashed.unattributed["Tax"].rows, 1);
     // A bad row is named, as by the other joins.
-    let bad = statement.replacen(",EUR,", ",XYZ,", 1);
-    let dir = tempfile::tempdir().expect("dir");
-    let err = reconcile_partitioned(
-        FocusReader::new(ledger.as_slice()).expect("l"),
-        FocusReader::new(bad.as_bytes()).expect("s"),
-        Tolerance::default(),
-        &allowed,
-        dir.path(),
-        4,
-    )
-    .expect_err("bad");
+    let err = partitioned(&statement.replacen(",EUR,", ",XYZ,", 1), 4).expect_err("bad");
     assert!(
         matches!(&err, PartitionError::Bad("statement", e) if e.column == "BillingCurrency"),
         "{err:?}"
