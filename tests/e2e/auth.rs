@@ -201,6 +201,38 @@ async fn forged_and_malformed_tokens_are_refused() {
     )
     .await;
 
+    // A subject that names nobody.
+    for sub in ["", "   ", "\u{0}"] {
+        let mut nobody = claims(&iss);
+        nobody["sub"] = json!(sub);
+        assert_401(&anon, &sign(&good, "k1", &nobody), "blank sub").await;
+    }
+
+    // Validly signed, but listing critical header extensions the broker does not know
+    // (RFC 7515 §4.1.11: must be refused).
+    let by_hand = |header: Value| {
+        let message = format!("{}.{}", b64(&header), b64(&claims(&iss)));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &good.encoding, Algorithm::ES256)
+                .unwrap();
+        format!("{message}.{signature}")
+    };
+    instances_with(
+        &anon,
+        &format!(
+            "Bearer {}",
+            by_hand(json!({"alg": "ES256", "typ": "JWT", "kid": "k1", "x-alliance": "yes"}))
+        ),
+    )
+    .await
+    .assert_status(200);
+    for crit in [json!(["x-alliance"]), json!(["exp"]), json!([])] {
+        let token = by_hand(
+            json!({"alg": "ES256", "typ": "JWT", "kid": "k1", "crit": crit, "x-alliance": "yes"}),
+        );
+        assert_401(&anon, &token, "crit").await;
+    }
+
     // Tampered payload: an operator role pasted onto a valid signature.
     let parts: Vec<&str> = valid.split('.').collect();
     let mut elevated = claims(&iss);

@@ -486,7 +486,7 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
         .get_problem("/v1/members/belgacom-be", 404, "resource.not_found")
         .await;
     let placed = partner.get("/v1/members/numergy-fr/resources").await.json();
-    let ids: Vec<&str> = placed
+    let ids: Vec<&str> = placed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -494,9 +494,37 @@ async fn drift_reports_orphans_and_missing_resources_and_partners_see_only_their
         .collect();
     assert!(ids.contains(&kept["id"].as_str().unwrap()), "{placed}");
     assert!(
-        placed[0].get("name").is_none(),
+        placed["items"][0].get("name").is_none(),
         "tenant-chosen names are not shown to partners"
     );
+    // The list is paged: one at a time, every resource once, in id order.
+    let mut paged = Vec::new();
+    let mut path = "/v1/members/numergy-fr/resources?limit=1".to_owned();
+    loop {
+        let one = partner.get(&path).await.json();
+        assert!(one["items"].as_array().unwrap().len() <= 1, "{one}");
+        paged.extend(
+            one["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned()),
+        );
+        match one["next_page_token"].as_str() {
+            Some(token) => {
+                path = format!("/v1/members/numergy-fr/resources?limit=1&page_token={token}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids, "paging gave another list");
+    partner
+        .get_problem(
+            "/v1/members/numergy-fr/resources?page_token=eyJsIjoiYXVkaXQiLCJhIjoiMSJ9",
+            400,
+            "validation.invalid_query",
+        )
+        .await;
     partner
         .get_problem(
             "/v1/members/belgacom-be/resources",

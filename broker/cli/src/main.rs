@@ -75,7 +75,7 @@ enum UsageCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the audit log's hash chain: exit 0 intact, 1 tampered.
+    /// Check the audit log's hash chain and signed checkpoints: exit 0 intact, 1 tampered or truncated.
     Verify(commands::audit_verify::Args),
 }
 

@@ -49,3 +49,45 @@ impl DataClassPolicy {
         !self.eu_eea_only || jurisdictions.iter().all(Jurisdiction::is_eu_eea)
     }
 }
+
+/// Why a resource placed at `jurisdiction` is outside its tenant's policy now: the tenant
+/// no longer allows the jurisdiction, or its member (the certifications it holds and the
+/// jurisdictions it serves, when it is still in the catalogue) no longer meets the
+/// resource's data class (a certification lost, a class that asks for more). Empty when it
+/// complies. Placement checks the same rules before a resource is placed; this finds
+/// resources that facts changed under.
+pub fn outside_policy_reasons(
+    allowed: &BTreeSet<Jurisdiction>,
+    jurisdiction: &Jurisdiction,
+    class: Option<&DataClassPolicy>,
+    member: Option<(&BTreeSet<Certification>, &BTreeSet<Jurisdiction>)>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !allowed.contains(jurisdiction) {
+        reasons.push(format!(
+            "the tenant no longer allows jurisdiction {jurisdiction}"
+        ));
+    }
+    let Some((held, served)) = member else {
+        return reasons;
+    };
+    match class {
+        None => reasons.push("its data class is no longer defined".to_owned()),
+        Some(class) => {
+            let missing: Vec<&str> = class
+                .missing_certifications(held)
+                .map(Certification::as_str)
+                .collect();
+            if !missing.is_empty() {
+                reasons.push(format!(
+                    "its member no longer holds the certifications its data class requires: {}",
+                    missing.join(", ")
+                ));
+            }
+            if !class.region_allows(served) {
+                reasons.push("its data class requires a member serving only the EU/EEA".to_owned());
+            }
+        }
+    }
+    reasons
+}

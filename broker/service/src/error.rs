@@ -67,6 +67,13 @@ error_codes! {
     MethodNotAllowed = ("route.method_not_allowed", 405),
     /// The body is over the route's limit.
     TooLarge = ("request.too_large", 413),
+    /// The request could not be read as HTTP (a malformed request line or header, a path
+    /// that is not UTF-8 once percent-decoded).
+    MalformedRequest = ("request.malformed", 400),
+    /// The request line is longer than the broker reads.
+    UriTooLong = ("request.uri_too_long", 414),
+    /// The request's headers are larger than the broker reads.
+    HeadersTooLarge = ("request.headers_too_large", 431),
     /// The request took longer than `server.request_timeout_ms`.
     RequestTimeout = ("request.timeout", 503),
     /// The tenant sent more requests than its rate allows.
@@ -302,9 +309,11 @@ fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Payload Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -317,6 +326,15 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
             crate::store::StoreError::Unavailable(e) => Self::store_unavailable(e),
+            // A uniqueness the database enforces and a check-then-insert missed (two racing
+            // requests) is the client's conflict, never a 500.
+            crate::store::StoreError::Database(sqlx::Error::Database(e))
+                if e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+            {
+                Self::conflict(
+                    "another request created the same thing at the same time; read it, or retry",
+                )
+            }
             other => Self::internal(error_chain(&other)),
         }
     }

@@ -12,6 +12,8 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod checkpoints;
+pub mod compliance;
 pub mod config;
 pub mod drift;
 pub mod error;

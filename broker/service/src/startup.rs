@@ -158,7 +158,18 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     };
     let verifier =
         TokenVerifier::new(&config.auth, dev).map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
+    if security.audit_key_file.is_none() && !url.starts_with("sqlite") {
+        tracing::warn!("no [security] audit_key_file: this replica signs audit checkpoints with a key of its own data dir; replicas sharing a database must share one key");
+    }
+    let audit_key = Arc::new(
+        crate::checkpoints::AuditKey::load_or_create(&crate::checkpoints::AuditKey::path(
+            security,
+            &settings.data_dir,
+        ))
+        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?,
+    );
     Ok(AppState {
+        audit_key,
         rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
         sealer,
         config: Arc::new(config),
@@ -199,21 +210,23 @@ impl Application {
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
         let drift_task = tokio::spawn(drift_loop(state.clone(), stop_rx.clone()));
+        let checkpoint_task = tokio::spawn(checkpoint_loop(state.clone(), stop_rx.clone()));
         let router = crate::api::router(state.clone());
-        let mut server_stop = stop_rx.clone();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        });
+        let limits = crate::api::server::ConnectionLimits::from_config(&state.config.server);
+        let server = crate::api::server::serve(self.listener, router, limits, stop_rx.clone());
         let trigger = tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests and operation steps");
             let _ = stop_tx.send(true);
         });
-        server.await.context("the HTTP server failed")?;
+        server.await;
         trigger.abort();
         let _ = engine_task.await;
         let _ = refresh_task.await;
         let _ = drift_task.await;
+        let _ = checkpoint_task.await;
+        // The last events of this run (the engine's, the drained requests') are signed too.
+        sign_checkpoint(&state).await;
         state.store.close().await;
         Ok(())
     }
@@ -251,6 +264,28 @@ async fn refresh_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys"),
             }
         }
+    }
+}
+
+async fn checkpoint_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(state.config.security.audit_checkpoint_interval_ms.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        sign_checkpoint(&state).await;
+    }
+}
+
+async fn sign_checkpoint(state: &AppState) {
+    if let Err(e) =
+        crate::checkpoints::checkpoint_now(&state.store, &state.audit_key, state.clock.now_ms())
+            .await
+    {
+        tracing::warn!(error = %e, "cannot sign an audit checkpoint");
     }
 }
 

@@ -32,4 +32,6 @@ pub struct AppState {
     pub sealer: Arc<crate::secrets::Sealer>,
     /// The clock of the books.
     pub clock: crate::time::SharedClock,
+    /// Signs the audit chain's checkpoints.
+    pub audit_key: Arc<crate::checkpoints::AuditKey>,
 }

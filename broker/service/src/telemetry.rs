@@ -29,6 +29,45 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// A log writer that keeps each event on one line: a control character inside an event
+/// (a newline in an error a member sent, say) is written escaped, so no input can forge a
+/// log line of its own. The formatter hands over each event whole, ending in its newline.
+struct OneLine<W>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        // Tabs, and the formatter's own colour codes (it escapes ESC inside values), pass.
+        let kept = |b: u8| !b.is_ascii_control() || b == b'\t' || b == 0x1b;
+        if body.iter().all(|b| kept(*b)) {
+            return self.0.write_all(buf);
+        }
+        let mut line = Vec::with_capacity(buf.len() + 16);
+        for &b in body {
+            match b {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                b if kept(b) => line.push(b),
+                b => line.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            }
+        }
+        line.extend_from_slice(end);
+        self.0.write_all(&line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Installs the global subscriber. `env` is the process environment (passed in for tests).
 pub fn init(env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<TelemetryGuard> {
     let filter = env
@@ -39,7 +78,7 @@ pub fn init(env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<
     let filter = EnvFilter::try_new(&filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter `{filter}`: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine(std::io::stderr()))
         .with_target(false);
     let mut guard = TelemetryGuard::default();
     let otel = match env
@@ -160,5 +199,29 @@ mod traceparent_tests {
         assert_eq!(fresh.len(), 55);
         assert!(!fresh.contains("garbage"));
         assert_ne!(outgoing_traceparent(None), outgoing_traceparent(None));
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use std::io::Write;
+
+    use super::OneLine;
+
+    #[test]
+    fn an_event_stays_one_line_whatever_its_values_hold() {
+        let mut out = OneLine(Vec::new());
+        out.write_all(
+            b"INFO request failed error=member said \"x\"\nINFO forged tenant.id=acme\r\0\n",
+        )
+        .unwrap_or_default();
+        out.write_all(b"INFO plain\tline \x1b[2mdim\x1b[0m\n")
+            .unwrap_or_default();
+        let text = String::from_utf8(out.0).unwrap_or_default();
+        assert_eq!(
+            text,
+            "INFO request failed error=member said \"x\"\\nINFO forged tenant.id=acme\\r\\x00\nINFO plain\tline \x1b[2mdim\x1b[0m\n"
+        );
+        assert_eq!(text.lines().count(), 2);
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::extract::ApiQuery;
 use super::json::{field, StrictJson};
 use super::views::{page, EvaluationView, MemberView, Page, PageParams};
-use crate::auth::permissions::{ReadAudit, ReadMembers, ReadResources};
+use crate::auth::permissions::{ReadAudit, ReadAuditCheckpoint, ReadMembers, ReadResources};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::provisioning;
@@ -233,4 +233,56 @@ pub async fn audit(
         |e| e.seq.to_string(),
         Clone::clone,
     )))
+}
+
+/// `GET /v1/audit/checkpoint` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointParams {
+    /// An operator's choice of one tenant's view.
+    pub tenant: Option<String>,
+}
+
+/// The newest signed checkpoint of the audit chain: the whole chain's for an operator, the
+/// tenant's own view (with its event count up to the checkpoint) for a tenant. Keep copies
+/// outside the broker: `alliance audit verify --checkpoint FILE` then shows events removed
+/// from the log's end.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", params(CheckpointParams), responses((status = 200, body = crate::checkpoints::Checkpoint), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn audit_checkpoint(
+    State(state): State<AppState>,
+    auth: Authorized<ReadAuditCheckpoint>,
+    ApiQuery(params): ApiQuery<CheckpointParams>,
+) -> ApiResult<Json<crate::checkpoints::Checkpoint>> {
+    let principal = &auth.principal;
+    let tenant = match (&principal.tenant, params.tenant) {
+        (Some(own), None) => Some(own.to_string()),
+        (Some(own), Some(asked)) if asked == own.to_string() => Some(asked),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::forbidden(
+                "a tenant reads its own checkpoint only",
+            ))
+        }
+        (None, asked) => asked,
+    };
+    let latest = state.store.latest_checkpoint().await?.ok_or_else(|| {
+        ApiError::new(
+            crate::error::ErrorCode::NotFound,
+            "no audit checkpoint has been signed yet",
+        )
+    })?;
+    let Some(tenant) = tenant else {
+        return Ok(Json(latest));
+    };
+    let count = state.store.tenant_audit_count(&tenant, latest.seq).await?;
+    let view = state
+        .audit_key
+        .sign(
+            latest.seq,
+            &latest.hash,
+            state.clock.now_ms(),
+            Some((tenant, count)),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(view))
 }

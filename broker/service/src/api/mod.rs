@@ -1,10 +1,12 @@
-//! The HTTP API: the router table, the middleware stack and the operational routes.
+//! The HTTP API: the router table, the middleware stack and the operational routes
+//! (`server` accepts and bounds the connections it is served on).
 //!
 //! Middleware, outermost first: an unsafe client `x-request-id` dropped, the request id
 //! (generated or propagated), a tracing span per request, the 5xx log, panic catching (500
 //! problem), metrics, a request timeout (503 problem), gzip compression, a declared
 //! `Content-Length` over the route's limit refused at once, and the body limit (413
-//! problem). Unknown routes and methods are answered with problem+json too.
+//! problem), and innermost any error answer still without a problem document made one.
+//! Unknown routes and methods are answered with problem+json too.
 
 pub mod actions;
 pub mod catalogue;
@@ -14,6 +16,7 @@ pub mod partners;
 pub mod problem;
 pub mod reconciliation;
 pub mod resources;
+pub mod server;
 pub mod ssh_keys;
 pub mod tenants;
 pub mod usage;
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant, tenants::update_tenant))
         .routes(routes!(catalogue::audit))
+        .routes(routes!(catalogue::audit_checkpoint))
         .routes(routes!(partners::submit))
         .routes(routes!(partners::get))
         .routes(routes!(partners::approve))
@@ -125,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(problem::ensure_problem))
         .layer(middleware::from_fn_with_state(
             (body_limit, state.config.server.statement_limit_bytes),
             refuse_declared_oversize,
@@ -137,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, tenant.id = tracing::field::Empty)
+            tracing::info_span!("request", method = %request.method(), path = ?request.uri().path(), request_id = %request_id, tenant.id = tracing::field::Empty)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_unsafe_request_id))

@@ -6,9 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::extract::ApiQuery;
 use super::json::StrictJson;
 use super::problem::idempotent;
-use super::views::{ApplicationView, MemberView};
+use super::views::{page, ApplicationView, MemberView, Page, PageParams};
 use crate::auth::permissions::{ApplyAsPartner, ManageMembers};
 use crate::auth::{Authorized, Role};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -206,14 +207,15 @@ pub struct PlacedResource {
     pub created_at: String,
 }
 
-/// The resources placed on a member: its partner, or an operator.
-#[utoipa::path(get, path = "/v1/members/{id}/resources", tag = "members", params(("id" = String, Path)),
-    responses((status = 200, body = Vec<PlacedResource>), (status = 404, body = Problem)), security(("bearer" = [])))]
+/// The resources placed on a member, by id, a page at a time: its partner, or an operator.
+#[utoipa::path(get, path = "/v1/members/{id}/resources", tag = "members", params(("id" = String, Path), PageParams),
+    responses((status = 200, body = Page<PlacedResource>), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn member_resources(
     State(state): State<AppState>,
     auth: Authorized<ApplyAsPartner>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<PlacedResource>>> {
+    ApiQuery(paging): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<PlacedResource>>> {
     let own = auth
         .principal
         .member
@@ -222,20 +224,26 @@ pub async fn member_resources(
     if (!auth.principal.has(Role::Operator) && !own) || state.members.get(&id).is_none() {
         return Err(ApiError::not_found("member", &id));
     }
-    let rows = state.store.member_holdings(&id, false).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|h| PlacedResource {
-                id: h.id,
-                resource_type: h.resource_type.as_str().to_owned(),
-                tenant: h.tenant_id.to_string(),
-                jurisdiction: h.jurisdiction.to_string(),
-                status: h.status.as_str().to_owned(),
-                member_resource_id: h.member_resource_id,
-                created_at: crate::time::rfc3339(h.created_at),
-            })
-            .collect(),
-    ))
+    let (limit, after) = paging.resolve("member-resources")?;
+    let rows = state
+        .store
+        .member_holdings_after(&id, false, after.as_deref().unwrap_or(""), limit + 1)
+        .await?;
+    Ok(Json(page(
+        rows,
+        limit,
+        "member-resources",
+        |h| h.id.clone(),
+        |h| PlacedResource {
+            id: h.id.clone(),
+            resource_type: h.resource_type.as_str().to_owned(),
+            tenant: h.tenant_id.to_string(),
+            jurisdiction: h.jurisdiction.to_string(),
+            status: h.status.as_str().to_owned(),
+            member_resource_id: h.member_resource_id.clone(),
+            created_at: crate::time::rfc3339(h.created_at),
+        },
+    )))
 }
 
 /// A member's own usage statement for a period, fetched from the member (FOCUS CSV): its

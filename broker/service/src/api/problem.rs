@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{ApiError, PROBLEM_JSON};
+use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
 use crate::store::StoredResponse;
 
 /// The cause of a server error, carried from the renderer to the log middleware.
@@ -57,6 +57,32 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// Any error answer that is not problem+json yet (an extractor of axum's refusing a path
+/// that is not UTF-8 once percent-decoded, say) becomes one, with the code of its status:
+/// every error the broker sends is problem+json.
+pub async fn ensure_problem(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::BAD_REQUEST => (ErrorCode::MalformedRequest, "the request cannot be read (a path segment that is not UTF-8 once percent-decoded, or a malformed parameter)"),
+        StatusCode::NOT_FOUND => (ErrorCode::RouteNotFound, "no such route; see /docs"),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs"),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::TooLarge, "the request body is larger than the broker accepts"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, "the body must be sent as application/json"),
+        StatusCode::UNPROCESSABLE_ENTITY => (ErrorCode::InvalidField, "the request's fields are refused"),
+        s if s.is_client_error() => (ErrorCode::MalformedRequest, "the request cannot be served as sent"),
+        _ => return ApiError::internal(format!("an error answer without a problem document: {status}")).into_response(),
+    };
+    ApiError::new(code, detail).into_response()
 }
 
 /// A reply kept by the services (a resource's 202, a replayed first response) as sent.

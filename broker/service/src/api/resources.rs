@@ -19,6 +19,7 @@ use super::problem::reply;
 use super::views::{accepted, page, OperationView, Page, PageParams, ResourceView};
 use crate::auth::permissions::{ProvisionResources, ReadResources};
 use crate::auth::Authorized;
+use crate::compliance::Compliance;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::idempotency::RequestFacts;
 use crate::provisioning::{self, CreateRequest};
@@ -227,12 +228,13 @@ async fn list_any(
         .store
         .resources(&scope, resource_type, after.as_deref(), limit + 1)
         .await?;
+    let compliance = Compliance::members_only(state);
     Ok(Json(page(
         rows,
         limit,
         resource_type.as_str(),
         |r| r.id.clone(),
-        |r| ResourceView::from(r),
+        |r| view(&compliance, r),
     )))
 }
 
@@ -243,9 +245,23 @@ async fn get_any(
     id: &str,
 ) -> ApiResult<Json<ResourceView>> {
     let scope = auth.tenant_scope()?;
-    let row = state.store.resource(&scope, resource_type, id).await?;
-    row.map(|r| Json(ResourceView::from(&r)))
-        .ok_or_else(|| ApiError::not_found(resource_type.as_str(), id))
+    let row = state
+        .store
+        .resource(&scope, resource_type, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(resource_type.as_str(), id))?;
+    Ok(Json(view(&Compliance::members_only(state), &row)))
+}
+
+/// A resource's view with its compliance; a deleted or failed one holds no data to judge.
+fn view(compliance: &Compliance<'_>, r: &crate::store::ResourceRow) -> ResourceView {
+    use alliance_core::ResourceStatus;
+    let reasons = if matches!(r.status, ResourceStatus::Deleted | ResourceStatus::Failed) {
+        Vec::new()
+    } else {
+        compliance.reasons(&r.jurisdiction, &r.member_id, &r.data_class)
+    };
+    ResourceView::from(r).with_compliance(reasons)
 }
 
 async fn delete_any(

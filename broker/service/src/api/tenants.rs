@@ -99,9 +99,15 @@ pub async fn residency(
 ) -> ApiResult<Json<ResidencyView>> {
     let tenant = tenant_id(&id)?;
     let scope = auth.principal.scope_for(&tenant)?;
-    tenancy::get(&state, &tenant).await?;
+    let row = tenancy::get(&state, &tenant).await?;
     let rows = state.store.residency(&scope).await?;
-    Ok(Json(ResidencyView::build(&id, &rows)))
+    let compliance = crate::compliance::Compliance::new(&state, &row.policy);
+    Ok(Json(ResidencyView::build(&id, &rows, |r| {
+        if r.status == alliance_core::ResourceStatus::Failed {
+            return Vec::new();
+        }
+        compliance.reasons(&r.jurisdiction, &r.member_id, &r.data_class)
+    })))
 }
 
 /// Create a tenant (operator).

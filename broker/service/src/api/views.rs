@@ -127,6 +127,12 @@ pub struct ResourceView {
     pub endpoint: Option<String>,
     /// The placement decision.
     pub placement: PlacementView,
+    /// `ok`, or `outside_policy` when facts changed under it since it was placed (the
+    /// tenant's jurisdictions, its member's certifications).
+    pub compliance: String,
+    /// Why it is outside the tenant's policy (absent when `ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance_reasons: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -184,9 +190,20 @@ impl From<&ResourceRow> for ResourceView {
             device: r.attached_to.as_ref().and(r.observed.device.clone()),
             endpoint: r.observed.endpoint.clone(),
             placement: PlacementView { reasons },
+            compliance: "ok".to_owned(),
+            compliance_reasons: Vec::new(),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
         }
+    }
+}
+
+impl ResourceView {
+    /// The view with why it is outside its tenant's policy (`ok` when `reasons` is empty).
+    pub fn with_compliance(mut self, reasons: Vec<String>) -> Self {
+        self.compliance = crate::compliance::label(&reasons).to_owned();
+        self.compliance_reasons = reasons;
+        self
     }
 }
 
@@ -389,6 +406,11 @@ pub struct ResidencyResource {
     pub member: String,
     /// Status.
     pub status: String,
+    /// `ok`, or `outside_policy` when facts changed under it since it was placed.
+    pub compliance: String,
+    /// Why it is outside the tenant's policy (absent when `ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance_reasons: Vec<String>,
 }
 
 /// Where all of a tenant's data lives.
@@ -400,11 +422,17 @@ pub struct ResidencyView {
     pub by_jurisdiction: BTreeMap<String, JurisdictionResidency>,
     /// Every live resource.
     pub resources: Vec<ResidencyResource>,
+    /// How many of them are outside the tenant's policy now.
+    pub outside_policy: usize,
 }
 
 impl ResidencyView {
-    /// Aggregates residency rows.
-    pub fn build(tenant: &str, rows: &[ResidencyRow]) -> Self {
+    /// Aggregates residency rows; `reasons` says why a row is outside the tenant's policy.
+    pub fn build(
+        tenant: &str,
+        rows: &[ResidencyRow],
+        reasons: impl Fn(&ResidencyRow) -> Vec<String>,
+    ) -> Self {
         let mut by_jurisdiction: BTreeMap<String, JurisdictionResidency> = BTreeMap::new();
         for r in rows {
             let entry = by_jurisdiction
@@ -421,19 +449,29 @@ impl ResidencyView {
                 entry.members.sort();
             }
         }
-        Self {
-            tenant: tenant.to_owned(),
-            by_jurisdiction,
-            resources: rows
-                .iter()
-                .map(|r| ResidencyResource {
+        let resources: Vec<ResidencyResource> = rows
+            .iter()
+            .map(|r| {
+                let compliance_reasons = reasons(r);
+                ResidencyResource {
                     id: r.id.clone(),
                     resource_type: r.resource_type.as_str().to_owned(),
                     jurisdiction: r.jurisdiction.to_string(),
                     member: r.member_id.to_string(),
                     status: r.status.as_str().to_owned(),
-                })
-                .collect(),
+                    compliance: crate::compliance::label(&compliance_reasons).to_owned(),
+                    compliance_reasons,
+                }
+            })
+            .collect();
+        Self {
+            tenant: tenant.to_owned(),
+            by_jurisdiction,
+            outside_policy: resources
+                .iter()
+                .filter(|r| !r.compliance_reasons.is_empty())
+                .count(),
+            resources,
         }
     }
 }

@@ -2,12 +2,10 @@
 //! `<data-dir>/dev-issuer-key.pem` (mode 0600), created on first use, used by
 //! `alliance token` to mint and by `serve` to verify. Only when the config enables it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::KeyPair;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 
@@ -61,22 +59,9 @@ impl std::fmt::Debug for DevIssuer {
 /// Dev issuer failures.
 #[derive(Debug, thiserror::Error)]
 pub enum DevIssuerError {
-    /// The key file cannot be read or written.
-    #[error("development issuer key {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The key file does not hold a P-256 PKCS#8 key.
-    #[error("development issuer key {path} is not a P-256 PKCS#8 PEM key: {reason}")]
-    BadKey {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// The key file cannot be read, written or parsed.
+    #[error(transparent)]
+    Key(#[from] crate::auth::keyfile::KeyFileError),
     /// Signing failed.
     #[error("cannot sign a development token: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
@@ -87,49 +72,8 @@ impl DevIssuer {
     /// processes creating it at once: the file is linked into place only if absent.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, DevIssuerError> {
         let path = data_dir.join(KEY_FILE);
-        let io = |source| DevIssuerError::Io {
-            path: path.clone(),
-            source,
-        };
-        if !path.exists() {
-            std::fs::create_dir_all(data_dir).map_err(io)?;
-            let rng = SystemRandom::new();
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| DevIssuerError::BadKey {
-                    path: path.clone(),
-                    reason: "key generation failed".into(),
-                })?;
-            let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
-            let tmp = data_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
-            {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&tmp).map_err(io)?;
-                file.write_all(pem.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-            }
-            // hard_link fails if another process won the race; theirs is then the key.
-            let linked = std::fs::hard_link(&tmp, &path);
-            std::fs::remove_file(&tmp).ok();
-            if let Err(e) = linked {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(io(e));
-                }
-            }
-        }
-        let pem_text = std::fs::read(&path).map_err(io)?;
-        let parsed = pem::parse(&pem_text).map_err(|e| DevIssuerError::BadKey {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, parsed.contents())
-            .map_err(|e| DevIssuerError::BadKey {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let encoding = EncodingKey::from_ec_der(parsed.contents());
+        let (pkcs8, pair) = crate::auth::keyfile::load_or_create_p256(&path)?;
+        let encoding = EncodingKey::from_ec_der(&pkcs8);
         let decoding = DecodingKey::from_ec_der(pair.public_key().as_ref());
         Ok(Self {
             encoding,

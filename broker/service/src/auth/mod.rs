@@ -7,6 +7,7 @@
 //! [`TenantScope`](crate::store::TenantScope) that a principal with a tenant role yields.
 
 pub mod dev_issuer;
+pub mod keyfile;
 pub mod permissions;
 pub mod verify;
 

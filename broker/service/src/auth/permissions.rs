@@ -76,3 +76,7 @@ permission!(
     /// Run and read reconciliations.
     Reconcile => [Billing, Operator]
 );
+permission!(
+    /// Read a signed checkpoint of the audit chain: operators, and tenants for their own view.
+    ReadAuditCheckpoint => [TenantUser, TenantAdmin, Operator]
+);

@@ -138,6 +138,7 @@ impl TokenVerifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ApiError::invalid_token(format!("malformed token: {e}")))?;
+        refuse_critical_extensions(token)?;
         let issuer = peek_issuer(token)?;
         let (key, algorithms) = if issuer == DEV_ISSUER {
             let dev = self
@@ -252,6 +253,29 @@ impl TokenVerifier {
 }
 
 /// Reads `iss` from the payload without trusting it, to pick the key.
+/// RFC 7515 §4.1.11: a token whose header lists `crit` extensions must be refused by a
+/// verifier that does not understand them, and the broker understands none.
+fn refuse_critical_extensions(token: &str) -> Result<(), ApiError> {
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|bytes| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).ok()
+        })
+        .ok_or_else(|| ApiError::invalid_token("malformed token header"))?;
+    if header.contains_key("crit") {
+        return Err(ApiError::invalid_token(
+            "the token's header lists critical extensions (`crit`) the broker does not understand",
+        ));
+    }
+    Ok(())
+}
+
 fn peek_issuer(token: &str) -> Result<String, ApiError> {
     let payload = token
         .split('.')

@@ -31,6 +31,18 @@ pub struct ServerConfig {
     /// Requests per second allowed per tenant (or per subject without a tenant); 0 disables.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_second: u32,
+    /// A request's head (request line and headers) must arrive within this, counted from
+    /// when the connection is ready for a request: it also closes a keep-alive connection
+    /// that sends nothing for this long.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte is read or written for this long is closed (a client
+    /// that stops reading its response, an idle HTTP/2 connection).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_open_connections")]
+    pub max_open_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +53,9 @@ impl Default for ServerConfig {
             body_limit_bytes: default_body_limit(),
             statement_limit_bytes: default_statement_limit(),
             rate_limit_per_second: default_rate_limit(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            max_open_connections: default_max_open_connections(),
         }
     }
 }
@@ -59,6 +74,15 @@ fn default_statement_limit() -> usize {
 }
 fn default_rate_limit() -> u32 {
     0
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+fn default_max_open_connections() -> usize {
+    4096
 }
 
 /// `[database]`.
@@ -102,6 +126,14 @@ pub struct SecurityConfig {
     /// File holding the credentials key; `<data-dir>/credentials.key` when neither is set.
     #[serde(default)]
     pub credentials_key_file: Option<std::path::PathBuf>,
+    /// File holding the audit checkpoint key (P-256 PKCS#8 PEM, created on first use);
+    /// `<data-dir>/audit-key.pem` when unset. Keep it off the database's machine or backups
+    /// to make the checkpoints worth more; replicas sharing a database share one.
+    #[serde(default)]
+    pub audit_key_file: Option<std::path::PathBuf>,
+    /// How often the audit chain's head is signed (when it grew), and always at shutdown.
+    #[serde(default = "default_checkpoint_interval")]
+    pub audit_checkpoint_interval_ms: u64,
 }
 
 impl Default for SecurityConfig {
@@ -110,8 +142,14 @@ impl Default for SecurityConfig {
             allowed_member_networks: default_networks(),
             credentials_key_env: None,
             credentials_key_file: None,
+            audit_key_file: None,
+            audit_checkpoint_interval_ms: default_checkpoint_interval(),
         }
     }
+}
+
+fn default_checkpoint_interval() -> u64 {
+    60_000
 }
 
 fn default_networks() -> Vec<String> {

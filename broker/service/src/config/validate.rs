@@ -39,6 +39,30 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
+        let server = &self.server;
+        for (key, value) in [
+            (
+                "server.header_read_timeout_ms",
+                server.header_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            (
+                "server.max_open_connections",
+                server.max_open_connections as u64,
+            ),
+            (
+                "security.audit_checkpoint_interval_ms",
+                self.security.audit_checkpoint_interval_ms,
+            ),
+        ] {
+            if value == 0 {
+                out.push(ConfigProblem {
+                    key: key.into(),
+                    line: None,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         for (i, network) in self.security.allowed_member_networks.iter().enumerate() {
             let is_net = network.parse::<ipnet::IpNet>().is_ok()
                 || network.parse::<std::net::IpAddr>().is_ok();

@@ -15,6 +15,9 @@ use super::kinds::{AdapterDescription, Credentials, PartnerAdapter};
 use crate::state::AppState;
 use crate::store::ApplicationRow;
 
+/// The member name of an applicant's adapter during conformance.
+const APPLICANT: &str = "applicant";
+
 /// Runs the conformance suite for an application in the background.
 pub fn spawn_conformance(state: AppState, row: ApplicationRow, credentials: Option<Credentials>) {
     tokio::spawn(async move {
@@ -83,8 +86,9 @@ async fn conformance(
         images: given_images.clone(),
         services: services.iter().copied().collect(),
     };
-    let build =
-        |wrong| description.build(&row.member_id, credentials, mapping.clone(), allowed, wrong);
+    // The adapter is named `applicant`, not by the id applied for: its connection metrics
+    // (`/metrics` is anonymous) then label only members an operator approved, a bounded set.
+    let build = |wrong| description.build(APPLICANT, credentials, mapping.clone(), allowed, wrong);
     let adapter = match build(false) {
         Ok(a) => a,
         Err(e) => return failed(e),

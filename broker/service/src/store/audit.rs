@@ -118,6 +118,17 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// An intact chain, as [`Store::verify_audit_chain_at`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Events in the chain.
+    pub count: u64,
+    /// The last event's sequence number (0 when empty).
+    pub last_seq: i64,
+    /// The hashes of the events asked for, by sequence number.
+    pub hashes: std::collections::BTreeMap<i64, String>,
+}
+
 struct Stored<'a> {
     id: &'a str,
     at: i64,
@@ -343,9 +354,22 @@ impl Store {
 
     /// Recomputes the whole chain; the number of events when intact.
     pub async fn verify_audit_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
+        Ok(self
+            .verify_audit_chain_at(&std::collections::BTreeSet::new())
+            .await?
+            .map(|summary| summary.count))
+    }
+
+    /// Recomputes the whole chain; when intact, its length, its last sequence number and the
+    /// hashes of the events `wanted` names (those checkpoints sign).
+    pub async fn verify_audit_chain_at(
+        &self,
+        wanted: &std::collections::BTreeSet<i64>,
+    ) -> StoreResult<Result<ChainSummary, ChainBreak>> {
         let mut prev = GENESIS.to_owned();
         let mut after = 0i64;
         let mut count = 0u64;
+        let mut hashes = std::collections::BTreeMap::new();
         loop {
             let rows =
                 sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 1000")
@@ -353,7 +377,11 @@ impl Store {
                     .fetch_all(&self.read)
                     .await?;
             if rows.is_empty() {
-                return Ok(Ok(count));
+                return Ok(Ok(ChainSummary {
+                    count,
+                    last_seq: after,
+                    hashes,
+                }));
             }
             for row in &rows {
                 let seq: i64 = col(row, "seq")?;
@@ -389,6 +417,9 @@ impl Store {
                         id,
                         reason: "content does not match its hash (the event was changed)".into(),
                     }));
+                }
+                if wanted.contains(&seq) {
+                    hashes.insert(seq, stored_hash.clone());
                 }
                 prev = stored_hash;
                 after = seq;

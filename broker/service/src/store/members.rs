@@ -79,12 +79,26 @@ impl Store {
         member: &str,
         include_deleted: bool,
     ) -> StoreResult<Vec<MemberHolding>> {
+        self.member_holdings_after(member, include_deleted, "", i64::MAX)
+            .await
+    }
+
+    /// At most `limit` of the member's resources with an id after `after`, by id.
+    pub async fn member_holdings_after(
+        &self,
+        member: &str,
+        include_deleted: bool,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<MemberHolding>> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, resource_type, jurisdiction, status, member_resource_id, created_at FROM resources \
-             WHERE member_id = $1 AND ($2 = 1 OR status <> 'deleted') ORDER BY id",
+             WHERE member_id = $1 AND ($2 = 1 OR status <> 'deleted') AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(member)
         .bind(i64::from(include_deleted))
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.read)
         .await?;
         rows.iter()

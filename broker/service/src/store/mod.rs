@@ -12,6 +12,7 @@
 mod audit;
 mod batch;
 mod changes;
+mod checkpoints;
 mod idempotency;
 mod members;
 mod operations;
@@ -30,7 +31,7 @@ use alliance_core::TenantId;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, ChainBreak, ChainSummary};
 pub use changes::{ChangeStart, OperationParams, ResourceSettings, ResourceUpdate};
 pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
 pub use members::MemberHolding;

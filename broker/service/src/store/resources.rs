@@ -93,6 +93,8 @@ pub struct ResidencyRow {
     pub member_id: MemberId,
     /// Status.
     pub status: ResourceStatus,
+    /// The data class it was placed for.
+    pub data_class: DataClassName,
 }
 
 /// How a delete request went.
@@ -316,7 +318,7 @@ impl Store {
     /// Where the tenant's live data is.
     pub async fn residency(&self, scope: &TenantScope) -> StoreResult<Vec<ResidencyRow>> {
         let rows = sqlx::query(
-            "SELECT id, resource_type, jurisdiction, member_id, status FROM resources \
+            "SELECT id, resource_type, jurisdiction, member_id, status, data_class FROM resources \
              WHERE tenant_id = $1 AND status <> 'deleted' ORDER BY id",
         )
         .bind(scope.tenant().as_str())
@@ -330,6 +332,7 @@ impl Store {
                     jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
                     member_id: parsed_col(row, "member_id", MemberId::parse)?,
                     status: parsed_col(row, "status", ResourceStatus::parse)?,
+                    data_class: parsed_col(row, "data_class", DataClassName::parse)?,
                 })
             })
             .collect()
