@@ -752,11 +752,33 @@ async fn policy_changes_and_lost_certifications_never_strand_data_unflagged() {
         .await
         .json();
     assert_eq!(view["compliance"], "outside_policy", "{view}");
+    // The change of facts is in the audit log once, however often the broker starts.
+    let operator = broker.client(&broker.token("operator", None));
+    let audited = |events: Value| -> Vec<Value> {
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "resource.compliance")
+            .cloned()
+            .collect()
+    };
+    let path = format!("/v1/audit?resource={}", records["id"].as_str().unwrap());
+    let events = audited(operator.get(&path).await.json());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "outside_policy");
+    assert!(events[0]["details"]["reasons"].to_string().contains("hds"));
+    let mut broker = broker;
+    broker.terminate();
+    let broker = broker.restart().await;
+    let operator = broker.client(&broker.token("operator", None));
+    assert_eq!(audited(operator.get(&path).await.json()).len(), 1);
     // acme's data, at members that kept their certifications, is still fine.
     let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
     let theirs = acme.get("/v1/tenants/acme/residency").await.json();
     assert_eq!(theirs["outside_policy"], 0, "{theirs}");
     // And no new health data goes there.
+    let sante = broker.client(&broker.token("tenant-admin", Some("santeplus")));
     sante
         .post_problem(
             "/v1/buckets",

@@ -68,26 +68,35 @@ pub fn outside_policy_reasons(
             "the tenant no longer allows jurisdiction {jurisdiction}"
         ));
     }
-    let Some((held, served)) = member else {
-        return reasons;
+    if let Some((held, served)) = member {
+        reasons.extend(member_shortfalls(class, held, served));
+    }
+    reasons
+}
+
+/// What a member holding `held` and serving `served` lacks for data `class` (`None`: a
+/// class the config no longer defines); empty when it meets it.
+pub fn member_shortfalls(
+    class: Option<&DataClassPolicy>,
+    held: &BTreeSet<Certification>,
+    served: &BTreeSet<Jurisdiction>,
+) -> Vec<String> {
+    let Some(class) = class else {
+        return vec!["its data class is no longer defined".to_owned()];
     };
-    match class {
-        None => reasons.push("its data class is no longer defined".to_owned()),
-        Some(class) => {
-            let missing: Vec<&str> = class
-                .missing_certifications(held)
-                .map(Certification::as_str)
-                .collect();
-            if !missing.is_empty() {
-                reasons.push(format!(
-                    "its member no longer holds the certifications its data class requires: {}",
-                    missing.join(", ")
-                ));
-            }
-            if !class.region_allows(served) {
-                reasons.push("its data class requires a member serving only the EU/EEA".to_owned());
-            }
-        }
+    let mut reasons = Vec::new();
+    let missing: Vec<&str> = class
+        .missing_certifications(held)
+        .map(Certification::as_str)
+        .collect();
+    if !missing.is_empty() {
+        reasons.push(format!(
+            "its member no longer holds the certifications its data class requires: {}",
+            missing.join(", ")
+        ));
+    }
+    if !class.region_allows(served) {
+        reasons.push("its data class requires a member serving only the EU/EEA".to_owned());
     }
     reasons
 }

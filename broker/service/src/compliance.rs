@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use alliance_core::policy::outside_policy_reasons;
+use alliance_core::policy::{member_shortfalls, outside_policy_reasons};
 use alliance_core::{DataClassName, Jurisdiction, MemberId, TenantPolicy};
 
 use crate::state::AppState;
@@ -67,4 +67,81 @@ impl<'a> Compliance<'a> {
                 .map(|e| (&e.config.certifications, &e.config.jurisdictions)),
         )
     }
+}
+
+/// Finds the live resources whose member no longer meets their data class (the config lost
+/// a certification, a class asks more), and records each change of that in the audit log
+/// once: `resource.compliance` with outcome `outside_policy` and the reasons when a
+/// resource is newly flagged (or for other reasons), `complies` when a flagged one is fine
+/// again (or gone). Members and classes change only with the config, so this runs at start.
+pub async fn record_changes(state: &AppState) -> crate::store::StoreResult<usize> {
+    let mut now_flagged: std::collections::BTreeMap<
+        String,
+        (alliance_core::TenantId, Vec<String>),
+    > = std::collections::BTreeMap::new();
+    for entry in state.members.all() {
+        let config = &entry.config;
+        for (name, class) in &state.config.data_classes {
+            let reasons =
+                member_shortfalls(Some(class), &config.certifications, &config.jurisdictions);
+            if reasons.is_empty() {
+                continue;
+            }
+            for (id, tenant) in state
+                .store
+                .live_resources_of_class(config.id.get_ref().as_str(), name)
+                .await?
+            {
+                now_flagged.insert(id, (tenant, reasons.clone()));
+            }
+        }
+    }
+    let recorded: std::collections::BTreeMap<String, (alliance_core::TenantId, Vec<String>)> =
+        state
+            .store
+            .flagged_resources()
+            .await?
+            .into_iter()
+            .map(|(id, tenant, reasons)| (id, (tenant, reasons)))
+            .collect();
+    let now = state.clock.now_ms();
+    let mut changes = 0;
+    for (id, (tenant, reasons)) in &now_flagged {
+        if recorded.get(id).map(|(_, r)| r) == Some(reasons) {
+            continue;
+        }
+        tracing::warn!(resource.id = %id, tenant.id = %tenant, "a resource is outside its tenant's policy");
+        let entry = crate::store::AuditEntry::system(
+            "system:compliance",
+            Some(tenant.to_string()),
+            "resource.compliance".to_owned(),
+            Some(id.clone()),
+            "outside_policy",
+            serde_json::json!({ "reasons": reasons }),
+        );
+        state
+            .store
+            .set_compliance(id, tenant, reasons, &entry, now)
+            .await?;
+        changes += 1;
+    }
+    for (id, (tenant, _)) in &recorded {
+        if now_flagged.contains_key(id) {
+            continue;
+        }
+        let entry = crate::store::AuditEntry::system(
+            "system:compliance",
+            Some(tenant.to_string()),
+            "resource.compliance".to_owned(),
+            Some(id.clone()),
+            "complies",
+            serde_json::json!({ "reasons": [] }),
+        );
+        state
+            .store
+            .set_compliance(id, tenant, &[], &entry, now)
+            .await?;
+        changes += 1;
+    }
+    Ok(changes)
 }

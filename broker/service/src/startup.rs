@@ -206,6 +206,11 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         crate::partners::resume_conformance(&state).await?;
+        match crate::compliance::record_changes(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(changes = n, "resources changed compliance with their tenants' policies since the last start; see resource.compliance in the audit log"),
+            Err(e) => tracing::warn!(error = %e, "cannot check resources against their tenants' policies"),
+        }
         let engine = Engine::for_state(&state);
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let refresh_task = tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));

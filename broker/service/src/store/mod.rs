@@ -13,6 +13,7 @@ mod audit;
 mod batch;
 mod changes;
 mod checkpoints;
+mod compliance;
 mod idempotency;
 mod members;
 mod operations;
