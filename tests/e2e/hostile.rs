@@ -339,34 +339,100 @@ async fn racing_creations_end_in_one_winner_and_conflicts_never_a_5xx() {
     .await;
     assert_eq!(statuses(&keys), [vec![201], vec![409; 9]].concat());
 
-    // Ten buckets with one Idempotency-Key: one bucket; the others replay it or are told
-    // the first is still running.
-    let buckets = at_once(
-        &acme,
-        10,
-        "/v1/buckets",
-        &json!({ "name": "once", "jurisdiction": "FR" }),
-        &[("idempotency-key", "race-1")],
-    )
-    .await;
-    for answer in &buckets {
-        assert!(
-            answer.status == 202 || answer.status == 409,
-            "{}",
-            answer.text()
-        );
-        if answer.status == 409 {
-            answer.assert_problem(409, "idempotency.in_flight");
+    // Ten creations with one Idempotency-Key, on every creating POST: one thing made; the
+    // others replay its answer byte for byte or are told the first is still running.
+    let billing = broker.client(&broker.token("billing", None));
+    let partner_two =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "race-two"]));
+    let creations: Vec<(&Client, &str, Value)> = vec![
+        (
+            &acme,
+            "/v1/buckets",
+            json!({ "name": "once", "jurisdiction": "FR" }),
+        ),
+        (
+            &acme,
+            "/v1/instances",
+            json!({ "name": "once", "jurisdiction": "BE", "size": "small", "image": "debian-12" }),
+        ),
+        (
+            &acme,
+            "/v1/volumes",
+            json!({ "name": "once", "jurisdiction": "DE", "size_gb": 10 }),
+        ),
+        (
+            &operator,
+            "/v1/tenants",
+            json!({ "id": "keyed-racer", "name": "Keyed", "home_jurisdiction": "FR", "allowed_jurisdictions": ["FR"] }),
+        ),
+        (
+            &partner_two,
+            "/v1/partner-applications",
+            application("race-two", &member.url),
+        ),
+        (
+            &billing,
+            "/v1/reconciliations",
+            json!({ "member": "numergy-fr", "period": alliance_e2e::this_month() }),
+        ),
+    ];
+    for (client, path, body) in creations {
+        let key = format!("race{}", path.replace('/', "-"));
+        let answers = at_once(client, 10, path, &body, &[("idempotency-key", &key)]).await;
+        let first: Vec<&Answer> = answers.iter().filter(|a| a.status != 409).collect();
+        assert!(!first.is_empty(), "{path}: {:?}", statuses(&answers));
+        for answer in &answers {
+            if answer.status == 409 {
+                answer.assert_problem(409, "idempotency.in_flight");
+            } else {
+                assert!(answer.status < 300, "{path}: {}", answer.text());
+                assert_eq!(answer.bytes, first[0].bytes, "{path}: a replay differs");
+            }
         }
     }
-    let listed = acme.get("/v1/buckets?limit=500").await.json();
-    let named: Vec<&Value> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["name"] == "once")
-        .collect();
-    assert_eq!(named.len(), 1, "{listed}");
+    for path in ["/v1/buckets", "/v1/instances", "/v1/volumes"] {
+        let listed = acme.get(&format!("{path}?limit=500")).await.json();
+        let named = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["name"] == "once")
+            .count();
+        assert_eq!(named, 1, "{path}: {listed}");
+    }
+
+    // Ten uploads of one statement at once: each stored whole, never a 5xx.
+    let period = alliance_e2e::this_month();
+    let statement = partner_statement(&broker, &period).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let url = format!("{}/v1/members/numergy-fr/statements/{period}", broker.url);
+        let token = broker.token("billing", None);
+        let body = statement.clone();
+        tasks.spawn(async move {
+            reqwest::Client::new()
+                .put(url)
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    assert_eq!(tasks.join_all().await, vec![204; 10]);
+}
+
+/// numergy-fr's own statement for `period`, as its member publishes it.
+async fn partner_statement(broker: &Broker, period: &str) -> String {
+    let billing = broker.client(&broker.token("billing", None));
+    let answer = billing
+        .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+        .await;
+    answer.assert_status(200);
+    answer.text()
 }
 
 #[tokio::test(flavor = "multi_thread")]
