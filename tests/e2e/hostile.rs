@@ -773,7 +773,10 @@ async fn policy_changes_and_lost_certifications_never_strand_data_unflagged() {
         assert!(!listed.contains(fr["id"].as_str().unwrap()), "{problem}");
     }
     let tenant = operator.get("/v1/tenants/acme").await.json();
-    assert_eq!(tenant["allowed_jurisdictions"], json!(["BE", "DE", "FR"]));
+    assert_eq!(
+        tenant["allowed_jurisdictions"],
+        json!(["BE", "CH", "DE", "FR"])
+    );
     // Widening is fine.
     operator
         .patch(

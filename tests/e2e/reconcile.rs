@@ -386,6 +386,8 @@ async fn the_export_and_a_members_statement_pass_the_finops_foundations_validato
     )
     .await;
     acme.create_bucket("logs", "FR").await;
+    // A member billing in francs: the export then holds two currencies.
+    acme.create_bucket("archive", "CH").await;
     // Usage counts whole seconds: every resource lives past a second's boundary first.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let period = this_month();
@@ -465,5 +467,112 @@ async fn the_export_and_a_members_statement_pass_the_finops_foundations_validato
             .iter()
             .any(|f| f.starts_with("CostAndUsage-D-027-O")),
         "{failures:?}"
+    );
+}
+
+/// The CHF rate per euro on `day`, from the demo's reference rates.
+fn chf_per_euro(day: &str) -> rust_decimal::Decimal {
+    let mut lines = alliance_e2e::REFERENCE_RATES.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').map(str::trim).collect();
+    let column = header.iter().position(|c| *c == "CHF").unwrap();
+    let row = lines
+        .find(|l| l.starts_with(day))
+        .unwrap_or_else(|| panic!("no rates on {day}"));
+    row.split(',').nth(column).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_billing_in_francs_reconciles_clean_and_is_invoiced_in_euros() {
+    use rust_decimal::{Decimal, RoundingStrategy};
+    let broker = Broker::start(Options::demo()).await;
+    let acme = broker.client(&broker.token("tenant-admin", Some("acme")));
+    let bucket = acme.create_bucket("zurich", "CH").await;
+    assert_eq!(bucket["member"], "infomaniak-ch");
+    acme.create_and_wait(
+        "/v1/instances",
+        &json!({ "name": "bern", "jurisdiction": "CH", "size": "medium", "image": "debian-12" }),
+    )
+    .await;
+    acme.create_bucket("paris", "FR").await;
+    // Usage counts whole seconds: every resource lives past a second's boundary first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let period = this_month();
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+
+    // The member's own statement, in francs, reconciles clean; the three-way check holds.
+    let report = billing
+        .post(
+            "/v1/reconciliations",
+            &json!({ "period": period, "member": "infomaniak-ch" }),
+        )
+        .await
+        .json();
+    assert_eq!(report["status"], "clean", "{report}");
+    assert_eq!(report["invoices"]["member_currency"], "CHF", "{report}");
+    assert_eq!(report["invoices"]["holds"], true, "{report}");
+    assert_eq!(report["invoices"]["invoiced"], report["invoices"]["ledger"]);
+
+    // The export keeps each member's currency.
+    let export = billing
+        .get(&format!("/v1/usage/export?period={period}"))
+        .await
+        .text();
+    let chf_rows = export
+        .lines()
+        .filter(|l| l.contains("infomaniak-ch"))
+        .count();
+    assert!(chf_rows >= 2, "{export}");
+    assert!(export
+        .lines()
+        .filter(|l| l.contains("infomaniak-ch"))
+        .all(|l| l.contains(",CHF,")));
+    assert!(export
+        .lines()
+        .any(|l| l.contains("numergy-fr") && l.contains(",EUR,")));
+
+    // The tenant's invoice is in euros: franc lines converted on the rate date it names,
+    // each rounded half-even to the cent; the euro line as billed.
+    let invoice = acme
+        .get(&format!("/v1/invoices?period={period}"))
+        .await
+        .json();
+    assert_eq!(invoice["currency"], "EUR", "{invoice}");
+    let day = invoice["rates"]["date"].as_str().unwrap().to_owned();
+    assert_eq!(day.len(), 10, "{invoice}");
+    assert!(
+        invoice["rates"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("reference-rates"),
+        "{invoice}"
+    );
+    let rate = chf_per_euro(&day);
+    let mut total = Decimal::ZERO;
+    let mut francs = 0;
+    for line in invoice["lines"].as_array().unwrap() {
+        let amount: Decimal = line["amount"].as_str().unwrap().parse().unwrap();
+        let member_amount: Decimal = line["member_amount"].as_str().unwrap().parse().unwrap();
+        total += amount;
+        if line["member"] == "infomaniak-ch" {
+            francs += 1;
+            assert_eq!(line["member_currency"], "CHF", "{line}");
+            assert_eq!(line["jurisdiction"], "CH");
+            let expected = (member_amount / rate)
+                .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);
+            assert_eq!(amount, expected, "{line} at {rate} CHF per EUR");
+        } else {
+            assert_eq!(line["member_currency"], "EUR", "{line}");
+            assert_eq!(
+                amount,
+                member_amount.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+            );
+        }
+    }
+    assert_eq!(francs, 2, "{invoice}");
+    let stated: Decimal = invoice["total"].as_str().unwrap().parse().unwrap();
+    assert_eq!(stated, total);
+    assert!(
+        invoice["subtotals_by_jurisdiction"]["CH"].is_string(),
+        "{invoice}"
     );
 }

@@ -7,7 +7,7 @@ use super::*;
 #[test]
 fn the_demo_config_is_valid() {
     let config = Config::load(None).expect("demo config");
-    assert_eq!(config.members.len(), 3);
+    assert_eq!(config.members.len(), 4);
     assert_eq!(config.tenants.len(), 2);
     assert!(config.auth.dev_issuer.enabled);
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8700");

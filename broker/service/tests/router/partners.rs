@@ -527,5 +527,5 @@ async fn a_partner_sees_its_own_member_and_nothing_else() {
         .call(Actor::TenantA, Method::GET, "/v1/members", None)
         .await
         .ok(200);
-    assert_eq!(all["items"].as_array().expect("items").len(), 3);
+    assert_eq!(all["items"].as_array().expect("items").len(), 4);
 }

@@ -323,7 +323,7 @@ async fn a_dry_run_explains_every_candidate_and_creates_nothing() {
         .ok(200);
     assert_eq!(evaluation["chosen"], "telekom-de");
     let candidates = evaluation["candidates"].as_array().expect("candidates");
-    assert_eq!(candidates.len(), 3);
+    assert_eq!(candidates.len(), 4);
     assert!(candidates
         .iter()
         .filter(|c| c["member"] != "telekom-de")

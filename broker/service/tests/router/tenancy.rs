@@ -167,7 +167,10 @@ async fn narrowing_a_policy_under_live_resources_is_refused_and_changes_nothing(
         .call(Actor::Operator, Method::GET, "/v1/tenants/acme", None)
         .await
         .ok(200);
-    assert_eq!(tenant["allowed_jurisdictions"], json!(["BE", "DE", "FR"]));
+    assert_eq!(
+        tenant["allowed_jurisdictions"],
+        json!(["BE", "CH", "DE", "FR"])
+    );
     // Widening, or narrowing away from where nothing lives, is fine.
     app.call(
         Actor::Operator,
