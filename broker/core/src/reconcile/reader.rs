@@ -134,6 +134,20 @@ impl<R: Read> FocusReader<R> {
             .has_headers(true)
             .flexible(false)
             .from_reader(input);
+        if let Some(encoding) = wide_encoding(
+            reader
+                .byte_headers()
+                .map_err(|e| csv_error(0, &e))?
+                .as_slice(),
+        ) {
+            return Err(FocusError {
+                row: 0,
+                column: "-".to_owned(),
+                message: format!(
+                    "the file is {encoding}, not UTF-8: convert it first (e.g. `iconv -f {encoding} -t UTF-8`)"
+                ),
+            });
+        }
         let headers = reader.headers().map_err(|e| csv_error(0, &e))?.clone();
         let mut index = BTreeMap::new();
         for name in REQUIRED {
@@ -306,9 +320,26 @@ fn truncate(value: &str) -> String {
     value.chars().take(40).collect()
 }
 
+/// The UTF-16 a header's bytes betray: a byte-order mark, or NUL bytes between ASCII
+/// letters (a UTF-16 file without one).
+fn wide_encoding(header: &[u8]) -> Option<&'static str> {
+    if header.starts_with(&[0xFF, 0xFE]) {
+        return Some("UTF-16LE");
+    }
+    if header.starts_with(&[0xFE, 0xFF]) {
+        return Some("UTF-16BE");
+    }
+    let first_nul = header.iter().position(|b| *b == 0)?;
+    Some(if first_nul % 2 == 0 {
+        "UTF-16BE"
+    } else {
+        "UTF-16LE"
+    })
+}
+
 fn csv_error(row: u64, e: &csv::Error) -> FocusError {
     let message = match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8".to_owned(),
+        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8 (Latin-1 or another 8-bit encoding? convert it first, e.g. `iconv -f LATIN1 -t UTF-8`)".to_owned(),
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("{len} fields where the header has {expected_len}"),

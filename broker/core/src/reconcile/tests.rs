@@ -421,3 +421,47 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
         "{err:?}"
     );
 }
+
+#[test]
+fn files_in_other_encodings_are_named_as_such() {
+    let utf8 = ledger_csv();
+    let text = String::from_utf8(utf8.clone()).expect("utf-8");
+    let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let refused = |bytes: Vec<u8>| {
+        FocusReader::new(bytes.as_slice())
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default()
+    };
+    for (bytes, expected) in [
+        ([vec![0xFF, 0xFE], le.clone()].concat(), "UTF-16LE"),
+        ([vec![0xFE, 0xFF], be.clone()].concat(), "UTF-16BE"),
+        (le, "UTF-16LE"),
+        (be, "UTF-16BE"),
+    ] {
+        let message = refused(bytes);
+        assert!(
+            message.contains(expected) && message.contains("iconv"),
+            "{message}"
+        );
+    }
+    // Latin-1 in a field: refused at its row, saying what to do.
+    let latin1: Vec<u8> = utf8
+        .iter()
+        .copied()
+        .map(|b| if b == b'a' { 0xE9 } else { b })
+        .collect();
+    let error = FocusReader::new(latin1.as_slice())
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        .err()
+        .map(|e| e.message)
+        .unwrap_or_default();
+    assert!(
+        error.contains("not UTF-8") && error.contains("LATIN1"),
+        "{error}"
+    );
+    // A UTF-8 file with a byte-order mark is read.
+    let with_bom = [vec![0xEF, 0xBB, 0xBF], utf8].concat();
+    assert!(FocusReader::new(with_bom.as_slice()).is_ok());
+}
