@@ -10,7 +10,6 @@
 //! the file's first. Anything else is a [`FocusError`] naming the row and the column, never
 //! a panic.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use rust_decimal::Decimal;
@@ -53,6 +52,29 @@ pub const REQUIRED: [&str; 9] = [
 
 /// The columns reconciliation reads when a file has them.
 pub const OPTIONAL: [&str; 2] = ["ConsumedQuantity", "ChargeCategory"];
+
+/// The columns read, [`REQUIRED`] then [`OPTIONAL`], by their place in that order.
+const COLUMNS: usize = REQUIRED.len() + OPTIONAL.len();
+const BILLED_COST: usize = 0;
+const BILLING_CURRENCY: usize = 1;
+const CHARGE_START: usize = 2;
+const CHARGE_END: usize = 3;
+const PRICING_QUANTITY: usize = 4;
+const RESOURCE_ID: usize = 5;
+const SKU_ID: usize = 6;
+const REGION_ID: usize = 7;
+const SUB_ACCOUNT_ID: usize = 8;
+const CONSUMED_QUANTITY: usize = 9;
+const CHARGE_CATEGORY: usize = 10;
+
+/// A column's name, by its place in [`REQUIRED`] then [`OPTIONAL`].
+fn column_name(column: usize) -> &'static str {
+    REQUIRED
+        .get(column)
+        .or_else(|| OPTIONAL.get(column - REQUIRED.len()))
+        .copied()
+        .unwrap_or("-")
+}
 
 /// Largest field accepted.
 const MAX_FIELD: usize = 64 * 1024;
@@ -117,7 +139,8 @@ pub struct FocusReader<R: Read> {
     reader: csv::Reader<R>,
     /// Reused for every row: one allocation for the whole file.
     record: csv::StringRecord,
-    index: BTreeMap<&'static str, usize>,
+    /// Where each column of [`REQUIRED`] then [`OPTIONAL`] is in the header.
+    index: [Option<usize>; COLUMNS],
     row: u64,
     currency: Option<Text>,
     /// The last resource id, SKU, region, tenant and category, shared by the next equal
@@ -149,25 +172,21 @@ impl<R: Read> FocusReader<R> {
             });
         }
         let headers = reader.headers().map_err(|e| csv_error(0, &e))?.clone();
-        let mut index = BTreeMap::new();
-        for name in REQUIRED {
-            let position = headers
+        let position = |name: &str| {
+            headers
                 .iter()
                 .position(|h| h.trim_start_matches('\u{feff}') == name)
-                .ok_or_else(|| FocusError {
-                    row: 0,
-                    column: name.to_owned(),
-                    message: "required column is missing from the header".into(),
-                })?;
-            index.insert(name, position);
+        };
+        let mut index = [None; COLUMNS];
+        for (i, name) in REQUIRED.iter().enumerate() {
+            index[i] = Some(position(name).ok_or_else(|| FocusError {
+                row: 0,
+                column: (*name).to_owned(),
+                message: "required column is missing from the header".into(),
+            })?);
         }
-        for name in OPTIONAL {
-            if let Some(position) = headers
-                .iter()
-                .position(|h| h.trim_start_matches('\u{feff}') == name)
-            {
-                index.insert(name, position);
-            }
+        for (i, name) in OPTIONAL.iter().enumerate() {
+            index[REQUIRED.len() + i] = position(name);
         }
         Ok(Self {
             reader,
@@ -190,42 +209,38 @@ impl<R: Read> FocusReader<R> {
 
     fn parse(&mut self, record: &csv::StringRecord) -> Result<FocusRow, FocusError> {
         let row = self.row;
-        let field = |name: &str| -> Result<&str, FocusError> {
-            let value = self
-                .index
-                .get(name)
-                .and_then(|i| record.get(*i))
-                .unwrap_or("");
+        let field = |column: usize| -> Result<&str, FocusError> {
+            let value = self.index[column].and_then(|i| record.get(i)).unwrap_or("");
             if value.len() > MAX_FIELD {
                 return Err(FocusError {
                     row,
-                    column: name.to_owned(),
+                    column: column_name(column).to_owned(),
                     message: format!("value longer than {MAX_FIELD} bytes"),
                 });
             }
             Ok(value)
         };
-        let decimal = |name: &str| -> Result<Decimal, FocusError> {
-            let raw = field(name)?;
+        let decimal = |column: usize| -> Result<Decimal, FocusError> {
+            let raw = field(column)?;
             raw.trim().parse::<Decimal>().map_err(|_| FocusError {
                 row,
-                column: name.to_owned(),
+                column: column_name(column).to_owned(),
                 message: format!("`{}` is not a decimal number", truncate(raw)),
             })
         };
-        let required = |name: &str| -> Result<&str, FocusError> {
-            let raw = field(name)?;
+        let required = |column: usize| -> Result<&str, FocusError> {
+            let raw = field(column)?;
             if raw.trim().is_empty() {
                 Err(FocusError {
                     row,
-                    column: name.to_owned(),
+                    column: column_name(column).to_owned(),
                     message: "must not be empty".into(),
                 })
             } else {
                 Ok(raw)
             }
         };
-        let currency = field("BillingCurrency")?;
+        let currency = field(BILLING_CURRENCY)?;
         // One currency per file: only a row that differs from the first is looked up.
         let currency = match &self.currency {
             Some(first) if **first == *currency => first.clone(),
@@ -251,7 +266,7 @@ impl<R: Read> FocusReader<R> {
                 text
             }
         };
-        let start = field("ChargePeriodStart")?;
+        let start = field(CHARGE_START)?;
         let charge_start = parse_iso(start).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodStart".into(),
@@ -260,7 +275,7 @@ impl<R: Read> FocusReader<R> {
                 truncate(start)
             ),
         })?;
-        let end = field("ChargePeriodEnd")?;
+        let end = field(CHARGE_END)?;
         let charge_end = parse_iso(end).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodEnd".into(),
@@ -282,23 +297,23 @@ impl<R: Read> FocusReader<R> {
                 message: "ends before it starts".into(),
             });
         }
-        let resource_id = field("ResourceId")?.trim();
+        let resource_id = field(RESOURCE_ID)?.trim();
         // A row without a resource (FOCUS allows it for taxes, credits, adjustments and
         // purchases) need not name a SKU; one with a resource must.
         let sku = if resource_id.is_empty() {
-            field("SkuId")?
+            field(SKU_ID)?
         } else {
-            required("SkuId")?
+            required(SKU_ID)?
         };
-        let category = match field("ChargeCategory")?.trim() {
+        let category = match field(CHARGE_CATEGORY)?.trim() {
             "" => "Usage",
             c => c,
         };
-        let (region, tenant) = (field("RegionId")?, field("SubAccountId")?);
-        let (cost, quantity) = (decimal("BilledCost")?, decimal("PricingQuantity")?);
-        let consumed = match field("ConsumedQuantity")?.trim() {
+        let (region, tenant) = (field(REGION_ID)?, field(SUB_ACCOUNT_ID)?);
+        let (cost, quantity) = (decimal(BILLED_COST)?, decimal(PRICING_QUANTITY)?);
+        let consumed = match field(CONSUMED_QUANTITY)?.trim() {
             "" => None,
-            _ => Some(decimal("ConsumedQuantity")?),
+            _ => Some(decimal(CONSUMED_QUANTITY)?),
         };
         let [last_resource, last_sku, last_region, last_tenant, last_category] = &mut self.last;
         Ok(FocusRow {
