@@ -15,6 +15,7 @@ pub mod billing;
 pub mod checkpoints;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod drift;
 pub mod error;
 pub mod idempotency;

@@ -168,7 +168,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         ))
         .map_err(|e| anyhow::anyhow!("audit key: {e}"))?,
     );
+    let console_key = Arc::new(
+        crate::console::session::SessionKey::load_or_create(&settings.data_dir)
+            .context("cannot read or create the console's session key")?,
+    );
     Ok(AppState {
+        console_key,
         audit_key,
         rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
         sealer,

@@ -34,4 +34,6 @@ pub struct AppState {
     pub clock: crate::time::SharedClock,
     /// Signs the audit chain's checkpoints.
     pub audit_key: Arc<crate::checkpoints::AuditKey>,
+    /// Signs the console's session cookies.
+    pub console_key: Arc<crate::console::session::SessionKey>,
 }

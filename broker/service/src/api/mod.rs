@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
     api.route("/metrics", axum::routing::get(metrics))
         .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -65,10 +65,14 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
 pub async fn ensure_problem(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    // The console's pages answer people, in HTML, and stay so.
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+                || v.as_bytes().starts_with(b"text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }

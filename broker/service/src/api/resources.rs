@@ -87,6 +87,11 @@ pub struct CreateBucket {
     pub member: Option<String>,
 }
 
+/// A bucket's creating body as the validated request (the console's create form).
+pub(crate) fn create_request(body: &CreateBucket, state: &AppState) -> ApiResult<CreateRequest> {
+    body.request(state)
+}
+
 /// A creating body: parsed once, here, into the validated request provisioning takes.
 trait CreateBody {
     /// The validated request.

@@ -1,5 +1,6 @@
-//! P-256 signing keys kept as PKCS#8 PEM files outside the database (mode 0600), created on
-//! first use: the development issuer's key and the audit checkpoint key.
+//! Secrets kept in files outside the database (mode 0600), created on first use: P-256
+//! signing keys as PKCS#8 PEM (the development issuer's, the audit checkpoints'), and raw
+//! secrets (the console's session key).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,33 +42,38 @@ pub fn load_or_create_p256(path: &Path) -> Result<(Vec<u8>, EcdsaKeyPair), KeyFi
         reason,
     };
     if !path.exists() {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .map_err(|_| bad("key generation failed".into()))?;
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
-        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-        {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(io)?;
-            file.write_all(pem.as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        // hard_link fails if another process won the race; theirs is then the key.
-        let linked = std::fs::hard_link(&tmp, path);
-        std::fs::remove_file(&tmp).ok();
-        if let Err(e) = linked {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return Err(io(e));
-            }
-        }
+        create_secret_file(path, pem.as_bytes()).map_err(io)?;
     }
     load_p256(path)
+}
+
+/// Writes `secret` to a new file at `path` (mode 0600), unless one is there already: the
+/// file is written aside and linked into place only if absent, so two processes creating
+/// it at once agree on one (the loser's is dropped).
+pub fn create_secret_file(path: &Path, secret: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(secret)?;
+        file.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp).ok();
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Loads the P-256 key at `path`, which must exist.

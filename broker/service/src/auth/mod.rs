@@ -177,6 +177,27 @@ pub struct Authorized<P: Permission> {
     _permission: PhantomData<P>,
 }
 
+impl<P: Permission> Authorized<P> {
+    /// The one permission check, for a principal however it was authenticated (a bearer
+    /// token here, the console's session cookie there): 403 unless it holds a role of `P`.
+    pub fn grant(principal: Principal) -> Result<Self, ApiError> {
+        if !principal.roles.iter().any(|r| P::allows(*r)) {
+            return Err(ApiError::forbidden(format!(
+                "this route needs one of the roles {}",
+                P::roles()
+                    .iter()
+                    .map(Role::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(Self {
+            principal,
+            _permission: PhantomData,
+        })
+    }
+}
+
 impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     type Rejection = ApiError;
 
@@ -208,16 +229,8 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if !principal.roles.iter().any(|r| P::allows(*r)) {
-            return Err(ApiError::forbidden(format!(
-                "this route needs one of the roles {}",
-                P::roles()
-                    .iter()
-                    .map(Role::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        let granted = Self::grant(principal)?;
+        let principal = granted.principal;
         tracing::Span::current().record(
             "tenant.id",
             principal

@@ -1,0 +1,159 @@
+"""The console in a real browser (Playwright driving Debian's Chromium), against a running
+broker that `tests/e2e/console.rs` started and provisioned.
+
+    python console_check.py BROKER_URL EXPECTED_JSON SCREENSHOT_DIR
+
+EXPECTED_JSON holds what the API says: {"acme": {"FR": n, ...}, "santeplus": {...},
+"acme_resource": "bkt-…"}. Every check that fails is printed; the exit status is the number
+of failures (0: all passed). Screenshots of each view go to SCREENSHOT_DIR (docs/console).
+"""
+import json
+import re
+import sys
+
+from playwright.sync_api import sync_playwright
+
+url, expected_file, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+expected = json.load(open(expected_file))
+failures = []
+
+
+def check(condition, message):
+    print(("ok   " if condition else "FAIL ") + message, flush=True)
+    if not condition:
+        failures.append(message)
+
+
+def sign_in(browser, tenant, role):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(f"{url}/console")
+    check(page.url.endswith("/console/login"), f"{role}@{tenant}: an anonymous visitor is sent to sign in")
+    page.click("text=Development sign-in")
+    page.select_option("select[name=tenant]", tenant)
+    page.select_option("select[name=role]", role)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console(/members)?$"))
+    cookie = [c for c in context.cookies() if c["name"] == "alliance_session"]
+    check(len(cookie) == 1 and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict",
+          f"{role}@{tenant}: the session cookie is HttpOnly and SameSite=Strict")
+    check(page.evaluate("document.cookie").find("alliance_session") < 0,
+          f"{role}@{tenant}: scripts cannot read the session")
+    return context, page
+
+
+def map_counts(page):
+    return {
+        p.get_attribute("data-jurisdiction"): int(p.get_attribute("data-resources"))
+        for p in page.query_selector_all("svg.map path[data-jurisdiction]")
+    }
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+
+    # A tenant signs in and sees where its data lives: the map agrees with the API.
+    acme, page = sign_in(browser, "acme", "tenant-admin")
+    answer = page.goto(f"{url}/console")
+    csp = answer.headers.get("content-security-policy", "")
+    check("script-src 'self'" in csp and "unsafe-inline" not in csp, f"a strict CSP on every page: {csp}")
+    counts = map_counts(page)
+    for country, n in expected["acme"].items():
+        check(counts.get(country) == n, f"acme's map shows {n} resources in {country} (shows {counts.get(country)})")
+    held = {c for c, n in counts.items() if n > 0}
+    check(held == {c for c, n in expected["acme"].items() if n > 0}, f"acme's map fills exactly {sorted(held)}")
+    check(page.get_attribute("path[data-jurisdiction=DE]", "class") == "country allowed",
+          "an allowed but empty country is marked apart")
+    check(page.get_attribute("path[data-jurisdiction=IT]", "class") == "country",
+          "a country outside the policy is plain")
+    page.screenshot(path=f"{shots}/map.png", full_page=True)
+
+    # The resources, filtered without a reload of the form by hand, and one resource's reasons.
+    page.goto(f"{url}/console/resources")
+    rows = page.query_selector_all("table.resources tbody tr")
+    check(len(rows) == sum(expected["acme"].values()), f"acme's resources are listed ({len(rows)})")
+    page.select_option("select[name=country]", "BE")
+    page.wait_for_url(re.compile(r".*country=BE.*"))
+    countries = [r.inner_text() for r in page.query_selector_all("table.resources tbody tr td:nth-child(3)")]
+    check(countries and all(c == "BE" for c in countries), f"the country filter keeps BE only: {countries}")
+    page.screenshot(path=f"{shots}/resources.png", full_page=True)
+    page.goto(f"{url}/console/resources/{expected['acme_resource']}")
+    reasons = page.query_selector_all("ol.reasons li")
+    check(len(reasons) > 0, "a resource's page says why it is where it is")
+    check(len(page.query_selector_all("table.candidates tbody tr")) >= 3, "and why not at the other members")
+    page.screenshot(path=f"{shots}/resource.png", full_page=True)
+
+    # A bucket in BE through the form; its operation reaches succeeded without a reload.
+    page.goto(f"{url}/console/buckets/new")
+    options = [o.get_attribute("value") for o in page.query_selector_all("select[name=country] option") if o.get_attribute("value")]
+    check(sorted(options) == sorted(expected["acme_allowed"]), f"the country picker offers only allowed jurisdictions: {options}")
+    page.select_option("select[name=country]", "BE")
+    page.wait_for_url(re.compile(r".*country=BE.*"))
+    eligible = page.get_attribute("tr[data-member=belgacom-be]", "data-eligible")
+    check(eligible == "true", "picking BE shows belgacom-be eligible")
+    page.fill("input[name=name]", "from-the-console")
+    page.screenshot(path=f"{shots}/create.png", full_page=True)
+    page.click("text=Create bucket in BE")
+    page.wait_for_url(re.compile(r".*/console/operations/op-.*"))
+    operation_url = page.url
+    # Polled from here (wait_for_function would evaluate a string, which the CSP forbids).
+    for _ in range(100):
+        if page.get_attribute("#operation-status", "data-status") == "succeeded":
+            break
+        page.wait_for_timeout(200)
+    check(page.get_attribute("#operation-status", "data-status") == "succeeded", "the operation reached succeeded")
+    check(page.url == operation_url, "the operation succeeded on the page, without a reload")
+    page.screenshot(path=f"{shots}/operation.png", full_page=True)
+
+    # A state-changing request without the session's CSRF token is refused.
+    before = len(acme.request.get(f"{url}/console/resources").text())
+    for form in ({"country": "FR", "name": "forged", "csrf": "wrong"}, {"country": "FR", "name": "forged"}):
+        refused = acme.request.post(f"{url}/console/buckets", form=form, max_redirects=0)
+        check(refused.status in (403, 422), f"a create without the right CSRF token is refused ({refused.status})")
+    check("forged" not in acme.request.get(f"{url}/console/resources").text(), "and creates nothing")
+
+    # Another tenant sees only its own: not acme's countries, pages or operations.
+    sante, spage = sign_in(browser, "santeplus", "tenant-admin")
+    scounts = map_counts(spage)
+    for country, n in expected["santeplus"].items():
+        check(scounts.get(country) == n, f"santeplus's map shows {n} in {country} (shows {scounts.get(country)})")
+    check(scounts.get("BE") == 0, "santeplus sees nothing of acme's data in BE")
+    foreign = spage.goto(f"{url}/console/resources/{expected['acme_resource']}")
+    check(foreign.status == 404, f"santeplus cannot open acme's resource by URL ({foreign.status})")
+    foreign = spage.goto(operation_url)
+    check(foreign.status == 404, f"nor acme's operation ({foreign.status})")
+    listed = spage.goto(f"{url}/console/resources")
+    check(expected["acme_resource"] not in spage.content(), "nor list it")
+
+    # An operator suspends belgacom-be with a confirmation; the tenant's form stops offering it.
+    ops, opage = sign_in(browser, "", "operator")
+    check(opage.url.endswith("/console/members"), "an operator lands on the members")
+    opage.screenshot(path=f"{shots}/members.png", full_page=True)
+    opage.click("tr[data-member=belgacom-be] a.action:text('suspend')")
+    check("/confirm" in opage.url, "suspending asks for a confirmation")
+    opage.click("text=Yes, suspend")
+    opage.wait_for_url(re.compile(r".*/console/members$"))
+    check(opage.inner_text("tr[data-member=belgacom-be] [data-field=status]") == "suspended", "the member is suspended")
+    page.goto(f"{url}/console/buckets/new?country=BE")
+    check(page.get_attribute("tr[data-member=belgacom-be]", "data-eligible") == "false",
+          "a suspended member is no longer offered to the tenant")
+    check(page.query_selector("[data-field=chosen]") is None, "and nothing would be placed in BE")
+    opage.goto(f"{url}/console/members/belgacom-be/confirm?action=resume")
+    opage.click("text=Yes, resume")
+    opage.wait_for_url(re.compile(r".*/console/members$"))
+    check(opage.inner_text("tr[data-member=belgacom-be] [data-field=status]") == "active", "and resumed again")
+    tenant_on_operator = ops.new_page().goto(f"{url}/console/resources")
+    check(tenant_on_operator.status == 403, f"an operator's session has no tenant pages ({tenant_on_operator.status})")
+
+    # Accessibility: axe-core finds no serious or critical violation on the main views.
+    axe = open(expected["axe"]).read()
+    for context, path in ((acme, "/console"), (acme, "/console/resources"), (ops, "/console/members")):
+        probe = context.new_page()
+        probe.goto(f"{url}{path}")
+        probe.evaluate(axe)
+        result = probe.evaluate("async () => (await axe.run()).violations.filter(v => ['serious', 'critical'].includes(v.impact)).map(v => v.id + ': ' + v.help)")
+        check(result == [], f"axe finds no serious violation on {path}: {result}")
+    browser.close()
+
+print(f"{len(failures)} failures")
+sys.exit(min(len(failures), 100))
