@@ -153,3 +153,126 @@ async fn without_the_development_issuer_there_is_no_development_sign_in() {
         .unwrap();
     assert_eq!(forged.status(), 303);
 }
+
+/// The `Set-Cookie` values of an answer, as `name=value` pairs.
+fn set_cookies(answer: &reqwest::Response) -> Vec<String> {
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_development_issuer_sign_in_goes_through_oidc_with_pkce() {
+    let oidc = alliance_e2e::OidcPeer::start();
+    let mut options = Options::demo();
+    options.config = oidc
+        .demo_config("console_client_id = \"alliance\"\n")
+        .replacen(
+            "[auth.dev_issuer]\nenabled = true",
+            "[auth.dev_issuer]\nenabled = false",
+            1,
+        );
+    let broker = Broker::start(options).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .get(format!("{}/console/login", broker.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        login.contains("/console/login/oidc/0") && !login.contains("/console/login/dev"),
+        "{login}"
+    );
+
+    // Off to the issuer with a PKCE challenge, state and nonce.
+    let start = client
+        .get(format!(
+            "{}/console/login/oidc/0?login_hint=tenant-admin@acme",
+            broker.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let flow_cookie = set_cookies(&start)
+        .into_iter()
+        .find(|c| c.starts_with("alliance_oidc="))
+        .unwrap();
+    let authorize = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(authorize.as_str().starts_with(&oidc.issuer), "{authorize}");
+    let query: BTreeMap<String, String> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
+    assert_eq!(query["response_type"], "code");
+    assert!(query["state"].len() >= 32 && query["nonce"].len() >= 32);
+
+    // The issuer (which approves at once) sends the browser back with a code.
+    let back = client.get(authorize.as_str()).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        callback.starts_with(&format!("{}/console/login/oidc/callback?", broker.url)),
+        "{callback}"
+    );
+
+    // Without the flow's cookie, or with another state, the code makes no session.
+    let stray = client.get(&callback).send().await.unwrap();
+    assert_eq!(stray.status(), 403);
+    assert!(set_cookies(&stray)
+        .iter()
+        .all(|c| !c.starts_with("alliance_session=")));
+    let forged_state = callback.replace(&format!("state={}", query["state"]), "state=forged");
+    let forged = client
+        .get(&forged_state)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // With it: a session for acme's tenant-admin, whose console shows acme's map.
+    let done = client
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303, "{:?}", done.text().await);
+    let session = set_cookies(&done)
+        .into_iter()
+        .find(|c| c.starts_with("alliance_session="))
+        .unwrap();
+    let home = client
+        .get(format!("{}/console", broker.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    let page = home.text().await.unwrap();
+    assert!(
+        page.contains("data-jurisdiction=\"FR\"") && page.contains("ACME Corporation"),
+        "{page}"
+    );
+    assert!(
+        page.contains("oidc-tenant-admin@acme"),
+        "the subject is the issuer's"
+    );
+    // The same code again is refused by the issuer: no second session.
+    let again = client
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 403);
+}

@@ -5,22 +5,13 @@
 //! `ALLIANCE_TEST_SCHEMATHESIS`; without them these tests fail loudly.
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use alliance_e2e::{free_port, json_of, Broker, Options, DEMO_CONFIG, FAST_OPERATIONS};
+use alliance_e2e::{json_of, Broker, Options};
 
 fn peer(var: &str) -> String {
     std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run scripts/test, which installs this peer"))
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A token from the peer's own token endpoint (client credentials) with `claims`.
@@ -37,31 +28,10 @@ async fn issue(http: &reqwest::Client, port: u16, claims: &[(&str, &str)]) -> se
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_oidc_issuer_is_trusted_through_discovery() {
-    let script = peer("ALLIANCE_TEST_OIDC_ISSUER");
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg(&script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut issuer = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut issuer)
-        .unwrap();
-    let _guard = Killed(child);
-    let issuer = issuer.trim().to_owned();
-    assert!(
-        issuer.starts_with("http://"),
-        "the OIDC peer printed `{issuer}`"
-    );
-
+    let oidc = alliance_e2e::OidcPeer::start();
+    let port = oidc.port;
     let mut options = Options::demo();
-    options.config = format!(
-        "{}{FAST_OPERATIONS}",
-        DEMO_CONFIG.replacen("[security]", &format!("[[auth.issuers]]\nissuer = \"{issuer}\"\ndiscovery = true\nalgorithms = [\"RS256\"]\n\n[security]"), 1)
-    );
+    options.config = oidc.demo_config("");
     let broker = Broker::start(options).await;
 
     // A token from the peer's own token endpoint (client credentials).

@@ -1108,3 +1108,68 @@ pub async fn application_settled(client: &Client, id: &str, timeout: Duration) -
     })
     .await
 }
+
+/// The OIDC issuer peer (npm `oauth2-mock-server` through `tests/peers/oidc-issuer.mjs`,
+/// named by `ALLIANCE_TEST_OIDC_ISSUER`), on a free port; stopped when dropped.
+pub struct OidcPeer {
+    /// Its issuer URL.
+    pub issuer: String,
+    /// Its port.
+    pub port: u16,
+    child: Child,
+}
+
+impl OidcPeer {
+    /// Starts it; fails loudly when `scripts/test` did not install it.
+    pub fn start() -> OidcPeer {
+        use std::io::BufRead;
+        let script = std::env::var("ALLIANCE_TEST_OIDC_ISSUER").unwrap_or_else(|_| {
+            panic!("ALLIANCE_TEST_OIDC_ISSUER is not set: run scripts/test, which installs the OIDC peer")
+        });
+        let port = free_port();
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut issuer = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut issuer)
+            .unwrap();
+        let issuer = issuer.trim().to_owned();
+        assert!(
+            issuer.starts_with("http://"),
+            "the OIDC peer printed `{issuer}`"
+        );
+        OidcPeer {
+            issuer,
+            port,
+            child,
+        }
+    }
+
+    /// The demo config trusting this issuer through discovery, with `extra` keys in its
+    /// `[[auth.issuers]]` entry.
+    pub fn demo_config(&self, extra: &str) -> String {
+        format!(
+            "{}{FAST_OPERATIONS}",
+            DEMO_CONFIG.replacen(
+                "[security]",
+                &format!(
+                    "[[auth.issuers]]\nissuer = \"{}\"\ndiscovery = true\nalgorithms = [\"RS256\"]\n{extra}\n[security]",
+                    self.issuer
+                ),
+                1
+            )
+        )
+    }
+}
+
+impl Drop for OidcPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

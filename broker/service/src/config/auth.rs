@@ -62,6 +62,14 @@ pub struct IssuerConfig {
     /// Accepted algorithms.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
+    /// The console's OAuth client at this issuer: when set, `/console/login` offers sign-in
+    /// through it (authorization code with PKCE, endpoints from its discovery document).
+    /// Its ID tokens must name `auth.audience` as their audience, so this is usually that.
+    #[serde(default)]
+    pub console_client_id: Option<String>,
+    /// The environment variable holding that client's secret, for a confidential client.
+    #[serde(default)]
+    pub console_client_secret_env: Option<String>,
 }
 
 /// Algorithms an external issuer may use: asymmetric only (no HMAC, no `none`).

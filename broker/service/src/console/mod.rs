@@ -12,6 +12,7 @@
 //! answer carries a strict Content-Security-Policy (no inline script or style).
 
 pub mod map;
+pub mod oidc;
 pub mod operators;
 pub mod pages;
 pub mod session;
@@ -42,6 +43,8 @@ pub fn router() -> Router<AppState> {
             "/console/login/dev",
             get(signin::dev_form).post(signin::dev_sign_in),
         )
+        .route("/console/login/oidc/callback", get(oidc::callback))
+        .route("/console/login/oidc/{n}", get(oidc::start))
         .route("/console/logout", post(signin::sign_out))
         .route("/console/resources", get(pages::resources))
         .route("/console/resources/{id}", get(pages::resource))

@@ -54,22 +54,39 @@ impl SessionKey {
 
     /// The cookie value of `session`.
     pub fn seal(&self, session: &Session) -> String {
-        let body = serde_json::to_vec(session).unwrap_or_default();
+        self.seal_value(session)
+    }
+
+    /// The session a cookie value holds, when its signature holds and it has not expired.
+    pub fn open(&self, value: &str, now_secs: i64) -> Option<Session> {
+        self.open_value::<Session>(value)
+            .filter(|session| session.exp > now_secs)
+    }
+
+    /// Any value as a signed cookie value (`base64url(json).base64url(hmac)`).
+    pub fn seal_value<T: Serialize>(&self, value: &T) -> String {
+        let body = serde_json::to_vec(value).unwrap_or_default();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let payload = b64.encode(body);
         let tag = hmac::sign(&self.0, payload.as_bytes());
         format!("{payload}.{}", b64.encode(tag.as_ref()))
     }
 
-    /// The session a cookie value holds, when its signature holds and it has not expired.
-    pub fn open(&self, value: &str, now_secs: i64) -> Option<Session> {
+    /// The value a signed cookie value holds, when its signature holds.
+    pub fn open_value<T: serde::de::DeserializeOwned>(&self, value: &str) -> Option<T> {
         let (payload, tag) = value.split_once('.')?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let tag = b64.decode(tag).ok()?;
         hmac::verify(&self.0, payload.as_bytes(), &tag).ok()?;
-        let session: Session = serde_json::from_slice(&b64.decode(payload).ok()?).ok()?;
-        (session.exp > now_secs).then_some(session)
+        serde_json::from_slice(&b64.decode(payload).ok()?).ok()
     }
+}
+
+/// A random token, base64url.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    let _ = SystemRandom::new().fill(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// Who signed in.
@@ -98,15 +115,13 @@ impl Session {
         tenant: Option<String>,
         now_secs: i64,
     ) -> Self {
-        let mut csrf = [0u8; 24];
-        let _ = SystemRandom::new().fill(&mut csrf);
         Self {
             iss: iss.to_owned(),
             sub,
             roles,
             tenant,
             exp: now_secs + LIFETIME_SECS,
-            csrf: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(csrf),
+            csrf: random_token(24),
         }
     }
 

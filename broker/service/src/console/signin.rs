@@ -16,15 +16,25 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `/console/login`.
+/// `/console/login`: the development sign-in while its issuer is on, and each issuer of
+/// the config that names a console client.
 pub async fn login(State(state): State<AppState>) -> Html<String> {
     let dev = state.config.auth.dev_issuer.enabled;
+    let issuers = super::oidc::console_issuers(&state);
     layout(
         "Sign in",
         None,
         html! {
+            @for (n, issuer) in &issuers {
+                form method="get" action={ "/console/login/oidc/" (n) } class="stack" {
+                    label { "Account (optional) " input type="text" name="login_hint" autocomplete="username"; }
+                    button type="submit" { "Sign in with " (issuer.issuer) }
+                }
+            }
             @if dev { p { a class="button" href="/console/login/dev" { "Development sign-in" } } }
-            @else { p { "Sign-in through your organisation's identity provider is not offered by this console yet; use the API with a token from it." } }
+            @if issuers.is_empty() && !dev {
+                p { "No sign-in is configured for the console: name a `console_client_id` in an `[[auth.issuers]]` entry." }
+            }
         },
     )
 }
