@@ -33,7 +33,7 @@ def sign_in(browser, tenant, role):
     page.select_option("select[name=tenant]", tenant)
     page.select_option("select[name=role]", role)
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/console(/members)?$"))
+    page.wait_for_url(re.compile(r".*/console(/members|/reconciliations)?$"))
     cookie = [c for c in context.cookies() if c["name"] == "alliance_session"]
     check(len(cookie) == 1 and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict",
           f"{role}@{tenant}: the session cookie is HttpOnly and SameSite=Strict")
@@ -145,9 +145,50 @@ with sync_playwright() as p:
     tenant_on_operator = ops.new_page().goto(f"{url}/console/resources")
     check(tenant_on_operator.status == 403, f"an operator's session has no tenant pages ({tenant_on_operator.status})")
 
+    # Billing: a reconciliation report as tables and its downloads; a statement upload
+    # whose errors are shown in place.
+    bill, bpage = sign_in(browser, "", "billing")
+    check(bpage.url.endswith("/console/reconciliations"), "billing lands on the books")
+    run = "form[action='/console/reconciliations']"
+    bpage.select_option(f"{run} select[name=member]", "numergy-fr")
+    bpage.click(f"{run} button")
+    bpage.wait_for_url(re.compile(r".*/console/reconciliations/rec-.*"))
+    report_url = bpage.url
+    check(bpage.inner_text("[data-field=status]") == "clean", "numergy-fr's own statement reconciles clean")
+    check(bpage.inner_text("[data-field=three-way]") == "the three-way check holds", "and the three-way check holds")
+    check(len(bpage.query_selector_all("table.tenants tbody tr")) >= 1, "per-tenant totals are shown")
+    bpage.screenshot(path=f"{shots}/reconciliation.png", full_page=True)
+    csv = bill.request.get(f"{report_url}/report.csv")
+    check(csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+          and csv.text().startswith("class,resource_id,sku"), "the report downloads as CSV")
+    as_json = bill.request.get(f"{report_url}/report.json")
+    check(as_json.status == 200 and as_json.json()["status"] == "clean", "and as JSON")
+    upload = "form[action='/console/statements']"
+    bpage.goto(f"{url}/console/reconciliations")
+    bpage.select_option(f"{upload} select[name=member]", "numergy-fr")
+    bpage.fill(f"{upload} input[name=period]", expected["period"])
+    bpage.set_input_files(f"{upload} input[name=statement]", expected["bad_statement"])
+    bpage.click(f"{upload} button")
+    error = bpage.query_selector("[data-field=upload-error]")
+    check(error is not None and bpage.inner_text("[data-field=row]") == "1" and bpage.inner_text("[data-field=column]") == "BilledCost",
+          "a bad statement's row and column are shown in place")
+    bpage.screenshot(path=f"{shots}/upload-error.png", full_page=True)
+    bpage.select_option(f"{upload} select[name=member]", "numergy-fr")
+    bpage.fill(f"{upload} input[name=period]", expected["period"])
+    bpage.set_input_files(f"{upload} input[name=statement]", expected["good_statement"])
+    bpage.click(f"{upload} button")
+    check("Kept" in (bpage.inner_text("[data-field=upload]") if bpage.query_selector("[data-field=upload]") else ""),
+          "a good statement is kept")
+    bpage.select_option(f"{run} select[name=member]", "numergy-fr")
+    bpage.click(f"{run} button")
+    bpage.wait_for_url(re.compile(r".*/console/reconciliations/rec-.*"))
+    check(bpage.inner_text("[data-field=source]") == "uploaded", "and the next reconciliation uses it")
+    tenant_books = acme.new_page().goto(f"{url}/console/reconciliations")
+    check(tenant_books.status == 403, f"a tenant has no books ({tenant_books.status})")
+
     # Accessibility: axe-core finds no serious or critical violation on the main views.
     axe = open(expected["axe"]).read()
-    for context, path in ((acme, "/console"), (acme, "/console/resources"), (ops, "/console/members")):
+    for context, path in ((acme, "/console"), (acme, "/console/resources"), (ops, "/console/members"), (bill, report_url[len(url):])):
         probe = context.new_page()
         probe.goto(f"{url}{path}")
         probe.evaluate(axe)

@@ -64,15 +64,35 @@ async fn the_console_in_a_real_browser() {
     sante_counts.entry("BE".into()).or_insert(0);
     let operator = broker.client(&broker.token("operator", None));
     let allowed = operator.get("/v1/tenants/acme").await.json()["allowed_jurisdictions"].clone();
+    // numergy-fr's own statement, and the same with row 1's cost unreadable.
+    let period = alliance_e2e::this_month();
+    let billing = broker.client(&broker.token_with(&["--role", "billing"]));
+    let statement = billing
+        .get(&format!("/v1/members/numergy-fr/statements/{period}"))
+        .await
+        .text();
+    let dir = scratch("console");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("numergy-fr.csv");
+    std::fs::write(&good, &statement).unwrap();
+    let mut lines: Vec<String> = statement.lines().map(str::to_owned).collect();
+    let cost = lines[0].split(',').position(|c| c == "BilledCost").unwrap();
+    assert!(lines.len() >= 2, "{statement}");
+    let mut fields: Vec<&str> = lines[1].split(',').collect();
+    fields[cost] = "twelve";
+    lines[1] = fields.join(",");
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
     let expected = json!({
+        "period": period,
+        "good_statement": good,
+        "bad_statement": bad,
         "acme": acme_counts,
         "santeplus": sante_counts,
         "acme_resource": web["id"],
         "acme_allowed": allowed,
         "axe": axe,
     });
-    let dir = scratch("console");
-    std::fs::create_dir_all(&dir).unwrap();
     let expected_file = dir.join("expected.json");
     std::fs::write(&expected_file, expected.to_string()).unwrap();
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");

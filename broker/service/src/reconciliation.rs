@@ -101,6 +101,60 @@ pub struct Request {
     pub tolerance: Tolerance,
 }
 
+/// The clock-skew tolerance of `member` when the request names none: its
+/// `clock_skew_seconds` (5 unless configured).
+pub fn default_clock_skew(state: &AppState, member: &str) -> u32 {
+    state
+        .members
+        .get(member)
+        .map_or(alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS, |m| {
+            m.config.clock_skew_seconds
+        })
+}
+
+/// Checks a member's statement for `period` (FOCUS, every row inside the period) and keeps
+/// it with its audit event; its number of rows. The caller has checked who may upload.
+pub async fn upload_statement(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    member: &str,
+    period: &str,
+    body: &[u8],
+) -> ApiResult<u64> {
+    if state.members.get(member).is_none() {
+        return Err(ApiError::not_found("member", member));
+    }
+    let month = Period::parse(period).map_err(|e| ApiError::invalid_field(e.to_string()))?;
+    let invalid = |e: FocusError| {
+        ApiError::new(
+            ErrorCode::StatementInvalid,
+            format!("the statement is not valid FOCUS: {e}"),
+        )
+        .with_extensions(serde_json::json!({ "row": e.row, "column": e.column }))
+    };
+    let reader = FocusReader::new(body).map_err(invalid)?.within(month);
+    let mut rows = 0u64;
+    for row in reader {
+        row.map_err(invalid)?;
+        rows += 1;
+    }
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::invalid_field("the statement is not UTF-8"))?;
+    let by = format!("{}|{}", principal.issuer, principal.subject);
+    let entry = principal.audit(
+        "statement.upload",
+        None,
+        Some(member.to_owned()),
+        "succeeded",
+        serde_json::json!({ "period": period, "rows": rows }),
+    );
+    state
+        .store
+        .put_statement(member, period, &text, &by, &entry, state.clock.now_ms())
+        .await?;
+    Ok(rows)
+}
+
 /// Parses a non-negative decimal tolerance named `name`; `default` when absent.
 pub fn tolerance_value(name: &str, value: Option<&str>, default: Decimal) -> ApiResult<Decimal> {
     match value {

@@ -1,7 +1,7 @@
 //! Statements and reconciliations.
 
 use alliance_core::billing::Period;
-use alliance_core::reconcile::{FocusReader, Tolerance};
+use alliance_core::reconcile::Tolerance;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,7 +14,7 @@ use super::json::StrictJson;
 use super::problem::idempotent;
 use crate::auth::permissions::{Reconcile, UploadStatements};
 use crate::auth::{Authorized, Role};
-use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::idempotency::{json_reply, RequestFacts};
 use crate::reconciliation::{self, tolerance_value};
 use crate::state::AppState;
@@ -37,36 +37,7 @@ pub async fn upload(
     if (!own && !auth.principal.has(Role::Billing)) || state.members.get(&id).is_none() {
         return Err(ApiError::not_found("member", &id));
     }
-    let month = Period::parse(&period).map_err(|e| ApiError::invalid_field(e.to_string()))?;
-    let invalid = |e: alliance_core::reconcile::FocusError| {
-        ApiError::new(
-            ErrorCode::StatementInvalid,
-            format!("the statement is not valid FOCUS: {e}"),
-        )
-        .with_extensions(serde_json::json!({ "row": e.row, "column": e.column }))
-    };
-    let reader = FocusReader::new(body.as_ref())
-        .map_err(invalid)?
-        .within(month);
-    let mut rows = 0u64;
-    for row in reader {
-        row.map_err(invalid)?;
-        rows += 1;
-    }
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::invalid_field("the statement is not UTF-8"))?;
-    let by = format!("{}|{}", auth.principal.issuer, auth.principal.subject);
-    let entry = auth.principal.audit(
-        "statement.upload",
-        None,
-        Some(id.clone()),
-        "succeeded",
-        serde_json::json!({ "period": period, "rows": rows }),
-    );
-    state
-        .store
-        .put_statement(&id, &period, &text, &by, &entry, state.clock.now_ms())
-        .await?;
+    reconciliation::upload_statement(&state, &auth.principal, &id, &period, &body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -123,12 +94,7 @@ pub async fn create(
                         ))
                     }
                     Some(s) => s,
-                    None => state
-                        .members
-                        .get(&b.member)
-                        .map_or(alliance_core::reconcile::DEFAULT_CLOCK_SKEW_SECONDS, |m| {
-                            m.config.clock_skew_seconds
-                        }),
+                    None => reconciliation::default_clock_skew(&state, &b.member),
                 },
             },
         };

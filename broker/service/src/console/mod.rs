@@ -11,6 +11,7 @@
 //! around authorization. State-changing forms carry the session's CSRF token, and every
 //! answer carries a strict Content-Security-Policy (no inline script or style).
 
+pub mod billing;
 pub mod map;
 pub mod oidc;
 pub mod operators;
@@ -55,6 +56,20 @@ pub fn router() -> Router<AppState> {
             "/console/operations/{id}/status",
             get(pages::operation_status),
         )
+        .route(
+            "/console/reconciliations",
+            get(billing::books).post(billing::run),
+        )
+        .route("/console/reconciliations/{id}", get(billing::report))
+        .route(
+            "/console/reconciliations/{id}/report.json",
+            get(billing::report_json),
+        )
+        .route(
+            "/console/reconciliations/{id}/report.csv",
+            get(billing::report_csv),
+        )
+        .route("/console/statements", post(billing::upload))
         .route("/console/members", get(operators::members))
         .route(
             "/console/members/{id}/confirm",

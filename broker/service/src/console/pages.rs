@@ -45,6 +45,7 @@ pub(super) fn layout(title: &str, visitor: Option<&Visitor>, body: Markup) -> Ht
                                     @if has(Role::TenantAdmin) { a href="/console/buckets/new" { "New bucket" } }
                                 }
                                 @if has(Role::Operator) { a href="/console/members" { "Members" } }
+                                @if has(Role::Operator) || has(Role::Billing) { a href="/console/reconciliations" { "Books" } }
                             }
                             form class="who" method="post" action="/console/logout" {
                                 span { (v.principal.subject) @if let Some(t) = &v.principal.tenant { " · " (t.as_str()) } }
@@ -81,6 +82,9 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> PageResult
     else {
         if principal.has(Role::Operator) {
             return Ok(Redirect::to("/console/members").into_response());
+        }
+        if principal.has(Role::Billing) {
+            return Ok(Redirect::to("/console/reconciliations").into_response());
         }
         return Ok(layout(
             "Welcome",
