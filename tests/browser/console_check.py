@@ -142,6 +142,28 @@ with sync_playwright() as p:
     opage.click("text=Yes, resume")
     opage.wait_for_url(re.compile(r".*/console/members$"))
     check(opage.inner_text("tr[data-member=belgacom-be] [data-field=status]") == "active", "and resumed again")
+    # Partner applications with their conformance report; approving makes a member.
+    opage.goto(f"{url}/console/applications")
+    check(opage.query_selector(f"tr[data-application='{expected['application']}']") is not None,
+          "the waiting application is listed")
+    opage.click(f"tr[data-application='{expected['application']}'] a")
+    check(len(opage.query_selector_all("table.checks tbody tr")) >= 10, "with its conformance checks")
+    opage.screenshot(path=f"{shots}/application.png", full_page=True)
+    opage.click("button[value=approve]")
+    opage.wait_for_url(re.compile(r".*/console/applications/app-.*"))
+    check(opage.inner_text("[data-field=status]") == "approved", "approving it from the console")
+    opage.goto(f"{url}/console/members")
+    check(opage.query_selector("tr[data-member=lux-cloud]") is not None, "makes it a member")
+    # Tenants with their allowed jurisdictions; the audit log, filtered, and its chain.
+    opage.goto(f"{url}/console/tenants")
+    check(opage.inner_text("tr[data-tenant=acme] [data-field=allowed]") == ", ".join(sorted(expected["acme_allowed"])),
+          "tenants are listed with their allowed jurisdictions")
+    opage.goto(f"{url}/console/audit?resource={expected['acme_resource']}")
+    actions = [r.inner_text() for r in opage.query_selector_all("table.audit tbody tr td:nth-child(4)")]
+    check("placement.decide" in actions and all(a != "" for a in actions), f"the audit log filtered by resource: {actions}")
+    opage.click("text=Check the chain and its checkpoints")
+    check(opage.inner_text("[data-field=chain]").startswith("The audit chain is intact"), "and its chain checked")
+    opage.screenshot(path=f"{shots}/audit.png", full_page=True)
     tenant_on_operator = ops.new_page().goto(f"{url}/console/resources")
     check(tenant_on_operator.status == 403, f"an operator's session has no tenant pages ({tenant_on_operator.status})")
 
@@ -188,7 +210,7 @@ with sync_playwright() as p:
 
     # Accessibility: axe-core finds no serious or critical violation on the main views.
     axe = open(expected["axe"]).read()
-    for context, path in ((acme, "/console"), (acme, "/console/resources"), (ops, "/console/members"), (bill, report_url[len(url):])):
+    for context, path in ((acme, "/console"), (acme, "/console/resources"), (ops, "/console/members"), (ops, "/console/applications"), (ops, "/console/audit"), (bill, report_url[len(url):])):
         probe = context.new_page()
         probe.goto(f"{url}{path}")
         probe.evaluate(axe)

@@ -64,6 +64,31 @@ async fn the_console_in_a_real_browser() {
     sante_counts.entry("BE".into()).or_insert(0);
     let operator = broker.client(&broker.token("operator", None));
     let allowed = operator.get("/v1/tenants/acme").await.json()["allowed_jurisdictions"].clone();
+    // A partner applies (a member-sim in LU), and waits for an operator.
+    let member = alliance_e2e::MemberSim::start("lux-cloud", "LU", 0, None).await;
+    let partner =
+        broker.client(&broker.token_with(&["--role", "partner", "--member", "lux-cloud"]));
+    let submitted = partner
+        .post(
+            "/v1/partner-applications",
+            &json!({
+                "member_id": "lux-cloud", "name": "LuxCloud S.A.", "country": "LU", "jurisdictions": ["LU"],
+                "certifications": ["gaia-x-1"], "evidence": [{ "certification": "gaia-x-1", "reference": "GX-2026-0042" }],
+                "services": ["instance", "volume", "bucket"],
+                "adapter": { "kind": "federation", "endpoint": member.url },
+            }),
+        )
+        .await;
+    submitted.assert_status(202);
+    let application = submitted.json()["id"].as_str().unwrap().to_owned();
+    let settled = alliance_e2e::application_settled(
+        &partner,
+        &application,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(settled["status"], "awaiting_approval", "{settled}");
+
     // numergy-fr's own statement, and the same with row 1's cost unreadable.
     let period = alliance_e2e::this_month();
     let billing = broker.client(&broker.token_with(&["--role", "billing"]));
@@ -85,6 +110,7 @@ async fn the_console_in_a_real_browser() {
     std::fs::write(&bad, lines.join("\n")).unwrap();
     let expected = json!({
         "period": period,
+        "application": application,
         "good_statement": good,
         "bad_statement": bad,
         "acme": acme_counts,

@@ -71,6 +71,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/statements", post(billing::upload))
         .route("/console/members", get(operators::members))
+        .route("/console/applications", get(operators::applications))
+        .route("/console/applications/{id}", get(operators::application))
+        .route(
+            "/console/applications/{id}/decision",
+            post(operators::decide),
+        )
+        .route("/console/tenants", get(operators::tenants))
+        .route("/console/audit", get(operators::audit))
         .route(
             "/console/members/{id}/confirm",
             get(operators::confirm_lifecycle),

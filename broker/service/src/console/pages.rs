@@ -44,7 +44,12 @@ pub(super) fn layout(title: &str, visitor: Option<&Visitor>, body: Markup) -> Ht
                                     a href="/console/resources" { "Resources" }
                                     @if has(Role::TenantAdmin) { a href="/console/buckets/new" { "New bucket" } }
                                 }
-                                @if has(Role::Operator) { a href="/console/members" { "Members" } }
+                                @if has(Role::Operator) {
+                                    a href="/console/members" { "Members" }
+                                    a href="/console/applications" { "Applications" }
+                                    a href="/console/tenants" { "Tenants" }
+                                    a href="/console/audit" { "Audit" }
+                                }
                                 @if has(Role::Operator) || has(Role::Billing) { a href="/console/reconciliations" { "Books" } }
                             }
                             form class="who" method="post" action="/console/logout" {

@@ -352,6 +352,24 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// The newest `limit` events matching `filter`, newest first.
+    pub async fn newest_audit_events(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR resource_id = $2) \
+             ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(filter.tenant.as_deref())
+        .bind(filter.resource_id.as_deref())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     /// Recomputes the whole chain; the number of events when intact.
     pub async fn verify_audit_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
         Ok(self
