@@ -83,6 +83,48 @@ with sync_playwright() as p:
     check(len(page.query_selector_all("table.candidates tbody tr")) >= 3, "and why not at the other members")
     page.screenshot(path=f"{shots}/resource.png", full_page=True)
 
+    # The month's usage by country.
+    page.goto(f"{url}/console")
+    check(page.query_selector("table.usage tbody tr[data-jurisdiction=BE]") is not None, "the month's usage is shown by country")
+
+    # SSH keys: added, listed with their fingerprint, deleted.
+    page.goto(f"{url}/console/ssh-keys")
+    page.fill("input[name=name]", "laptop")
+    page.fill("textarea[name=public_key]", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB516YI+BKb317xss/i9r/eox0zr1mkpnYJlPu7lkQmV alice@laptop")
+    page.click("form[action='/console/ssh-keys'] button")
+    page.wait_for_url(re.compile(r".*/console/ssh-keys$"))
+    fingerprint = page.inner_text("tr[data-key=laptop] code") if page.query_selector("tr[data-key=laptop]") else ""
+    check(fingerprint.startswith("SHA256:"), f"an SSH key is added, with its fingerprint ({fingerprint})")
+    page.screenshot(path=f"{shots}/ssh-keys.png", full_page=True)
+    page.click("tr[data-key=laptop] button")
+    page.wait_for_url(re.compile(r".*/console/ssh-keys$"))
+    check(page.query_selector("tr[data-key=laptop]") is None, "and deleted")
+
+    # An instance stopped from its page; the operation succeeds and the instance is stopped.
+    page.goto(f"{url}/console/resources/{expected['acme_resource']}")
+    page.click("button[value=stop]")
+    page.wait_for_url(re.compile(r".*/console/operations/op-.*"))
+    for _ in range(100):
+        if page.get_attribute("#operation-status", "data-status") == "succeeded":
+            break
+        page.wait_for_timeout(200)
+    page.goto(f"{url}/console/resources/{expected['acme_resource']}")
+    check(page.inner_text("[data-field=power]") == "stopped", "an instance stopped from the console is stopped")
+
+    # A bucket's object through URLs the broker signs: the bytes go straight to the member.
+    import urllib.request
+    def signed(method, obj):
+        page.goto(f"{url}/console/resources/{expected['acme_bucket']}")
+        page.fill("input[name=object]", obj)
+        page.select_option("select[name=method]", method)
+        page.click("form[action$='/urls'] button")
+        return page.input_value("textarea[data-field=url]")
+    put = signed("PUT", "hello.txt")
+    urllib.request.urlopen(urllib.request.Request(put, data=b"bonjour", method="PUT"), timeout=10).read()
+    page.screenshot(path=f"{shots}/object-url.png", full_page=True)
+    got = urllib.request.urlopen(signed("GET", "hello.txt"), timeout=10).read()
+    check(got == b"bonjour" and not put.startswith(url), "an object put and got through signed URLs, at the member")
+
     # A bucket in BE through the form; its operation reaches succeeded without a reload.
     page.goto(f"{url}/console/buckets/new")
     options = [o.get_attribute("value") for o in page.query_selector_all("select[name=country] option") if o.get_attribute("value")]

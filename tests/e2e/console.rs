@@ -50,7 +50,7 @@ async fn the_console_in_a_real_browser() {
             &json!({ "name": "web", "jurisdiction": "BE", "size": "small", "image": "debian-12" }),
         )
         .await;
-    acme.create_bucket("reports", "FR").await;
+    let reports = acme.create_bucket("reports", "FR").await;
     acme.create_and_wait(
         "/v1/volumes",
         &json!({ "name": "data", "jurisdiction": "BE", "size_gb": 10 }),
@@ -116,6 +116,7 @@ async fn the_console_in_a_real_browser() {
         "acme": acme_counts,
         "santeplus": sante_counts,
         "acme_resource": web["id"],
+        "acme_bucket": reports["id"],
         "acme_allowed": allowed,
         "axe": axe,
     });

@@ -18,6 +18,7 @@ pub mod operators;
 pub mod pages;
 pub mod session;
 pub mod signin;
+pub mod usable;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -49,6 +50,13 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(signin::sign_out))
         .route("/console/resources", get(pages::resources))
         .route("/console/resources/{id}", get(pages::resource))
+        .route("/console/resources/{id}/actions", post(usable::action))
+        .route("/console/resources/{id}/urls", post(usable::url))
+        .route(
+            "/console/ssh-keys",
+            get(usable::ssh_keys).post(usable::add_key),
+        )
+        .route("/console/ssh-keys/{name}/delete", post(usable::delete_key))
         .route("/console/buckets/new", get(pages::new_bucket))
         .route("/console/buckets", post(pages::create_bucket))
         .route("/console/operations/{id}", get(pages::operation))

@@ -43,6 +43,7 @@ pub(super) fn layout(title: &str, visitor: Option<&Visitor>, body: Markup) -> Ht
                                     a href="/console" { "Map" }
                                     a href="/console/resources" { "Resources" }
                                     @if has(Role::TenantAdmin) { a href="/console/buckets/new" { "New bucket" } }
+                                    a href="/console/ssh-keys" { "SSH keys" }
                                 }
                                 @if has(Role::Operator) {
                                     a href="/console/members" { "Members" }
@@ -125,6 +126,7 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> PageResult
         c.counts.insert("volume", r.volume);
         c.counts.insert("bucket", r.bucket);
     }
+    let usage = super::usable::usage_by_country(&state, &visitor).await?;
     let body = html! {
         (map::render(&countries))
         p class="legend" { span class="key held" {} "your data" span class="key allowed" {} "allowed, empty" span class="key" {} "not allowed" }
@@ -145,6 +147,7 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> PageResult
                 }
             }
         }
+        (usage)
         @if residency.outside_policy > 0 {
             p class="warning" { (residency.outside_policy) " resources are outside your policy now: see their pages." }
         }
@@ -307,6 +310,13 @@ pub async fn resource(
         member: None,
         needs: Default::default(),
     };
+    let mut sizes: Vec<String> = state
+        .members
+        .known_sizes()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    sizes.sort();
     let now = crate::provisioning::evaluate(&state, &scope, &request)
         .await
         .ok()
@@ -320,9 +330,11 @@ pub async fn resource(
             dt { "Data class" } dd { (view.data_class) }
             dt { "Compliance" } dd data-field="compliance" { (view.compliance) @for r in &view.compliance_reasons { br; (r) } }
             @if let Some(e) = &view.endpoint { dt { "Endpoint" } dd { (e) } }
+            @if let Some(p) = &view.power_state { dt { "Power" } dd data-field="power" { (p) } }
             @if let Some(a) = &view.addresses { dt { "Addresses" } dd { (a.private.join(", ")) " " (a.public.join(", ")) } }
             dt { "Created" } dd { (view.created_at) }
         }
+        (super::usable::resource_forms(&visitor, &view, &sizes))
         h2 { "Why here" }
         ol class="reasons" data-field="placement" { @for r in &view.placement.reasons { li { (r) } } }
         @if let Some(now) = &now {
