@@ -147,10 +147,23 @@ with sync_playwright() as p:
     check(page.url == operation_url, "the operation succeeded on the page, without a reload")
     page.screenshot(path=f"{shots}/operation.png", full_page=True)
 
+    # An instance through the same form, with a size, an image and the tenant's choice.
+    page.goto(f"{url}/console/new?type=instance&country=FR")
+    page.fill("input[name=name]", "console-vm")
+    page.select_option("select[name=size]", "small")
+    page.select_option("select[name=image]", "debian-12")
+    page.click("text=Create instance in FR")
+    page.wait_for_url(re.compile(r".*/console/operations/op-.*"))
+    for _ in range(100):
+        if page.get_attribute("#operation-status", "data-status") == "succeeded":
+            break
+        page.wait_for_timeout(200)
+    check(page.get_attribute("#operation-status", "data-status") == "succeeded", "an instance created through the form")
+
     # A state-changing request without the session's CSRF token is refused.
     before = len(acme.request.get(f"{url}/console/resources").text())
     for form in ({"country": "FR", "name": "forged", "csrf": "wrong"}, {"country": "FR", "name": "forged"}):
-        refused = acme.request.post(f"{url}/console/buckets", form=form, max_redirects=0)
+        refused = acme.request.post(f"{url}/console/resources", form=dict(form, type="bucket"), max_redirects=0)
         check(refused.status in (403, 422), f"a create without the right CSRF token is refused ({refused.status})")
     check("forged" not in acme.request.get(f"{url}/console/resources").text(), "and creates nothing")
 
@@ -164,6 +177,11 @@ with sync_playwright() as p:
     check(foreign.status == 404, f"santeplus cannot open acme's resource by URL ({foreign.status})")
     foreign = spage.goto(operation_url)
     check(foreign.status == 404, f"nor acme's operation ({foreign.status})")
+    spage.goto(f"{url}/console")
+    own_csrf = spage.get_attribute("form.who input[name=csrf]", "value")
+    acted = sante.request.post(f"{url}/console/resources/{expected['acme_resource']}/actions",
+                               form={"csrf": own_csrf, "action": "stop"}, max_redirects=0)
+    check(acted.status == 404, f"nor act on it ({acted.status})")
     listed = spage.goto(f"{url}/console/resources")
     check(expected["acme_resource"] not in spage.content(), "nor list it")
 

@@ -87,9 +87,21 @@ pub struct CreateBucket {
     pub member: Option<String>,
 }
 
-/// A bucket's creating body as the validated request (the console's create form).
-pub(crate) fn create_request(body: &CreateBucket, state: &AppState) -> ApiResult<CreateRequest> {
-    body.request(state)
+/// A creating body of `resource_type`, as JSON, as the validated request: what the
+/// console's create form submits goes through the API's own parsing.
+pub(crate) fn create_request(
+    resource_type: ResourceType,
+    body: &serde_json::Value,
+    state: &AppState,
+) -> ApiResult<CreateRequest> {
+    fn parsed<T: serde::de::DeserializeOwned>(body: &serde_json::Value) -> ApiResult<T> {
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::invalid_field(e.to_string()))
+    }
+    match resource_type {
+        ResourceType::Instance => parsed::<CreateInstance>(body)?.request(state),
+        ResourceType::Volume => parsed::<CreateVolume>(body)?.request(state),
+        ResourceType::Bucket => parsed::<CreateBucket>(body)?.request(state),
+    }
 }
 
 /// A creating body: parsed once, here, into the validated request provisioning takes.

@@ -12,6 +12,7 @@
 //! answer carries a strict Content-Security-Policy (no inline script or style).
 
 pub mod billing;
+pub mod create;
 pub mod map;
 pub mod oidc;
 pub mod operators;
@@ -48,7 +49,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/login/oidc/callback", get(oidc::callback))
         .route("/console/login/oidc/{n}", get(oidc::start))
         .route("/console/logout", post(signin::sign_out))
-        .route("/console/resources", get(pages::resources))
+        .route(
+            "/console/resources",
+            get(pages::resources).post(create::create),
+        )
         .route("/console/resources/{id}", get(pages::resource))
         .route("/console/resources/{id}/actions", post(usable::action))
         .route("/console/resources/{id}/urls", post(usable::url))
@@ -57,8 +61,8 @@ pub fn router() -> Router<AppState> {
             get(usable::ssh_keys).post(usable::add_key),
         )
         .route("/console/ssh-keys/{name}/delete", post(usable::delete_key))
-        .route("/console/buckets/new", get(pages::new_bucket))
-        .route("/console/buckets", post(pages::create_bucket))
+        .route("/console/new", get(create::form))
+        .route("/console/buckets/new", get(create::form))
         .route("/console/operations/{id}", get(pages::operation))
         .route(
             "/console/operations/{id}/status",

@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 use alliance_core::ResourceType;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect};
-use axum::{Form, Json};
+use axum::Json;
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 
 use super::map::{self, Country};
-use super::signin::check_csrf;
 use super::{PageError, PageResult, Visitor};
 use crate::api::views::{EvaluationView, ResidencyView, ResourceView};
-use crate::auth::permissions::{ProvisionResources, ReadResidency, ReadResources};
+use crate::auth::permissions::{ReadResidency, ReadResources};
 use crate::auth::{Authorized, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -42,7 +41,7 @@ pub(super) fn layout(title: &str, visitor: Option<&Visitor>, body: Markup) -> Ht
                                 @if tenant_role {
                                     a href="/console" { "Map" }
                                     a href="/console/resources" { "Resources" }
-                                    @if has(Role::TenantAdmin) { a href="/console/buckets/new" { "New bucket" } }
+                                    @if has(Role::TenantAdmin) { a href="/console/new" { "New" } }
                                     a href="/console/ssh-keys" { "SSH keys" }
                                 }
                                 @if has(Role::Operator) {
@@ -346,118 +345,6 @@ pub async fn resource(
         }
     };
     Ok(layout(&view.name, Some(&visitor), body).into_response())
-}
-
-/// `/console/buckets/new` query: the country picked so far.
-#[derive(Debug, Default, Deserialize)]
-pub struct Picked {
-    country: Option<String>,
-}
-
-/// `GET /console/buckets/new`: the create form; the country picker offers only allowed
-/// jurisdictions and, once one is picked, shows the eligible members with their reasons.
-pub async fn new_bucket(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Query(picked): Query<Picked>,
-) -> PageResult {
-    let granted = Authorized::<ProvisionResources>::grant(visitor.principal.clone())?;
-    let scope = granted.principal.tenant_scope()?;
-    let tenant = crate::tenancy::get(&state, scope.tenant()).await?;
-    let allowed: Vec<String> = tenant
-        .policy
-        .allowed_jurisdictions
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let chosen = some(&picked.country)
-        .filter(|c| allowed.iter().any(|a| a == c))
-        .map(str::to_owned);
-    let evaluation = match &chosen {
-        Some(c) => {
-            let request = alliance_core::PlacementRequest {
-                resource_type: ResourceType::Bucket,
-                jurisdiction: alliance_core::Jurisdiction::parse(c).ok(),
-                data_class: None,
-                size: None,
-                member: None,
-                needs: Default::default(),
-            };
-            crate::provisioning::evaluate(&state, &scope, &request)
-                .await
-                .ok()
-                .map(|d| EvaluationView::from(&d))
-        }
-        None => None,
-    };
-    let body = html! {
-        form method="get" action="/console/buckets/new" class="stack" {
-            label { "Country "
-                select name="country" data-autosubmit {
-                    option value="" { "choose" }
-                    @for j in &allowed { option value=(j) selected[chosen.as_deref() == Some(j.as_str())] { (j) } }
-                }
-            }
-            noscript { button type="submit" { "Show members" } }
-        }
-        @if let Some(e) = &evaluation {
-            table class="candidates" {
-                thead { tr { th { "Member" } th { "Eligible" } th { "Reasons" } } }
-                tbody { @for c in &e.candidates { tr data-member=(c.member) data-eligible=(c.eligible) { td { (c.member) } td { @if c.eligible { "yes" } @else { "no" } } td { (c.reasons.join("; ")) } } } }
-            }
-            @if let Some(m) = &e.chosen { p { "It would go to " strong data-field="chosen" { (m) } "." } }
-        }
-        @if let Some(c) = &chosen {
-            form method="post" action="/console/buckets" class="stack" {
-                input type="hidden" name="csrf" value=(visitor.session.csrf);
-                input type="hidden" name="country" value=(c);
-                label { "Name " input type="text" name="name" required maxlength="128"; }
-                button type="submit" { "Create bucket in " (c) }
-            }
-        }
-    };
-    Ok(layout("New bucket", Some(&visitor), body).into_response())
-}
-
-/// The create form.
-#[derive(Debug, Deserialize)]
-pub struct NewBucket {
-    csrf: String,
-    country: String,
-    name: String,
-}
-
-/// `POST /console/buckets`: the same creation as `POST /v1/buckets`; then its operation.
-pub async fn create_bucket(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Form(form): Form<NewBucket>,
-) -> PageResult {
-    check_csrf(&visitor, &form.csrf)?;
-    let granted = Authorized::<ProvisionResources>::grant(visitor.principal.clone())?;
-    let body = serde_json::json!({ "name": form.name, "jurisdiction": form.country });
-    let parsed: crate::api::resources::CreateBucket =
-        serde_json::from_value(body.clone()).map_err(|e| ApiError::invalid_json(e.to_string()))?;
-    let request = crate::api::resources::create_request(&parsed, &state)?;
-    let facts = crate::idempotency::RequestFacts {
-        request_id: granted.principal.request_id.clone(),
-        ..Default::default()
-    };
-    let stored = crate::provisioning::create(
-        &state,
-        &granted.principal,
-        &facts,
-        "/v1/buckets",
-        &body,
-        request,
-        crate::api::views::accepted,
-    )
-    .await?;
-    let op: serde_json::Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
-    let id = op["id"]
-        .as_str()
-        .ok_or_else(|| ApiError::internal("no operation id"))?;
-    Ok(Redirect::to(&format!("/console/operations/{id}")).into_response())
 }
 
 /// `/console/operations/{id}`: an operation, its status kept current by `console.js`.
