@@ -153,7 +153,42 @@ async fn the_console_in_a_real_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_development_issuer_there_is_no_development_sign_in() {
-    let mut options = Options::demo();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A development session made while the issuer is on…
+    let mut first = Broker::start(Options::demo()).await;
+    let dev = |b: &Broker, site: &'static str| {
+        client
+            .post(format!("{}/console/login/dev", b.url))
+            .header("sec-fetch-site", site)
+            .form(&[("tenant", ""), ("role", "operator")])
+            .send()
+    };
+    let cross_site = dev(&first, "cross-site").await.unwrap();
+    assert_eq!(
+        cross_site.status(),
+        403,
+        "another site's page cannot sign a visitor in"
+    );
+    let signed = dev(&first, "same-origin").await.unwrap();
+    assert_eq!(signed.status(), 303);
+    let cookie = set_cookies(&signed)
+        .into_iter()
+        .find(|c| c.starts_with("alliance_session="))
+        .unwrap();
+    let members = client
+        .get(format!("{}/console/members", first.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members.status(), 200);
+    first.terminate();
+    // …opens nothing once it is off, on the same data dir and key.
+    let mut options = first.options.clone();
+    options.data_dir = Some(first.data_dir.clone());
     options.config = format!(
         "{}{FAST_OPERATIONS}",
         DEMO_CONFIG.replacen(
@@ -164,10 +199,17 @@ async fn without_the_development_issuer_there_is_no_development_sign_in() {
     );
     assert_ne!(options.config, format!("{DEMO_CONFIG}{FAST_OPERATIONS}"));
     let broker = Broker::start(options).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let stale = client
+        .get(format!("{}/console/members", broker.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
         .unwrap();
+    assert_eq!(
+        stale.status(),
+        303,
+        "a development session outlived its issuer"
+    );
     let form = client
         .get(format!("{}/console/login/dev", broker.url))
         .send()

@@ -126,7 +126,7 @@ pub fn router(state: AppState) -> Router {
     api.route("/metrics", axum::routing::get(metrics))
         .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
-        .merge(crate::console::router())
+        .merge(crate::console::router(state.config.server.statement_limit_bytes))
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -164,7 +164,12 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = match request.extensions().get::<MatchedPath>() {
-        Some(path) if path.as_str().ends_with("/statements/{period}") => statements,
+        Some(path)
+            if path.as_str().ends_with("/statements/{period}")
+                || path.as_str() == crate::console::STATEMENT_UPLOAD =>
+        {
+            statements
+        }
         _ => general,
     };
     if declared.is_some_and(|n| n > limit as u64) {

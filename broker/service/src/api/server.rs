@@ -109,7 +109,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // In-flight requests finish; a client holding its connection open (a slow reader, an
+    // HTTP/2 ping) does not hold the shutdown past the idle timeout.
+    if tokio::time::timeout(limits.idle_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at shutdown were closed");
+    }
 }
 
 /// When a connection last moved a byte, in ms since the process's first connection.

@@ -37,8 +37,11 @@ use session::Session;
 /// The console's policy: same-origin everything, no inline script or style, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's routes, under `/console`.
-pub fn router() -> Router<AppState> {
+/// The statement upload form's route (statements have their own body limit).
+pub const STATEMENT_UPLOAD: &str = "/console/statements";
+
+/// The console's routes, under `/console`; `statement_limit` bounds statement uploads.
+pub fn router(statement_limit: usize) -> Router<AppState> {
     Router::new()
         .route("/console", get(pages::home))
         .route("/console/login", get(signin::login))
@@ -81,7 +84,10 @@ pub fn router() -> Router<AppState> {
             "/console/reconciliations/{id}/report.csv",
             get(billing::report_csv),
         )
-        .route("/console/statements", post(billing::upload))
+        .route(
+            STATEMENT_UPLOAD,
+            post(billing::upload).layer(axum::extract::DefaultBodyLimit::max(statement_limit)),
+        )
         .route("/console/members", get(operators::members))
         .route("/console/applications", get(operators::applications))
         .route("/console/applications/{id}", get(operators::application))
@@ -176,7 +182,17 @@ impl FromRequestParts<AppState> for Visitor {
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().strip_prefix(session::COOKIE)?.strip_prefix('='))
             .find_map(|value| state.console_key.open(value, now));
-        let session = session.ok_or_else(|| Redirect::to("/console/login").into_response())?;
+        // A session outlives nothing that made it: a development session needs the development
+        // issuer still on, another its issuer still configured.
+        let session = session
+            .filter(|s| {
+                if s.iss == session::DEV_CONSOLE_ISSUER {
+                    state.config.auth.dev_issuer.enabled
+                } else {
+                    state.config.auth.issuers.iter().any(|i| i.issuer == s.iss)
+                }
+            })
+            .ok_or_else(|| Redirect::to("/console/login").into_response())?;
         let mut principal = session
             .principal()
             .ok_or_else(|| Redirect::to("/console/login").into_response())?;

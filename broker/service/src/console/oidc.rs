@@ -261,6 +261,11 @@ pub async fn callback(
         .as_str()
         .ok_or_else(|| refused("the identity provider sent no ID token"))?;
     let principal = state.verifier.verify(id_token).await.map_err(PageError)?;
+    if principal.issuer.trim_end_matches('/') != issuer.issuer.trim_end_matches('/') {
+        return Err(refused(
+            "the ID token comes from another issuer than the sign-in went to",
+        ));
+    }
     if claim(id_token, "nonce").as_deref() != Some(flow.nonce.as_str()) {
         return Err(refused("the ID token's nonce is not this sign-in's"));
     }

@@ -296,7 +296,14 @@ pub async fn audit(
             ),
         ),
     });
+    let latest = state.store.latest_checkpoint().await?;
     let body = html! {
+        p data-field="checkpoint" {
+            @match &latest {
+                Some(c) => { "Newest signed checkpoint: event " (c.seq) ", at " (c.at) ". Keep copies of " code { "GET /v1/audit/checkpoint" } " outside the broker: only they show events removed together with the checkpoints stored here." },
+                None => { "No checkpoint is signed yet." },
+            }
+        }
         @match &summary {
             Some((intact, summary)) => p class={ "chain " @if *intact { "ok" } @else { "error" } } data-field="chain" { "The audit chain is " (summary) "." },
             None => p { a class="button" href="/console/audit?verify=1" { "Check the chain and its checkpoints" } },

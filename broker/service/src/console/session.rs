@@ -100,6 +100,9 @@ pub struct Session {
     pub roles: Vec<String>,
     /// The tenant, for tenant roles.
     pub tenant: Option<String>,
+    /// The member, for the partner role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// The CSRF token every state-changing form must carry.
@@ -120,6 +123,7 @@ impl Session {
             sub,
             roles,
             tenant,
+            member: None,
             exp: now_secs + LIFETIME_SECS,
             csrf: random_token(24),
         }
@@ -139,7 +143,12 @@ impl Session {
             subject: self.sub.clone(),
             roles: self.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             tenant,
-            member: None,
+            member: self
+                .member
+                .as_deref()
+                .map(alliance_core::MemberId::parse)
+                .transpose()
+                .ok()?,
             request_id: None,
         })
     }

@@ -89,6 +89,16 @@ pub async fn dev_sign_in(
     Form(form): Form<DevSignIn>,
 ) -> PageResult {
     dev_enabled(&state)?;
+    // Signed in only from this console's own form: another site's page posting here
+    // (login CSRF) is refused.
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() != b"same-origin" && v.as_bytes() != b"none")
+    {
+        return Err(PageError(ApiError::forbidden(
+            "the development sign-in is posted from the console's own page only",
+        )));
+    }
     let role = Role::parse(&form.role).ok_or_else(|| {
         PageError(ApiError::invalid_field(format!(
             "`role`: `{}` is not a role",
@@ -102,6 +112,12 @@ pub async fn dev_sign_in(
                 .map_err(|e| PageError(ApiError::invalid_field(format!("`tenant`: {e}"))))?,
         ),
     };
+    if !DEV_ROLES.contains(&role.as_str()) {
+        return Err(PageError(ApiError::invalid_field(format!(
+            "`role`: the console has no pages for {}",
+            role.as_str()
+        ))));
+    }
     if role.is_tenant_role() {
         let Some(t) = &tenant else {
             return Err(PageError(ApiError::invalid_field(
