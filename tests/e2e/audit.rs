@@ -19,26 +19,12 @@ fn verify(broker: &Broker) -> (i32, String) {
 }
 
 async fn tamper(broker: &Broker, backend: Backend, seq: i64) {
-    let sql = "UPDATE audit_events SET outcome = 'rejected' WHERE seq = $1";
-    match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}", broker.data_dir.join("alliance.db").display());
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .connect(&url)
-                .await
-                .unwrap();
-            sqlx::query(sql).bind(seq).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .connect(broker.options.database_url.as_ref().unwrap())
-                .await
-                .unwrap();
-            sqlx::query(sql).bind(seq).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-    }
+    execute(
+        broker,
+        backend,
+        &format!("UPDATE audit_events SET outcome = 'rejected' WHERE seq = {seq}"),
+    )
+    .await;
 }
 
 async fn audit_trail_and_tamper_detection(backend: Backend) {

@@ -39,7 +39,7 @@ pub use classify::{Tolerance, DEFAULT_CLOCK_SKEW_SECONDS};
 pub use join::{reconcile, reconcile_sorted, MergeError};
 pub use partition::{reconcile_partitioned, PartitionError};
 pub use reader::{is_currency, FocusError, FocusReader, FocusRow, Text, REQUIRED};
-pub use report::{discrepancies_csv, Discrepancy, Outcome, Total};
+pub use report::{discrepancies_csv, Discrepancy, Outcome, Total, DISCREPANCY_COLUMNS};
 pub use unattributed::CategoryTotal;
 
 #[cfg(test)]

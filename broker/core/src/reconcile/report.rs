@@ -69,20 +69,23 @@ pub struct Outcome {
     pub unattributed: BTreeMap<String, super::CategoryTotal>,
 }
 
+/// The columns of a discrepancy in CSV, in order (also the fields of its JSON).
+pub const DISCREPANCY_COLUMNS: [&str; 9] = [
+    "class",
+    "resource_id",
+    "sku",
+    "charge_period_start",
+    "expected_cost",
+    "stated_cost",
+    "expected_quantity",
+    "stated_quantity",
+    "detail",
+];
+
 /// The discrepancies as CSV.
 pub fn discrepancies_csv<W: std::io::Write>(out: W, outcome: &Outcome) -> Result<(), csv::Error> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record([
-        "class",
-        "resource_id",
-        "sku",
-        "charge_period_start",
-        "expected_cost",
-        "stated_cost",
-        "expected_quantity",
-        "stated_quantity",
-        "detail",
-    ])?;
+    writer.write_record(DISCREPANCY_COLUMNS)?;
     let opt = |d: Option<Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
     for d in &outcome.discrepancies {
         writer.write_record([

@@ -215,17 +215,7 @@ pub async fn report_csv(
     Path(id): Path<String>,
 ) -> PageResult {
     let report = report_of(&state, &visitor, &id).await?;
-    let columns = [
-        "class",
-        "resource_id",
-        "sku",
-        "charge_period_start",
-        "expected_cost",
-        "stated_cost",
-        "expected_quantity",
-        "stated_quantity",
-        "detail",
-    ];
+    let columns = alliance_core::reconcile::DISCREPANCY_COLUMNS;
     let mut out = csv::Writer::from_writer(Vec::new());
     let write = |out: &mut csv::Writer<Vec<u8>>, record: Vec<String>| {
         out.write_record(record)
