@@ -188,6 +188,8 @@ with sync_playwright() as p:
     # An operator suspends belgacom-be with a confirmation; the tenant's form stops offering it.
     ops, opage = sign_in(browser, "", "operator")
     check(opage.url.endswith("/console/members"), "an operator lands on the members")
+    check(opage.inner_text("tr[data-member=numergy-fr] [data-field=breaker]") == "closed",
+          "each member's circuit breaker is shown")
     opage.screenshot(path=f"{shots}/members.png", full_page=True)
     opage.click("tr[data-member=belgacom-be] a.action:text('suspend')")
     check("/confirm" in opage.url, "suspending asks for a confirmation")

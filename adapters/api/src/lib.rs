@@ -442,6 +442,11 @@ pub trait MemberAdapter: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Its circuit breaker's state (`closed`, `open`, `half-open`), when it keeps one.
+    fn breaker_state(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What the member offers beyond create, read and delete.
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()

@@ -141,6 +141,15 @@ impl Resilient {
         }
     }
 
+    /// The breaker's state by name.
+    pub fn breaker_state(&self) -> &'static str {
+        match self.lock().breaker {
+            Breaker::Closed { .. } => "closed",
+            Breaker::Open { .. } => "open",
+            Breaker::HalfOpen { .. } => "half-open",
+        }
+    }
+
     /// May a call go through? Fails fast while open; lets one probe through half-open.
     fn admit(&self) -> Result<(), AdapterError> {
         let now = Instant::now();
@@ -363,6 +372,10 @@ impl MemberAdapter for Resilient {
 
     fn observed_health(&self) -> Option<MemberHealth> {
         Some(Resilient::observed_health(self))
+    }
+
+    fn breaker_state(&self) -> Option<&'static str> {
+        Some(Resilient::breaker_state(self))
     }
 
     fn capabilities(&self) -> alliance_adapter_api::Capabilities {

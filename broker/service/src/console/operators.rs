@@ -27,13 +27,14 @@ pub async fn members(State(state): State<AppState>, visitor: Visitor) -> PageRes
         .collect();
     let body = html! {
         table class="members" {
-            thead { tr { th { "Member" } th { "Countries" } th { "Certifications" } th { "Status" } th { "Health" } th { "Actions" } } }
+            thead { tr { th { "Member" } th { "Countries" } th { "Certifications" } th { "Status" } th { "Health" } th { "Breaker" } th { "Actions" } } }
             tbody {
                 @for m in &views {
                     tr data-member=(m.id) {
                         td { (m.name) br; small { (m.id) } }
                         td { (m.jurisdictions.join(", ")) } td { (m.certifications.join(", ")) }
                         td class={ "status " (m.status) } data-field="status" { (m.status) } td data-field="health" { (m.health) }
+                        td data-field="breaker" { (state.members.get(&m.id).and_then(|e| e.adapter.breaker_state()).unwrap_or("-")) }
                         td { @for action in ["suspend", "resume", "drain", "retire"] { a class="action" href={ "/console/members/" (m.id) "/confirm?action=" (action) } { (action) } " " } }
                     }
                 }
