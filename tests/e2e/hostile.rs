@@ -77,15 +77,9 @@ fn assert_raw_problem(answer: &(u16, String, Vec<u8>), status: u16, code: &str, 
 
 /// A request with header values given as raw bytes (reqwest's `&str` headers cannot carry
 /// Latin-1 or UTF-8 bytes).
-async fn post_raw_key(
-    broker: &Broker,
-    token: &str,
-    path: &str,
-    body: &Value,
-    key: &[u8],
-) -> Answer {
+async fn post_raw_key(base: &str, token: &str, path: &str, body: &Value, key: &[u8]) -> Answer {
     let response = reqwest::Client::new()
-        .post(format!("{}{path}", broker.url))
+        .post(format!("{base}{path}"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header(
@@ -169,7 +163,7 @@ async fn idempotency_keys_that_are_not_keys_are_refused_on_every_creating_post()
     ];
     for (token, path, body) in &routes {
         for key in &bad_keys {
-            post_raw_key(&broker, token, path, body, key)
+            post_raw_key(&broker.url, token, path, body, key)
                 .await
                 .assert_problem(400, "idempotency.invalid_key");
         }
@@ -177,7 +171,7 @@ async fn idempotency_keys_that_are_not_keys_are_refused_on_every_creating_post()
     long.truncate(255);
     // The longest valid key still works, and is replayed.
     let first = post_raw_key(
-        &broker,
+        &broker.url,
         &tenant,
         "/v1/buckets",
         &json!({ "name": "long-key", "jurisdiction": "FR" }),
@@ -186,7 +180,7 @@ async fn idempotency_keys_that_are_not_keys_are_refused_on_every_creating_post()
     .await;
     first.assert_status(202);
     let again = post_raw_key(
-        &broker,
+        &broker.url,
         &tenant,
         "/v1/buckets",
         &json!({ "name": "long-key", "jurisdiction": "FR" }),
@@ -201,20 +195,10 @@ async fn idempotency_keys_that_are_not_keys_are_refused_on_every_creating_post()
         let url = broker.url.clone();
         let token = tenant.clone();
         tasks.spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{url}/v1/buckets"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header(
-                    "idempotency-key",
-                    reqwest::header::HeaderValue::from_bytes("clé-42".as_bytes()).unwrap(),
-                )
-                .body(json!({ "name": "twice", "jurisdiction": "FR" }).to_string())
-                .send()
+            let body = json!({ "name": "twice", "jurisdiction": "FR" });
+            post_raw_key(&url, &token, "/v1/buckets", &body, "clé-42".as_bytes())
                 .await
-                .unwrap()
-                .status()
-                .as_u16()
+                .status
         });
     }
     let statuses: Vec<u16> = tasks.join_all().await;

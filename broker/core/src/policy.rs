@@ -51,19 +51,19 @@ impl DataClassPolicy {
 }
 
 /// Why a resource placed at `jurisdiction` is outside its tenant's policy now: the tenant
-/// no longer allows the jurisdiction, or its member (the certifications it holds and the
+/// no longer allows the jurisdiction (when `allowed` is given), or its member (the certifications it holds and the
 /// jurisdictions it serves, when it is still in the catalogue) no longer meets the
 /// resource's data class (a certification lost, a class that asks for more). Empty when it
 /// complies. Placement checks the same rules before a resource is placed; this finds
 /// resources that facts changed under.
 pub fn outside_policy_reasons(
-    allowed: &BTreeSet<Jurisdiction>,
+    allowed: Option<&BTreeSet<Jurisdiction>>,
     jurisdiction: &Jurisdiction,
     class: Option<&DataClassPolicy>,
     member: Option<(&BTreeSet<Certification>, &BTreeSet<Jurisdiction>)>,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
-    if !allowed.contains(jurisdiction) {
+    if allowed.is_some_and(|allowed| !allowed.contains(jurisdiction)) {
         reasons.push(format!(
             "the tenant no longer allows jurisdiction {jurisdiction}"
         ));

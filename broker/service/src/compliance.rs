@@ -25,15 +25,15 @@ pub fn label(reasons: &[String]) -> &'static str {
 /// The rules for one tenant, read once per request.
 pub struct Compliance<'a> {
     state: &'a AppState,
-    allowed: Option<BTreeSet<Jurisdiction>>,
+    allowed: Option<&'a BTreeSet<Jurisdiction>>,
 }
 
 impl<'a> Compliance<'a> {
     /// The rules of `policy`'s tenant.
-    pub fn new(state: &'a AppState, policy: &TenantPolicy) -> Self {
+    pub fn new(state: &'a AppState, policy: &'a TenantPolicy) -> Self {
         Self {
             state,
-            allowed: Some(policy.allowed_jurisdictions.clone()),
+            allowed: Some(&policy.allowed_jurisdictions),
         }
     }
 
@@ -56,16 +56,42 @@ impl<'a> Compliance<'a> {
         member: &MemberId,
         class: &DataClassName,
     ) -> Vec<String> {
-        let entry = self.state.members.get(member.as_str());
-        let any: BTreeSet<Jurisdiction> = BTreeSet::from([*jurisdiction]);
+        let entry = self.state.members.entry(member);
         outside_policy_reasons(
-            self.allowed.as_ref().unwrap_or(&any),
+            self.allowed,
             jurisdiction,
             self.state.config.data_classes.get(class),
             entry
                 .as_ref()
                 .map(|e| (&e.config.certifications, &e.config.jurisdictions)),
         )
+    }
+}
+
+impl Compliance<'_> {
+    /// The reasons for a resource as stored; a deleted or failed one holds no data to judge.
+    pub fn of_resource(&self, r: &crate::store::ResourceRow) -> Vec<String> {
+        self.of_live(r.status, &r.jurisdiction, &r.member_id, &r.data_class)
+    }
+
+    /// The reasons for a resource of the residency report.
+    pub fn of_residency(&self, r: &crate::store::ResidencyRow) -> Vec<String> {
+        self.of_live(r.status, &r.jurisdiction, &r.member_id, &r.data_class)
+    }
+
+    fn of_live(
+        &self,
+        status: alliance_core::ResourceStatus,
+        jurisdiction: &Jurisdiction,
+        member: &MemberId,
+        class: &DataClassName,
+    ) -> Vec<String> {
+        use alliance_core::ResourceStatus;
+        if matches!(status, ResourceStatus::Deleted | ResourceStatus::Failed) {
+            Vec::new()
+        } else {
+            self.reasons(jurisdiction, member, class)
+        }
     }
 }
 

@@ -314,8 +314,12 @@ impl MemberRegistry {
 
     /// A member by id.
     pub fn get(&self, id: &str) -> Option<Arc<MemberEntry>> {
-        let id = MemberId::parse(id).ok()?;
-        self.read().entries.get(&id).cloned()
+        self.entry(&MemberId::parse(id).ok()?)
+    }
+
+    /// A member by its parsed id.
+    pub fn entry(&self, id: &MemberId) -> Option<Arc<MemberEntry>> {
+        self.read().entries.get(id).cloned()
     }
 
     /// Every member, by id.

@@ -84,39 +84,8 @@ pub async fn instance_action(
     body: StrictJson<InstanceActionBody>,
 ) -> ApiResult<Response> {
     let b = &body.value;
-    let kind = match b.action.as_str() {
-        "start" => OperationKind::Start,
-        "stop" => OperationKind::Stop,
-        "reboot" => OperationKind::Reboot,
-        "resize" => OperationKind::Resize,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "`action`: one of start, stop, reboot, resize",
-            ))
-        }
-    };
     let size = field("size", b.size.as_deref(), SizeName::parse)?;
-    match (kind, &size) {
-        (OperationKind::Resize, None) => {
-            return Err(ApiError::invalid_field(
-                "`size`: a resize needs the new size",
-            ))
-        }
-        (OperationKind::Resize, Some(_)) => {}
-        (_, Some(_)) => {
-            return Err(ApiError::invalid_field(
-                "`size`: only a resize takes a size",
-            ))
-        }
-        (_, None) => {}
-    }
-    let change = ChangeRequest {
-        kind,
-        params: OperationParams {
-            size,
-            instance: None,
-        },
-    };
+    let change = actions::instance_change(&b.action, size)?;
     let stored = actions::change(
         &state,
         &auth.principal,

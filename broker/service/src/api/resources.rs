@@ -270,15 +270,9 @@ async fn get_any(
     Ok(Json(view(&Compliance::members_only(state), &row)))
 }
 
-/// A resource's view with its compliance; a deleted or failed one holds no data to judge.
+/// A resource's view with its compliance.
 fn view(compliance: &Compliance<'_>, r: &crate::store::ResourceRow) -> ResourceView {
-    use alliance_core::ResourceStatus;
-    let reasons = if matches!(r.status, ResourceStatus::Deleted | ResourceStatus::Failed) {
-        Vec::new()
-    } else {
-        compliance.reasons(&r.jurisdiction, &r.member_id, &r.data_class)
-    };
-    ResourceView::from(r).with_compliance(reasons)
+    ResourceView::from(r).with_compliance(compliance.of_resource(r))
 }
 
 async fn delete_any(

@@ -103,10 +103,7 @@ pub async fn residency(
     let rows = state.store.residency(&scope).await?;
     let compliance = crate::compliance::Compliance::new(&state, &row.policy);
     Ok(Json(ResidencyView::build(&id, &rows, |r| {
-        if r.status == alliance_core::ResourceStatus::Failed {
-            return Vec::new();
-        }
-        compliance.reasons(&r.jurisdiction, &r.member_id, &r.data_class)
+        compliance.of_residency(r)
     })))
 }
 

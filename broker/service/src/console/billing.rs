@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::pages::layout;
 use super::signin::check_csrf;
-use super::{PageError, PageResult, Visitor};
+use super::{json_text as text, PageError, PageResult, Visitor};
 use crate::auth::permissions::{Reconcile, UploadStatements};
 use crate::auth::{Authorized, Role};
 use crate::error::ApiError;
@@ -114,14 +114,6 @@ async fn report_of(state: &AppState, visitor: &Visitor, id: &str) -> Result<Valu
         .reconciliation(id)
         .await?
         .ok_or_else(|| PageError(ApiError::not_found("reconciliation", id)))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// `GET /console/reconciliations/{id}`: the report as tables.

@@ -5,7 +5,7 @@
 
 use alliance_core::{ResourceType, SizeName};
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect};
+use axum::response::IntoResponse;
 use axum::Form;
 use maud::html;
 use serde::Deserialize;
@@ -187,9 +187,5 @@ pub async fn create(
         crate::api::views::accepted,
     )
     .await?;
-    let op: serde_json::Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
-    let id = op["id"]
-        .as_str()
-        .ok_or_else(|| ApiError::internal("no operation id"))?;
-    Ok(Redirect::to(&format!("/console/operations/{id}")).into_response())
+    super::to_operation(&stored)
 }

@@ -174,14 +174,8 @@ impl FromRequestParts<AppState> for Visitor {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let now = state.clock.now_ms() / 1000;
-        let session = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(session::COOKIE)?.strip_prefix('='))
-            .find_map(|value| state.console_key.open(value, now));
+        let session =
+            cookies(&parts.headers, session::COOKIE).find_map(|v| state.console_key.open(v, now));
         // A session outlives nothing that made it: a development session needs the development
         // issuer still on, another its issuer still configured.
         let session = session
@@ -224,6 +218,37 @@ pub fn over_tls(parts_headers: &axum::http::HeaderMap) -> bool {
     parts_headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// The values of the cookies named `name` a request carries.
+pub fn cookies<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A JSON value as the text a page shows (a string without its quotes, null as nothing).
+pub fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The redirect to the page of the operation an accepted change answered with.
+pub fn to_operation(stored: &crate::store::StoredResponse) -> PageResult {
+    let op: serde_json::Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
+    let id = op["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::internal("an accepted change without its operation"))?;
+    Ok(Redirect::to(&format!("/console/operations/{id}")).into_response())
 }
 
 /// An error as an HTML page with the error's status (the API's problem, for people).

@@ -200,12 +200,7 @@ pub async fn callback(
         )));
     }
     let now = state.clock.now_ms() / 1000;
-    let flow: Flow = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(FLOW_COOKIE)?.strip_prefix('='))
+    let flow: Flow = super::cookies(&headers, FLOW_COOKIE)
         .find_map(|v| state.console_key.open_value::<Flow>(v))
         .filter(|f| f.exp > now)
         .ok_or_else(|| refused("no sign-in is in progress in this browser (or it took over ten minutes): start again"))?;

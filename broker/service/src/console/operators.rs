@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::pages::layout;
 use super::signin::check_csrf;
-use super::{PageError, PageResult, Visitor};
+use super::{json_text as text_of, PageError, PageResult, Visitor};
 use crate::auth::permissions::{ManageMembers, ReadMembers};
 use crate::auth::Authorized;
 use crate::error::{ApiError, ErrorCode};
@@ -109,14 +109,6 @@ pub async fn lifecycle(
     crate::partners::transition(&state, &granted.principal, &id, lifecycle_of(&form.action)?)
         .await?;
     Ok(Redirect::to("/console/members").into_response())
-}
-
-fn text_of(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// `/console/applications`: partner applications waiting, running or failed.

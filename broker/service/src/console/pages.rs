@@ -103,9 +103,7 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> PageResult
     let row = crate::tenancy::get(&state, &tenant).await?;
     let rows = state.store.residency(&scope).await?;
     let compliance = crate::compliance::Compliance::new(&state, &row.policy);
-    let residency = ResidencyView::build(tenant.as_str(), &rows, |r| {
-        compliance.reasons(&r.jurisdiction, &r.member_id, &r.data_class)
-    });
+    let residency = ResidencyView::build(tenant.as_str(), &rows, |r| compliance.of_residency(r));
     let mut countries: BTreeMap<String, Country> = BTreeMap::new();
     for j in &row.policy.allowed_jurisdictions {
         countries.entry(j.to_string()).or_default().allowed = true;
@@ -194,13 +192,10 @@ async fn all_resources(
                 .await?;
             let done = rows.len() < 500;
             after = rows.last().map(|r| r.id.clone());
-            out.extend(rows.iter().map(|r| {
-                ResourceView::from(r).with_compliance(compliance.reasons(
-                    &r.jurisdiction,
-                    &r.member_id,
-                    &r.data_class,
-                ))
-            }));
+            out.extend(
+                rows.iter()
+                    .map(|r| ResourceView::from(r).with_compliance(compliance.of_resource(r))),
+            );
             if done {
                 break;
             }
@@ -296,11 +291,7 @@ pub async fn resource(
         .await?
         .ok_or_else(not_found)?;
     let compliance = crate::compliance::Compliance::members_only(&state);
-    let view = ResourceView::from(&row).with_compliance(compliance.reasons(
-        &row.jurisdiction,
-        &row.member_id,
-        &row.data_class,
-    ));
+    let view = ResourceView::from(&row).with_compliance(compliance.of_resource(&row));
     let request = alliance_core::PlacementRequest {
         resource_type,
         jurisdiction: Some(row.jurisdiction),

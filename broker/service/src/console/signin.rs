@@ -157,7 +157,7 @@ pub async fn dev_sign_in(
 /// A form with only its CSRF token.
 #[derive(Debug, Deserialize)]
 pub struct CsrfOnly {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 pub(super) fn check_csrf(visitor: &Visitor, token: &str) -> Result<(), PageError> {

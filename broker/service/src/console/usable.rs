@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use alliance_core::{OperationKind, ResourceType, SizeName};
+use alliance_core::{ResourceType, SizeName};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::Form;
@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::pages::layout;
-use super::signin::check_csrf;
+use super::signin::{check_csrf, CsrfOnly};
 use super::{PageError, PageResult, Visitor};
 use crate::auth::permissions::{ProvisionResources, ReadResources, ReadUsage};
 use crate::auth::Authorized;
@@ -119,12 +119,6 @@ pub async fn add_key(
     Ok(Redirect::to("/console/ssh-keys").into_response())
 }
 
-/// A form with only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 /// `POST /console/ssh-keys/{name}/delete`.
 pub async fn delete_key(
     State(state): State<AppState>,
@@ -189,39 +183,18 @@ pub async fn action(
 ) -> PageResult {
     check_csrf(&visitor, &form.csrf)?;
     let granted = Authorized::<ProvisionResources>::grant(visitor.principal.clone())?;
-    let kind = match form.action.as_str() {
-        "start" => OperationKind::Start,
-        "stop" => OperationKind::Stop,
-        "reboot" => OperationKind::Reboot,
-        "resize" => OperationKind::Resize,
-        other => {
-            return Err(PageError(ApiError::invalid_field(format!(
-                "`action`: `{other}` is not an action"
-            ))))
-        }
-    };
-    let size = match (kind, form.size.trim()) {
-        (OperationKind::Resize, "") => {
-            return Err(PageError(ApiError::invalid_field(
-                "a resize needs the new size",
-            )))
-        }
-        (OperationKind::Resize, s) => {
+    // The size select stands beside every button: only a resize sends it.
+    let size = match (form.action.as_str(), form.size.trim()) {
+        ("resize", s) if !s.is_empty() => {
             Some(SizeName::parse(s).map_err(|e| ApiError::invalid_field(format!("`size`: {e}")))?)
         }
         _ => None,
     };
+    let change = crate::provisioning::actions::instance_change(&form.action, size.clone())?;
     let mut body = serde_json::json!({ "action": form.action });
     if let Some(s) = &size {
         body["size"] = serde_json::json!(s.to_string());
     }
-    let change = crate::provisioning::actions::ChangeRequest {
-        kind,
-        params: crate::store::OperationParams {
-            size,
-            instance: None,
-        },
-    };
     let facts = crate::idempotency::RequestFacts {
         request_id: granted.principal.request_id.clone(),
         ..Default::default()
@@ -238,12 +211,7 @@ pub async fn action(
         crate::api::views::accepted,
     )
     .await?;
-    let op: serde_json::Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
-    Ok(Redirect::to(&format!(
-        "/console/operations/{}",
-        op["id"].as_str().unwrap_or_default()
-    ))
-    .into_response())
+    super::to_operation(&stored)
 }
 
 /// The URL form.

@@ -28,6 +28,45 @@ pub struct ChangeRequest {
     pub params: OperationParams,
 }
 
+/// An instance action as asked for (`start`, `stop`, `reboot`, `resize` with a size): the
+/// one rule for the API's body and the console's form.
+pub fn instance_change(
+    action: &str,
+    size: Option<alliance_core::SizeName>,
+) -> ApiResult<ChangeRequest> {
+    let kind = match action {
+        "start" => OperationKind::Start,
+        "stop" => OperationKind::Stop,
+        "reboot" => OperationKind::Reboot,
+        "resize" => OperationKind::Resize,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "`action`: one of start, stop, reboot, resize",
+            ))
+        }
+    };
+    match (kind, &size) {
+        (OperationKind::Resize, None) => {
+            return Err(ApiError::invalid_field(
+                "`size`: a resize needs the new size",
+            ))
+        }
+        (OperationKind::Resize, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "`size`: only a resize takes a size",
+            ))
+        }
+    }
+    Ok(ChangeRequest {
+        kind,
+        params: OperationParams {
+            size,
+            instance: None,
+        },
+    })
+}
+
 async fn live(
     state: &AppState,
     scope: &TenantScope,
