@@ -157,11 +157,25 @@ async fn lists_follow_the_members_pages() {
 
 #[tokio::test]
 async fn a_marker_deleted_between_pages_does_not_end_the_listing() {
+    // Cinder's answer for a marker it no longer has, and Nova's.
+    listing_survives_a_deleted_marker(
+        axum::http::StatusCode::NOT_FOUND,
+        json!({ "itemNotFound": { "code": 404, "message": "Instance could not be found." } }),
+    )
+    .await;
+    listing_survives_a_deleted_marker(
+        axum::http::StatusCode::BAD_REQUEST,
+        json!({ "badRequest": { "code": 400, "message": "marker [s2] not found" } }),
+    )
+    .await;
+}
+
+async fn listing_survives_a_deleted_marker(status: axum::http::StatusCode, refusal: Value) {
     use std::sync::atomic::AtomicBool;
     let deleted = Arc::new(AtomicBool::new(false));
     let base = nova_double(move |q| {
-        // s2 is deleted right after the first page named it: Nova then answers 404 for it
-        // as a marker, as Cinder does for volumes.
+        // s2 is deleted right after the first page named it: the member then refuses it
+        // as a marker.
         let all: Vec<Value> = (1..=5)
             .filter(|i| *i != 2 || !deleted.load(Ordering::SeqCst))
             .map(|i| json!({ "id": format!("s{i}"), "status": "ACTIVE", "metadata": { "alliance_broker_id": format!("ins-{i}") } }))
@@ -179,10 +193,7 @@ async fn a_marker_deleted_between_pages_does_not_end_the_listing() {
                 }
                 (axum::http::StatusCode::OK, json!({ "servers": page }))
             }
-            None => (
-                axum::http::StatusCode::NOT_FOUND,
-                json!({ "itemNotFound": { "code": 404, "message": "Instance could not be found." } }),
-            ),
+            None => (status, refusal.clone()),
         }
     })
     .await;

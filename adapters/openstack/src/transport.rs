@@ -265,7 +265,7 @@ impl OpenStackAdapter {
 
     /// Every item of a Nova or Cinder list, page by page (`limit`, and `marker` = the last
     /// id of the previous page), up to `MAX_LISTED` items. A marker deleted meanwhile
-    /// (Cinder and Nova answer 404 for it) is dropped and the listing goes on from the item
+    /// (Nova answers 400 "marker not found" for it, Cinder 404) is dropped and the listing goes on from the item
     /// before it, or from the start, each item kept once.
     pub(crate) async fn paged(
         &self,
@@ -300,7 +300,14 @@ impl OpenStackAdapter {
                     None,
                 )
                 .await?;
-            if answer.status == StatusCode::NOT_FOUND {
+            // Nova answers a marker it no longer has with 400 "marker ... not found", Cinder
+            // with 404 (or 400 as well): either way the listing goes on without it.
+            let marker_gone = answer.status == StatusCode::NOT_FOUND
+                || (answer.status == StatusCode::BAD_REQUEST
+                    && String::from_utf8_lossy(&answer.body)
+                        .to_ascii_lowercase()
+                        .contains("marker"));
+            if marker_gone {
                 if let Some(gone) = marker.take() {
                     out.retain(|v| id_of(v).as_deref() != Some(gone.as_str()));
                     marker = out.last().and_then(id_of);
