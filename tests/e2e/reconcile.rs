@@ -415,7 +415,16 @@ async fn the_export_and_a_members_statement_pass_the_finops_foundations_validato
     let statement_file = dir.join("numergy-fr.csv");
     std::fs::write(&statement_file, &statement).unwrap();
     let report = focus_validator(&statement_file);
-    // The tenant's invoice, from the CLI and the API alike.
+    // The tenant's invoice, from the CLI and the API alike. While resources run their
+    // usage grows by the second between the two reads: delete them first, so that both
+    // read the same finished usage.
+    for collection in ["/v1/instances", "/v1/volumes", "/v1/buckets"] {
+        let listed = acme.get(&format!("{collection}?limit=500")).await.json();
+        for resource in listed["items"].as_array().unwrap() {
+            acme.delete_and_wait(collection, resource["id"].as_str().unwrap())
+                .await;
+        }
+    }
     let out = alliance_e2e::cli_for(
         &broker,
         &["invoice", "--period", &period, "--tenant", "acme"],
