@@ -172,7 +172,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         crate::console::session::SessionKey::load_or_create(&settings.data_dir)
             .context("cannot read or create the console's session key")?,
     );
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Services {
         console_key,
         audit_key,
         rate_limiter: Arc::new(RateLimiter::new(config.server.rate_limit_per_second)),
@@ -184,7 +184,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         wake: Arc::new(Notify::new()),
         metrics: crate::telemetry::metrics_handle(),
         clock: settings.clock,
-    })
+    }))
 }
 
 impl Application {

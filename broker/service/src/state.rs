@@ -11,9 +11,28 @@ use crate::members::MemberRegistry;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-/// Everything a handler may need; cheap to clone.
+/// Everything a handler may need; one pointer, so a clone per request (axum's `State`
+/// extractor takes one) is one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// The state of these services.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind an [`AppState`].
+pub struct Services {
     /// The validated config.
     pub config: Arc<Config>,
     /// The store.

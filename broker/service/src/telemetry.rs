@@ -79,6 +79,9 @@ pub fn init(env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("invalid log filter `{filter}`: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| OneLine(std::io::stderr()))
+        // Colour codes for a terminal only: not in a file or a journal (and not paid for
+        // on every request span when nobody reads them).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let mut guard = TelemetryGuard::default();
     let otel = match env

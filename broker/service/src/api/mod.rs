@@ -1,15 +1,15 @@
 //! The HTTP API: the router table, the middleware stack and the operational routes
 //! (`server` accepts and bounds the connections it is served on).
 //!
-//! Middleware, outermost first: an unsafe client `x-request-id` dropped, the request id
-//! (generated or propagated), a tracing span per request, the 5xx log, panic catching (500
-//! problem), metrics, a request timeout (503 problem), gzip compression, a declared
-//! `Content-Length` over the route's limit refused at once, and the body limit (413
-//! problem), and innermost any error answer still without a problem document made one.
+//! Middleware, outermost first: gzip compression of bodies over 1 KiB, the body limit (413
+//! problem), then on each route the edge ([`edge`]: request id, span, declared body size,
+//! timeout, panic catching (500 problem), problem documents for every error, the 5xx log,
+//! metrics).
 //! Unknown routes and methods are answered with problem+json too.
 
 pub mod actions;
 pub mod catalogue;
+pub mod edge;
 pub mod extract;
 pub mod json;
 pub mod partners;
@@ -22,17 +22,15 @@ pub mod tenants;
 pub mod usage;
 pub mod views;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Json, Router};
-use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -65,6 +63,10 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Bodies smaller than this go out uncompressed: below a kilobyte, gzip saves a few bytes
+/// at the cost of more time than the whole answer takes.
+const COMPRESS_ABOVE: u16 = 1024;
 
 /// The router with its OpenAPI document.
 pub fn router(state: AppState) -> Router {
@@ -121,118 +123,47 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(readyz))
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
-    let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
     let body_limit = state.config.server.body_limit_bytes;
-    api.route("/metrics", axum::routing::get(metrics))
-        .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
+    let edge = edge::Edge {
+        timeout: Duration::from_millis(state.config.server.request_timeout_ms),
+        body_limit,
+        statement_limit: state.config.server.statement_limit_bytes,
+    };
+    let routed = api
+        .route("/metrics", axum::routing::get(metrics))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], openapi_json)
+            }),
+        )
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
-        .merge(crate::console::router(state.config.server.statement_limit_bytes))
-        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this route does not answer that method; see /docs") })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(problem::ensure_problem))
-        .layer(middleware::from_fn_with_state(
-            (body_limit, state.config.server.statement_limit_bytes),
-            refuse_declared_oversize,
+        .merge(crate::console::router(
+            state.config.server.statement_limit_bytes,
         ))
-        .layer(CompressionLayer::new())
-        .layer(middleware::from_fn_with_state(timeout, request_timeout))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(CatchPanicLayer::custom(|_panic| ApiError::internal("a handler panicked").into_response()))
-        .layer(middleware::from_fn(problem::log_server_errors))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = ?request.uri().path(), request_id = %request_id, tenant.id = tracing::field::Empty)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::from_fn(drop_unsafe_request_id))
-        .with_state(state)
-}
-
-/// A body whose declared `Content-Length` is over its route's limit is 413 at once, before
-/// a byte of it is read (else a client declaring a terabyte and sending seven bytes holds
-/// the request until its timeout). The limit read while the body streams still applies.
-async fn refuse_declared_oversize(
-    State((general, statements)): State<(usize, usize)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let limit = match request.extensions().get::<MatchedPath>() {
-        Some(path)
-            if path.as_str().ends_with("/statements/{period}")
-                || path.as_str() == crate::console::STATEMENT_UPLOAD =>
-        {
-            statements
-        }
-        _ => general,
-    };
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::new(
-            ErrorCode::TooLarge,
-            format!("the request body is declared larger than this route accepts ({limit} bytes)"),
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not answer that method; see /docs",
+            )
+        })
+        .layer(middleware::from_fn_with_state(edge, edge::edge))
+        .with_state(state);
+    // Layers that need no route are put around the router, not on each route (axum boxes
+    // and clones each route's stack per request for every `Router::layer`).
+    let outer = tower::ServiceBuilder::new()
+        .layer(
+            CompressionLayer::new().compress_when(
+                SizeAbove::new(COMPRESS_ABOVE)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    .and(NotForContentType::SSE),
+            ),
         )
-        .into_response();
-    }
-    next.run(request).await
-}
-
-/// The longest client `x-request-id` kept.
-const MAX_REQUEST_ID: usize = 64;
-
-/// Keeps a client's `x-request-id` only when it is 1 to 64 of `A-Z a-z 0-9 . _ : -`; any
-/// other is dropped, so one is generated: a request id goes into logs and the audit log,
-/// and must not be able to forge their lines.
-async fn drop_unsafe_request_id(mut request: Request, next: Next) -> Response {
-    let safe = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        (1..=MAX_REQUEST_ID).contains(&b.len())
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
-    };
-    if request
-        .headers()
-        .get("x-request-id")
-        .is_some_and(|v| !safe(v))
-    {
-        request.headers_mut().remove("x-request-id");
-    }
-    next.run(request).await
-}
-
-async fn request_timeout(
-    State(timeout): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            ErrorCode::RequestTimeout,
-            "the request took longer than the broker allows",
-        )
-        .with_retry_after(Duration::from_secs(1))
-        .into_response(),
-    }
-}
-
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("alliance_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("alliance_http_request_duration_seconds", "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
-    response
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routed);
+    Router::new().fallback_service(outer)
 }
 
 /// Liveness: the process answers.

@@ -1,12 +1,10 @@
 //! The one renderer of problem+json, the one log of server errors, and replies.
 //!
 //! [`ApiError`] becomes an RFC 9457 response here and nowhere else. A 5xx keeps its cause in
-//! the response's extensions; [`log_server_errors`] (a middleware inside the request span)
+//! the response's extensions; [`log_server_error`] (called by the edge, inside the request span)
 //! logs it once, with the request id, and removes it, so the cause never reaches the wire.
 
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
@@ -43,9 +41,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Logs every 5xx once, with its cause when the broker produced it.
-pub async fn log_server_errors(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Logs a 5xx once, with its cause when the broker produced it (and removes the cause).
+pub fn log_server_error(response: &mut Response) {
     if response.status().is_server_error() {
         let cause = response.extensions_mut().remove::<ServerErrorCause>();
         let status = response.status().as_u16();
@@ -56,14 +53,12 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
             None => tracing::error!(status, "request failed"),
         }
     }
-    response
 }
 
 /// Any error answer that is not problem+json yet (an extractor of axum's refusing a path
 /// that is not UTF-8 once percent-decoded, say) becomes one, with the code of its status:
 /// every error the broker sends is problem+json.
-pub async fn ensure_problem(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub fn ensure_problem(response: Response) -> Response {
     let status = response.status();
     // The console's pages answer people, in HTML, and stay so.
     let is_problem = response

@@ -154,7 +154,13 @@ impl From<&ResourceRow> for ResourceView {
         let reasons = r
             .placement
             .get("reasons")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .and_then(serde_json::Value::as_array)
+            .map(|reasons| {
+                reasons
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             id: r.id.clone(),

@@ -240,7 +240,6 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
                 .unwrap_or(""),
         );
         state.rate_limiter.check(&principal)?;
-        parts.extensions.insert(principal.clone());
         Ok(Self {
             principal,
             _permission: PhantomData,

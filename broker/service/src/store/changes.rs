@@ -10,11 +10,10 @@
 use alliance_adapter_api::{IngressRule, Observed, UserData};
 use alliance_core::{ResourceType, SizeName};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 
 use super::operations::OperationRow;
 use super::resources::Journal;
-use super::{col, Store, StoreError, StoreResult, TenantScope};
+use super::{Store, StoreError, StoreResult, TenantScope};
 
 /// What a tenant asked for besides the shape; stored as JSON with only the fields set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,20 +82,6 @@ pub enum ChangeStart {
     Busy(String),
     /// The change was accepted.
     Started(OperationRow),
-}
-
-/// An optional JSON column, `T::default()` when NULL.
-pub(super) fn optional_json<T: serde::de::DeserializeOwned + Default>(
-    row: &AnyRow,
-    name: &str,
-) -> StoreResult<T> {
-    let raw: Option<String> = col(row, name)?;
-    match raw {
-        None => Ok(T::default()),
-        Some(raw) => {
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
-        }
-    }
 }
 
 /// A value as a JSON column, NULL when it is the default.

@@ -6,7 +6,8 @@
 //! dialects differ (row locks, advisory locks) branch on [`Backend`].
 //!
 //! SQLite runs in WAL mode with a single writer connection (writes queue in the pool instead
-//! of failing with SQLITE_BUSY) beside a pool of readers. PostgreSQL uses one pool, claims
+//! of failing with SQLITE_BUSY) beside a pool of readers; the point reads of the request
+//! path run on the calling thread instead ([`native`]). PostgreSQL uses one pool, claims
 //! work with `FOR UPDATE SKIP LOCKED` and serialises audit appends with an advisory lock.
 
 mod audit;
@@ -16,6 +17,7 @@ mod checkpoints;
 mod compliance;
 mod idempotency;
 mod members;
+mod native;
 mod operations;
 mod partners;
 mod resources;
@@ -120,6 +122,8 @@ pub struct Store {
     backend: Backend,
     /// Group commit of the hot-path writes.
     batcher: batch::Batcher,
+    /// SQLite (a file): the hot point reads on the calling thread.
+    native: Option<native::NativeReads>,
 }
 
 /// Resolves a `sqlite://FILE` URL against the data dir; other URLs pass through.
@@ -153,6 +157,9 @@ impl Store {
                 .map_err(StoreError::Database)?
                 .create_if_missing(true)
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let file = options.get_filename().to_path_buf();
+            let native = (!url.contains("mode=memory") && file.as_os_str() != ":memory:")
+                .then(|| native::NativeReads::new(file));
             let first = sqlx::ConnectOptions::connect(&options).await?;
             sqlx::Connection::close(first).await.ok();
             let pragmas = |pool: AnyPoolOptions| {
@@ -184,6 +191,7 @@ impl Store {
                 write,
                 backend: Backend::Sqlite,
                 batcher,
+                native,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -197,6 +205,7 @@ impl Store {
                 write: pool,
                 backend: Backend::Postgres,
                 batcher,
+                native: None,
             })
         }
     }
@@ -248,6 +257,58 @@ where
 pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, name: &str) -> StoreResult<T> {
     let raw: String = col(row, name)?;
     serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+/// The columns of a row, whichever driver read it: the row mappers of the hot reads are
+/// written once over this, for sqlx's rows and for the native reads' ([`native`]).
+pub(crate) trait Columns {
+    /// A text column that may be NULL.
+    fn opt_string(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// An integer column.
+    fn int(&self, name: &str) -> StoreResult<i64>;
+
+    /// A text column that must not be NULL.
+    fn string(&self, name: &str) -> StoreResult<String> {
+        self.opt_string(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{name}: NULL")))
+    }
+
+    /// A text column parsed by `parse`.
+    fn parsed<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> StoreResult<T> {
+        let raw = self.string(name)?;
+        parse(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    }
+
+    /// A JSON column.
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> StoreResult<T> {
+        let raw = self.string(name)?;
+        serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    }
+
+    /// A JSON column that may be NULL, `T::default()` then.
+    fn opt_json<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> StoreResult<T> {
+        match self.opt_string(name)? {
+            None => Ok(T::default()),
+            Some(raw) => {
+                serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+            }
+        }
+    }
+}
+
+impl Columns for AnyRow {
+    fn opt_string(&self, name: &str) -> StoreResult<Option<String>> {
+        col(self, name)
+    }
+
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        col(self, name)
+    }
 }
 
 /// Parses a column through `FromStr`-like parsing.

@@ -2,14 +2,15 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), rescheduled and finished fenced by that lease,
 //! so that a worker that lost its lease cannot overwrite the work of the one that took over.
 
+use std::sync::OnceLock;
+
 use alliance_core::{OperationKind, OperationStatus, ResourceStatus, ResourceType, TenantId};
-use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::batch::Write;
-use super::changes::{optional_json, OperationParams, ResourceUpdate};
+use super::changes::{OperationParams, ResourceUpdate};
 use super::resources::{resource_from_row, ResourceRow};
-use super::{col, parsed_col, Backend, Store, StoreResult, TenantScope};
+use super::{col, native, Backend, Columns, Store, StoreResult, TenantScope};
 
 /// An operation as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,21 +106,37 @@ pub enum Finish {
     Refused(serde_json::Value),
 }
 
-pub(super) fn operation_from_row(row: &AnyRow) -> StoreResult<OperationRow> {
-    let error: Option<String> = col(row, "error")?;
+/// The columns [`operation_from_row`] reads.
+const OPERATION_COLUMNS: [&str; 12] = [
+    "id",
+    "tenant_id",
+    "resource_id",
+    "resource_type",
+    "kind",
+    "status",
+    "step",
+    "attempts",
+    "error",
+    "params",
+    "created_at",
+    "updated_at",
+];
+
+pub(super) fn operation_from_row(row: &impl Columns) -> StoreResult<OperationRow> {
+    let error = row.opt_string("error")?;
     Ok(OperationRow {
-        id: col(row, "id")?,
-        tenant_id: parsed_col(row, "tenant_id", TenantId::parse)?,
-        resource_id: col(row, "resource_id")?,
-        resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
-        kind: parsed_col(row, "kind", OperationKind::parse)?,
-        status: parsed_col(row, "status", OperationStatus::parse)?,
-        step: parsed_col(row, "step", OperationStep::parse)?,
-        attempts: col(row, "attempts")?,
+        id: row.string("id")?,
+        tenant_id: row.parsed("tenant_id", TenantId::parse)?,
+        resource_id: row.string("resource_id")?,
+        resource_type: row.parsed("resource_type", ResourceType::parse)?,
+        kind: row.parsed("kind", OperationKind::parse)?,
+        status: row.parsed("status", OperationStatus::parse)?,
+        step: row.parsed("step", OperationStep::parse)?,
+        attempts: row.int("attempts")?,
         error: error.and_then(|e| serde_json::from_str(&e).ok()),
-        params: optional_json(row, "params")?,
-        created_at: col(row, "created_at")?,
-        updated_at: col(row, "updated_at")?,
+        params: row.opt_json("params")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
@@ -179,7 +196,19 @@ impl Store {
         scope: &TenantScope,
         id: &str,
     ) -> StoreResult<Option<OperationRow>> {
-        let row = sqlx::query("SELECT * FROM operations WHERE id = $1 AND tenant_id = $2")
+        const FROM: &str = "operations WHERE id = $1 AND tenant_id = $2";
+        if let Some(native) = &self.native {
+            static SQL: OnceLock<String> = OnceLock::new();
+            let sql = SQL.get_or_init(|| native::select(&OPERATION_COLUMNS, FROM));
+            let params = (id, scope.tenant().as_str());
+            let read = native.optional(sql, &OPERATION_COLUMNS, params, |row| {
+                operation_from_row(row)
+            });
+            if let Some(found) = read {
+                return found;
+            }
+        }
+        let row = sqlx::query(&format!("SELECT * FROM {FROM}"))
             .bind(id)
             .bind(scope.tenant().as_str())
             .fetch_optional(&self.read)

@@ -7,16 +7,17 @@
 use alliance_core::{
     DataClassName, Jurisdiction, MemberId, ResourceShape, ResourceStatus, ResourceType, TenantId,
 };
-use sqlx::any::AnyRow;
+
+use std::sync::OnceLock;
 
 use alliance_adapter_api::Observed;
 
 use super::audit::{self, AuditEntry, ChainCursor};
 use super::batch::Write;
-use super::changes::{optional_json, ResourceSettings};
+use super::changes::ResourceSettings;
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
 use super::operations::{insert_operation, operation_from_row, OperationRow};
-use super::{col, json_col, parsed_col, Store, StoreResult, TenantScope};
+use super::{col, native, parsed_col, Columns, Store, StoreResult, TenantScope};
 
 /// A resource to insert.
 #[derive(Debug, Clone)]
@@ -110,24 +111,44 @@ pub enum DeleteStart {
     Started(OperationRow),
 }
 
-pub(super) fn resource_from_row(row: &AnyRow) -> StoreResult<ResourceRow> {
+/// The columns [`resource_from_row`] reads.
+const RESOURCE_COLUMNS: [&str; 16] = [
+    "id",
+    "tenant_id",
+    "resource_type",
+    "name",
+    "jurisdiction",
+    "member_id",
+    "status",
+    "data_class",
+    "spec",
+    "member_resource_id",
+    "placement",
+    "settings",
+    "observed",
+    "attached_to",
+    "created_at",
+    "updated_at",
+];
+
+pub(super) fn resource_from_row(row: &impl Columns) -> StoreResult<ResourceRow> {
     Ok(ResourceRow {
-        id: col(row, "id")?,
-        tenant_id: parsed_col(row, "tenant_id", TenantId::parse)?,
-        resource_type: parsed_col(row, "resource_type", ResourceType::parse)?,
-        name: col(row, "name")?,
-        jurisdiction: parsed_col(row, "jurisdiction", Jurisdiction::parse)?,
-        member_id: parsed_col(row, "member_id", MemberId::parse)?,
-        status: parsed_col(row, "status", ResourceStatus::parse)?,
-        data_class: parsed_col(row, "data_class", DataClassName::parse)?,
-        shape: json_col(row, "spec")?,
-        member_resource_id: col(row, "member_resource_id")?,
-        placement: json_col(row, "placement")?,
-        settings: optional_json(row, "settings")?,
-        observed: optional_json(row, "observed")?,
-        attached_to: col(row, "attached_to")?,
-        created_at: col(row, "created_at")?,
-        updated_at: col(row, "updated_at")?,
+        id: row.string("id")?,
+        tenant_id: row.parsed("tenant_id", TenantId::parse)?,
+        resource_type: row.parsed("resource_type", ResourceType::parse)?,
+        name: row.string("name")?,
+        jurisdiction: row.parsed("jurisdiction", Jurisdiction::parse)?,
+        member_id: row.parsed("member_id", MemberId::parse)?,
+        status: row.parsed("status", ResourceStatus::parse)?,
+        data_class: row.parsed("data_class", DataClassName::parse)?,
+        shape: row.json("spec")?,
+        member_resource_id: row.opt_string("member_resource_id")?,
+        placement: row.json("placement")?,
+        settings: row.opt_json("settings")?,
+        observed: row.opt_json("observed")?,
+        attached_to: row.opt_string("attached_to")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
@@ -282,14 +303,24 @@ impl Store {
         resource_type: ResourceType,
         id: &str,
     ) -> StoreResult<Option<ResourceRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM resources WHERE id = $1 AND tenant_id = $2 AND resource_type = $3",
-        )
-        .bind(id)
-        .bind(scope.tenant().as_str())
-        .bind(resource_type.as_str())
-        .fetch_optional(&self.read)
-        .await?;
+        const FROM: &str = "resources WHERE id = $1 AND tenant_id = $2 AND resource_type = $3";
+        let tenant = scope.tenant().as_str();
+        if let Some(native) = &self.native {
+            static SQL: OnceLock<String> = OnceLock::new();
+            let sql = SQL.get_or_init(|| native::select(&RESOURCE_COLUMNS, FROM));
+            let params = (id, tenant, resource_type.as_str());
+            let read =
+                native.optional(sql, &RESOURCE_COLUMNS, params, |row| resource_from_row(row));
+            if let Some(found) = read {
+                return found;
+            }
+        }
+        let row = sqlx::query(&format!("SELECT * FROM {FROM}"))
+            .bind(id)
+            .bind(scope.tenant().as_str())
+            .bind(resource_type.as_str())
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(resource_from_row).transpose()
     }
 

@@ -123,7 +123,7 @@ async fn tenants_round_trip(store: Store) {
     );
 }
 
-fn new_resource(id: &str, tenant: &str) -> NewResource {
+pub(super) fn new_resource(id: &str, tenant: &str) -> NewResource {
     NewResource {
         id: id.to_owned(),
         tenant: TenantId::parse(tenant).expect("tenant"),
