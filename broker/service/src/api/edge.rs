@@ -12,7 +12,9 @@
 //! They were one middleware each; on the read path their boxed futures and cloned services
 //! cost more than the handler (`docs/benchmarks.md`), so they are one function here.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -20,6 +22,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorCode};
@@ -27,8 +30,8 @@ use crate::error::{ApiError, ErrorCode};
 /// The longest client `x-request-id` kept.
 const MAX_REQUEST_ID: usize = 64;
 
-/// What the edge needs from the config.
-#[derive(Debug, Clone, Copy)]
+/// What the edge needs from the config, and the request metrics' handles.
+#[derive(Debug, Clone)]
 pub struct Edge {
     /// `server.request_timeout_ms`.
     pub timeout: Duration,
@@ -36,6 +39,61 @@ pub struct Edge {
     pub body_limit: usize,
     /// `server.statement_limit_bytes`: the routes that take statements.
     pub statement_limit: usize,
+    /// Registered once per route, method and status.
+    pub handles: Arc<Handles>,
+}
+
+/// The most method and status pairs kept per route (any method can be sent).
+const KEPT_PER_ROUTE: usize = 64;
+
+/// The handles of `alliance_http_requests_total` and `alliance_http_request_duration_seconds`
+/// by route, method and status: a request records through them without building and
+/// hashing its label set in the registry.
+#[derive(Debug, Default)]
+pub struct Handles {
+    by_route: RwLock<HashMap<String, Vec<Kept>>>,
+}
+
+/// One route's handles for a method and a status.
+type Kept = (Method, u16, Counter, Histogram);
+
+impl Handles {
+    fn record(&self, method: &Method, route: Option<&MatchedPath>, status: u16, seconds: f64) {
+        let route = route.map_or("unmatched", MatchedPath::as_str);
+        if let Ok(kept) = self.by_route.read() {
+            let found = kept.get(route).and_then(|pairs| {
+                pairs
+                    .iter()
+                    .find(|(m, s, _, _)| m == method && *s == status)
+            });
+            if let Some((_, _, counter, histogram)) = found {
+                counter.increment(1);
+                histogram.record(seconds);
+                return;
+            }
+        }
+        let labels = |with_status: bool| {
+            let mut labels = vec![
+                metrics::Label::new("method", method_label(method)),
+                metrics::Label::new("route", route.to_owned()),
+            ];
+            if with_status {
+                labels.push(metrics::Label::new("status", status.to_string()));
+            }
+            labels
+        };
+        let counter = metrics::counter!("alliance_http_requests_total", labels(true));
+        let histogram =
+            metrics::histogram!("alliance_http_request_duration_seconds", labels(false));
+        counter.increment(1);
+        histogram.record(seconds);
+        if let Ok(mut kept) = self.by_route.write() {
+            let pairs = kept.entry(route.to_owned()).or_default();
+            if pairs.len() < KEPT_PER_ROUTE {
+                pairs.push((method.clone(), status, counter, histogram));
+            }
+        }
+    }
 }
 
 /// A client's `x-request-id` is kept only when it is 1 to 64 of `A-Z a-z 0-9 . _ : -`: a
@@ -101,12 +159,9 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
         request_id = %request_id.to_str().unwrap_or(""),
         tenant.id = tracing::field::Empty
     );
-    let method = method_label(request.method());
-    let route: metrics::SharedString = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".into(), |p| p.as_str().to_owned().into());
-    let limit = body_limit(&edge, request.extensions().get::<MatchedPath>());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let limit = body_limit(&edge, route.as_ref());
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -139,11 +194,12 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
     }
     .instrument(span)
     .await;
-    let status = response.status();
-    metrics::counter!("alliance_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_str().to_owned())
-        .increment(1);
-    metrics::histogram!("alliance_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    edge.handles.record(
+        &method,
+        route.as_ref(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response.headers_mut().insert("x-request-id", request_id);
     response
 }

@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         timeout: Duration::from_millis(state.config.server.request_timeout_ms),
         body_limit,
         statement_limit: state.config.server.statement_limit_bytes,
+        handles: Default::default(),
     };
     let routed = api
         .route("/metrics", axum::routing::get(metrics))

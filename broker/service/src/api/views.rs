@@ -151,17 +151,7 @@ pub struct AddressesView {
 impl From<&ResourceRow> for ResourceView {
     fn from(r: &ResourceRow) -> Self {
         let instance = r.resource_type == ResourceType::Instance;
-        let reasons = r
-            .placement
-            .get("reasons")
-            .and_then(serde_json::Value::as_array)
-            .map(|reasons| {
-                reasons
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let reasons = r.placement.reasons.clone();
         Self {
             id: r.id.clone(),
             resource_type: r.resource_type.as_str().to_owned(),

@@ -40,7 +40,9 @@ pub use idempotency::{IdempotencyClaim, IdempotencyKeyRecord, StoredResponse};
 pub use members::MemberHolding;
 pub use operations::{new_operation, ClaimedOperation, Finish, OperationRow, OperationStep};
 pub use partners::{ApplicationRow, Transition};
-pub use resources::{DeleteStart, Journal, NewResource, ResidencyRow, ResourceRow};
+pub use resources::{
+    DeleteStart, Journal, NewResource, ResidencyRow, ResourceRow, StoredPlacement,
+};
 pub use ssh_keys::SshKeyRow;
 pub use tenants::TenantRow;
 

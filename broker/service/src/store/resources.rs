@@ -68,7 +68,7 @@ pub struct ResourceRow {
     /// The member's own id, once known.
     pub member_resource_id: Option<String>,
     /// Placement decision.
-    pub placement: serde_json::Value,
+    pub placement: StoredPlacement,
     /// What the tenant asked for besides the shape.
     pub settings: ResourceSettings,
     /// What the member last reported (addresses, power state, device, endpoint).
@@ -79,6 +79,15 @@ pub struct ResourceRow {
     pub created_at: i64,
     /// ms.
     pub updated_at: i64,
+}
+
+/// A placement decision as stored with its resource: `{"reasons": [...]}` (read straight
+/// into its fields, not through a JSON tree: it is on every resource read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct StoredPlacement {
+    /// The decision's reasons, in order.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// One line of a residency report.
