@@ -257,8 +257,37 @@ where
 
 /// Parses a JSON column.
 pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, name: &str) -> StoreResult<T> {
-    let raw: String = col(row, name)?;
-    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    row.json(name)
+}
+
+/// Decodes the JSON text of column `name`.
+fn decode_json<T: serde::de::DeserializeOwned>(name: &str, raw: &str) -> StoreResult<T> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+/// A point read's statement: `SELECT <columns> FROM <from>`, built once. Both drivers run
+/// the same text; the native reads find its columns by position ([`native`]).
+pub(crate) struct Select {
+    columns: &'static [&'static str],
+    from: &'static str,
+    sql: std::sync::OnceLock<String>,
+}
+
+impl Select {
+    /// `columns` in the order selected; `from` is the rest of the statement.
+    pub(crate) const fn new(columns: &'static [&'static str], from: &'static str) -> Self {
+        Self {
+            columns,
+            from,
+            sql: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The statement.
+    pub(crate) fn sql(&self) -> &str {
+        self.sql
+            .get_or_init(|| format!("SELECT {} FROM {}", self.columns.join(", "), self.from))
+    }
 }
 
 /// The columns of a row, whichever driver read it: the row mappers of the hot reads are
@@ -288,18 +317,13 @@ pub(crate) trait Columns {
 
     /// A JSON column.
     fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> StoreResult<T> {
-        let raw = self.string(name)?;
-        serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+        decode_json(name, &self.string(name)?)
     }
 
     /// A JSON column that may be NULL, `T::default()` then.
     fn opt_json<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> StoreResult<T> {
-        match self.opt_string(name)? {
-            None => Ok(T::default()),
-            Some(raw) => {
-                serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
-            }
-        }
+        self.opt_string(name)?
+            .map_or_else(|| Ok(T::default()), |raw| decode_json(name, &raw))
     }
 }
 
@@ -319,8 +343,7 @@ pub(crate) fn parsed_col<T, E: std::fmt::Display>(
     name: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> StoreResult<T> {
-    let raw: String = col(row, name)?;
-    parse(&raw).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    row.parsed(name, parse)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Params, Row};
 
-use super::{Columns, StoreError, StoreResult};
+use super::{Columns, Select, StoreError, StoreResult};
 
 /// How long a native read waits on a lock before it hands the query to the pool.
 const BUSY: Duration = Duration::from_millis(20);
@@ -78,21 +78,23 @@ impl NativeReads {
         result.ok()
     }
 
-    /// At most one row of `SELECT <columns> FROM <rest>`, mapped by `map`; `None` when
-    /// SQLite failed. `sql` must select exactly `columns`, in that order (columns are
-    /// found by position, not by asking SQLite each column's name).
+    /// At most one row of `select`, mapped by `map`; `None` when SQLite failed. Columns
+    /// are found by their position in the statement, not by asking SQLite each one's name.
     pub(super) fn optional<T>(
         &self,
-        sql: &str,
-        columns: &'static [&'static str],
+        select: &Select,
         params: impl Params,
         map: impl Fn(&Listed<'_, '_>) -> StoreResult<T>,
     ) -> Option<StoreResult<Option<T>>> {
         self.with(|conn| {
-            let mut statement = conn.prepare_cached(sql)?;
+            let mut statement = conn.prepare_cached(select.sql())?;
             let mut rows = statement.query(params)?;
             Ok(match rows.next()? {
-                Some(row) => map(&Listed { row, columns }).map(Some),
+                Some(row) => map(&Listed {
+                    row,
+                    columns: select.columns,
+                })
+                .map(Some),
                 None => Ok(None),
             })
         })
@@ -126,11 +128,6 @@ impl Columns for Listed<'_, '_> {
     fn int(&self, name: &str) -> StoreResult<i64> {
         self.get(name)
     }
-}
-
-/// `SELECT <columns> FROM <from>`, for [`NativeReads::optional`].
-pub(super) fn select(columns: &[&str], from: &str) -> String {
-    format!("SELECT {} FROM {from}", columns.join(", "))
 }
 
 #[cfg(test)]
@@ -195,14 +192,13 @@ mod tests {
             .expect("read")
             .is_none());
         // A column the statement does not select is a corrupt row, never a wrong value.
-        let read = native.optional("SELECT id FROM resources", &["id"], (), |row| {
-            row.int("created_at")
-        });
+        static ID_ONLY: Select = Select::new(&["id"], "resources");
+        let read = native.optional(&ID_ONLY, (), |row| row.int("created_at"));
         assert!(matches!(read, Some(Err(StoreError::Corrupt(_)))));
         // A file that cannot be opened is no answer: the caller asks the pool.
         let missing = NativeReads::new(PathBuf::from("/nonexistent/dir/alliance.db"));
         assert!(missing
-            .optional("SELECT 1", &["x"], (), |row| row.int("x"))
+            .optional(&Select::new(&["x"], "resources"), (), |row| row.int("x"))
             .is_none());
     }
 }

@@ -2,15 +2,13 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), rescheduled and finished fenced by that lease,
 //! so that a worker that lost its lease cannot overwrite the work of the one that took over.
 
-use std::sync::OnceLock;
-
 use alliance_core::{OperationKind, OperationStatus, ResourceStatus, ResourceType, TenantId};
 
 use super::audit::AuditEntry;
 use super::batch::Write;
 use super::changes::{OperationParams, ResourceUpdate};
 use super::resources::{resource_from_row, ResourceRow};
-use super::{col, native, Backend, Columns, Store, StoreResult, TenantScope};
+use super::{col, Backend, Columns, Select, Store, StoreResult, TenantScope};
 
 /// An operation as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,19 +194,18 @@ impl Store {
         scope: &TenantScope,
         id: &str,
     ) -> StoreResult<Option<OperationRow>> {
-        const FROM: &str = "operations WHERE id = $1 AND tenant_id = $2";
-        if let Some(native) = &self.native {
-            static SQL: OnceLock<String> = OnceLock::new();
-            let sql = SQL.get_or_init(|| native::select(&OPERATION_COLUMNS, FROM));
-            let params = (id, scope.tenant().as_str());
-            let read = native.optional(sql, &OPERATION_COLUMNS, params, |row| {
-                operation_from_row(row)
-            });
-            if let Some(found) = read {
-                return found;
-            }
+        static BY_ID: Select = Select::new(
+            &OPERATION_COLUMNS,
+            "operations WHERE id = $1 AND tenant_id = $2",
+        );
+        let params = (id, scope.tenant().as_str());
+        let native = self.native.as_ref();
+        if let Some(found) =
+            native.and_then(|n| n.optional(&BY_ID, params, |r| operation_from_row(r)))
+        {
+            return found;
         }
-        let row = sqlx::query(&format!("SELECT * FROM {FROM}"))
+        let row = sqlx::query(BY_ID.sql())
             .bind(id)
             .bind(scope.tenant().as_str())
             .fetch_optional(&self.read)

@@ -8,8 +8,6 @@ use alliance_core::{
     DataClassName, Jurisdiction, MemberId, ResourceShape, ResourceStatus, ResourceType, TenantId,
 };
 
-use std::sync::OnceLock;
-
 use alliance_adapter_api::Observed;
 
 use super::audit::{self, AuditEntry, ChainCursor};
@@ -17,7 +15,7 @@ use super::batch::Write;
 use super::changes::ResourceSettings;
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
 use super::operations::{insert_operation, operation_from_row, OperationRow};
-use super::{col, native, parsed_col, Columns, Store, StoreResult, TenantScope};
+use super::{col, parsed_col, Columns, Select, Store, StoreResult, TenantScope};
 
 /// A resource to insert.
 #[derive(Debug, Clone)]
@@ -312,19 +310,18 @@ impl Store {
         resource_type: ResourceType,
         id: &str,
     ) -> StoreResult<Option<ResourceRow>> {
-        const FROM: &str = "resources WHERE id = $1 AND tenant_id = $2 AND resource_type = $3";
-        let tenant = scope.tenant().as_str();
-        if let Some(native) = &self.native {
-            static SQL: OnceLock<String> = OnceLock::new();
-            let sql = SQL.get_or_init(|| native::select(&RESOURCE_COLUMNS, FROM));
-            let params = (id, tenant, resource_type.as_str());
-            let read =
-                native.optional(sql, &RESOURCE_COLUMNS, params, |row| resource_from_row(row));
-            if let Some(found) = read {
-                return found;
-            }
+        static BY_ID: Select = Select::new(
+            &RESOURCE_COLUMNS,
+            "resources WHERE id = $1 AND tenant_id = $2 AND resource_type = $3",
+        );
+        let params = (id, scope.tenant().as_str(), resource_type.as_str());
+        let native = self.native.as_ref();
+        if let Some(found) =
+            native.and_then(|n| n.optional(&BY_ID, params, |r| resource_from_row(r)))
+        {
+            return found;
         }
-        let row = sqlx::query(&format!("SELECT * FROM {FROM}"))
+        let row = sqlx::query(BY_ID.sql())
             .bind(id)
             .bind(scope.tenant().as_str())
             .bind(resource_type.as_str())
