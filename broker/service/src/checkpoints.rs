@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::Engine;
+use ring::signature::{EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -147,7 +147,7 @@ impl AuditKey {
         let signature = self
             .pair
             .sign(
-                &aws_lc_rs::rand::SystemRandom::new(),
+                &ring::rand::SystemRandom::new(),
                 checkpoint.signed_text().as_bytes(),
             )
             .map_err(|_| "cannot sign an audit checkpoint".to_owned())?;

@@ -1,4 +1,4 @@
-//! Partner credentials at rest: sealed with AES-256-GCM (aws-lc-rs), a random 96-bit nonce
+//! Partner credentials at rest: sealed with AES-256-GCM (ring), a random 96-bit nonce
 //! per value, the owning member id as associated data (a sealed value moved to another
 //! member does not open). The key is 32 bytes, base64, from the environment variable or
 //! file named in `[security]`, or from `<data-dir>/credentials.key` (created 0600 on first
@@ -7,10 +7,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
 
 /// Seals and opens credentials.
 pub struct Sealer {

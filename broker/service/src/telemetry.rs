@@ -7,11 +7,65 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+/// The OTLP/HTTP exporter's client: the broker's own reqwest, with each export run on the
+/// broker's runtime. The SDK's batch processor exports from a thread of its own, where
+/// neither reqwest nor hyper can run (`there is no reactor running`); so the request is
+/// spawned onto the runtime captured at start and its result awaited from that thread.
+#[derive(Debug)]
+struct OtlpHttp {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OtlpHttp {
+    fn on_this_runtime() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| anyhow::anyhow!("telemetry must start inside the runtime"))?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Self { client, runtime })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttp {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let (parts, body) = request.into_parts();
+        let mut outgoing = self.client.request(parts.method, parts.uri.to_string());
+        for (name, value) in &parts.headers {
+            outgoing = outgoing.header(name, value);
+        }
+        let outgoing = outgoing.body(body);
+        let answer = self
+            .runtime
+            .spawn(async move {
+                let answer = outgoing.send().await?;
+                let status = answer.status();
+                let headers = answer.headers().clone();
+                let body = answer.bytes().await?;
+                Ok::<_, reqwest::Error>((status, headers, body))
+            })
+            .await??;
+        let (status, headers, body) = answer;
+        let mut response = opentelemetry_http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}
 
 /// Keeps the exporter alive; flushes spans when dropped.
 #[derive(Debug, Default)]
@@ -98,6 +152,7 @@ pub fn init(env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<
                 "grpc" => opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?,
                 "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
+                    .with_http_client(OtlpHttp::on_this_runtime()?)
                     .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
                     .build()?,
                 other => anyhow::bail!("OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported (grpc or http/protobuf)"),

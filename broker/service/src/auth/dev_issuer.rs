@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_lc_rs::signature::KeyPair;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use ring::signature::KeyPair;
 use serde::Serialize;
 
 /// The `iss` of development tokens.

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 /// A key file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,11 @@ pub fn load_p256(path: &Path) -> Result<(Vec<u8>, EcdsaKeyPair), KeyFileError> {
         reason,
     };
     let parsed = pem::parse(&text).map_err(|e| bad(e.to_string()))?;
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, parsed.contents())
-        .map_err(|e| bad(e.to_string()))?;
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        parsed.contents(),
+        &SystemRandom::new(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
     Ok((parsed.contents().to_vec(), pair))
 }

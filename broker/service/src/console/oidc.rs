@@ -205,9 +205,10 @@ pub async fn callback(
         .filter(|f| f.exp > now)
         .ok_or_else(|| refused("no sign-in is in progress in this browser (or it took over ten minutes): start again"))?;
     let given = back.state.unwrap_or_default();
-    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), flow.state.as_bytes())
-        .is_err()
-    {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        flow.state.as_bytes(),
+    )) {
         return Err(refused("the sign-in's state does not match: start again"));
     }
     let code = back

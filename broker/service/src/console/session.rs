@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Principal, Role};
@@ -155,8 +155,10 @@ impl Session {
 
     /// Whether `token` is this session's CSRF token (compared in constant time).
     pub fn csrf_matches(&self, token: &str) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(self.csrf.as_bytes(), token.as_bytes())
-            .is_ok()
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            self.csrf.as_bytes(),
+            token.as_bytes(),
+        ))
     }
 }
 

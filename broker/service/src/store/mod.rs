@@ -17,6 +17,7 @@ mod checkpoints;
 mod compliance;
 mod idempotency;
 mod members;
+mod migrations;
 mod native;
 mod operations;
 mod partners;
@@ -214,18 +215,10 @@ impl Store {
 
     /// Applies the migrations of this backend.
     pub async fn migrate(&self) -> StoreResult<()> {
-        match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.write)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.write)
-                    .await?
-            }
-        }
+        migrations::migrator(self.backend)
+            .await?
+            .run(&self.write)
+            .await?;
         Ok(())
     }
 
