@@ -182,6 +182,20 @@ pub(crate) async fn append_all(
     now: i64,
     cursor: &mut ChainCursor,
 ) -> StoreResult<()> {
+    let timed: Vec<(&AuditEntry, i64)> = entries.iter().map(|e| (e, now)).collect();
+    append_timed(conn, backend, &timed, cursor).await
+}
+
+/// Appends events, each with its own time, in order, inside the caller's transaction. The
+/// chain's end is read (and on PostgreSQL, locked) once, and the rows go in by multi-row
+/// INSERTs of [`ROWS_PER_INSERT`], so the lock is held for a few round trips, not one per
+/// event. Callers append last, just before they commit, to keep the lock short.
+pub(crate) async fn append_timed(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    entries: &[(&AuditEntry, i64)],
+    cursor: &mut ChainCursor,
+) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -201,13 +215,19 @@ pub(crate) async fn append_all(
             prev.unwrap_or_else(|| GENESIS.to_owned())
         }
     };
-    for entry in entries {
-        prev = append_after(conn, &prev, entry, now).await?;
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        prev = insert_after(conn, prev, chunk).await?;
     }
     cursor.prev = Some(prev);
     Ok(())
 }
 
+/// Audit rows per INSERT statement: 12 parameters each, far under both databases' limits
+/// (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_INSERT: usize = 128;
+
+/// The columns of an audit row, in insert order.
+const AUDIT_INSERT: &str = "INSERT INTO audit_events (id, at, actor, roles, tenant_id, action, resource_id, outcome, request_id, details, prev_hash, hash) VALUES ";
 /// Ends a transaction whose change was one row: with `changed`, appends `entry` (when
 /// given) and commits; otherwise rolls back. Returns `changed`.
 /// One SQL statement, committed with its audit event when it changed `expect` rows (any
@@ -248,48 +268,87 @@ pub(crate) async fn commit_audited(
     Ok(true)
 }
 
-/// Inserts one event after `prev`; returns its hash.
-async fn append_after(
+/// One event as it is stored and hashed.
+struct Row {
+    id: String,
+    at: i64,
+    roles: String,
+    details: String,
+    prev: String,
+    hash: String,
+}
+
+/// Inserts `entries` after `prev`, in order, in one statement; returns the last hash.
+/// Rows are listed in chain order, so their `seq` follows it.
+async fn insert_after(
     conn: &mut AnyConnection,
-    prev: &str,
-    entry: &AuditEntry,
-    now: i64,
+    mut prev: String,
+    entries: &[(&AuditEntry, i64)],
 ) -> StoreResult<String> {
-    let id = format!("evt-{}", uuid::Uuid::now_v7().simple());
-    let roles = serde_json::to_string(&entry.roles).unwrap_or_else(|_| "[]".to_owned());
-    let details = entry.details.to_string();
-    let stored = Stored {
-        id: &id,
-        at: now,
-        actor: &entry.actor,
-        roles: &roles,
-        tenant: entry.tenant.as_deref(),
-        action: &entry.action,
-        resource_id: entry.resource_id.as_deref(),
-        outcome: &entry.outcome,
-        request_id: entry.request_id.as_deref(),
-        details: &details,
-    };
-    let hash = chain_hash(prev, &stored);
-    sqlx::query(
-        "INSERT INTO audit_events (id, at, actor, roles, tenant_id, action, resource_id, outcome, request_id, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&id)
-    .bind(now)
-    .bind(&entry.actor)
-    .bind(&roles)
-    .bind(entry.tenant.as_deref())
-    .bind(&entry.action)
-    .bind(entry.resource_id.as_deref())
-    .bind(&entry.outcome)
-    .bind(entry.request_id.as_deref())
-    .bind(&details)
-    .bind(prev)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(hash)
+    let mut rows = Vec::with_capacity(entries.len());
+    for (entry, at) in entries {
+        let id = format!("evt-{}", uuid::Uuid::now_v7().simple());
+        let roles = serde_json::to_string(&entry.roles).unwrap_or_else(|_| "[]".to_owned());
+        let details = entry.details.to_string();
+        let hash = chain_hash(
+            &prev,
+            &Stored {
+                id: &id,
+                at: *at,
+                actor: &entry.actor,
+                roles: &roles,
+                tenant: entry.tenant.as_deref(),
+                action: &entry.action,
+                resource_id: entry.resource_id.as_deref(),
+                outcome: &entry.outcome,
+                request_id: entry.request_id.as_deref(),
+                details: &details,
+            },
+        );
+        let row = Row {
+            id,
+            at: *at,
+            roles,
+            details,
+            prev: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        };
+        rows.push(row);
+    }
+    let mut sql = String::with_capacity(AUDIT_INSERT.len() + rows.len() * 64);
+    sql.push_str(AUDIT_INSERT);
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=12 {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(i * 12 + c).to_string());
+        }
+        sql.push(')');
+    }
+    let mut query = sqlx::query(&sql);
+    for ((entry, _), row) in entries.iter().zip(&rows) {
+        query = query
+            .bind(&row.id)
+            .bind(row.at)
+            .bind(&entry.actor)
+            .bind(&row.roles)
+            .bind(entry.tenant.as_deref())
+            .bind(&entry.action)
+            .bind(entry.resource_id.as_deref())
+            .bind(&entry.outcome)
+            .bind(entry.request_id.as_deref())
+            .bind(&row.details)
+            .bind(&row.prev)
+            .bind(&row.hash);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(prev)
 }
 
 fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {

@@ -88,11 +88,20 @@ async fn commit<'a>(
     writes: impl Iterator<Item = &'a Write>,
 ) -> StoreResult<Vec<bool>> {
     let mut tx = pool.begin().await?;
-    let mut cursor = ChainCursor::default();
     let mut results = Vec::new();
+    // The audit events of the writes that applied go in last, all together: the chain's
+    // lock (PostgreSQL) is then held only from there to the commit, so another replica's
+    // batch can do its own inserts meanwhile.
+    let mut events: Vec<(&AuditEntry, i64)> = Vec::new();
     for write in writes {
-        results.push(apply(&mut tx, backend, write, &mut cursor).await?);
+        let applied = apply(&mut tx, write).await?;
+        if applied {
+            let (entries, now) = write.audit();
+            events.extend(entries.iter().map(|e| (e, now)));
+        }
+        results.push(applied);
     }
+    audit::append_timed(&mut tx, backend, &events, &mut ChainCursor::default()).await?;
     tx.commit().await?;
     Ok(results)
 }
@@ -123,20 +132,28 @@ pub(crate) enum Write {
     },
 }
 
-/// Applies one write inside the caller's transaction; `Ok(false)` when a fenced update
-/// found its lease lost (and nothing was changed for it).
-pub(crate) async fn apply(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    write: &Write,
-    cursor: &mut ChainCursor,
-) -> StoreResult<bool> {
+impl Write {
+    /// The audit events to append when the write applied, and their time.
+    fn audit(&self) -> (&[AuditEntry], i64) {
+        match self {
+            Write::Create {
+                audit, operation, ..
+            } => (audit, operation.created_at),
+            Write::Finish { audit, now, .. } => (audit, *now),
+        }
+    }
+}
+
+/// Applies one write inside the caller's transaction, without its audit events (the caller
+/// appends them); `Ok(false)` when a fenced update found its lease lost (and nothing was
+/// changed for it).
+async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<bool> {
     match write {
         Write::Create {
             resource,
             operation,
             deadline_at,
-            audit,
+            audit: _,
             idempotency,
             traceparent,
         } => {
@@ -159,7 +176,6 @@ pub(crate) async fn apply(
             .execute(&mut *conn)
             .await?;
             insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
-            audit::append_all(conn, backend, audit, now, cursor).await?;
             if let Some((key, response)) = idempotency {
                 idempotency::complete(conn, key, response).await?;
             }
@@ -169,7 +185,7 @@ pub(crate) async fn apply(
             id,
             owner,
             finish,
-            audit: entries,
+            audit: _,
             now,
         } => {
             let (status, error, resource_status, member_resource_id) = match finish {
@@ -210,14 +226,26 @@ pub(crate) async fn apply(
             if updated.rows_affected() == 0 {
                 return Ok(false);
             }
+            // What the member reported goes in with the status, in one statement.
+            let observed = match finish {
+                Finish::Succeeded { update, .. } => update
+                    .observed
+                    .as_ref()
+                    .map(|o| super::changes::json_or_null(o, "observed"))
+                    .transpose()?,
+                _ => None,
+            };
             sqlx::query(
-                "UPDATE resources SET status = $2, member_resource_id = COALESCE($3, member_resource_id), updated_at = $4 \
+                "UPDATE resources SET status = $2, member_resource_id = COALESCE($3, member_resource_id), updated_at = $4, \
+                 observed = CASE WHEN $5 = 1 THEN $6 ELSE observed END \
                  WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
             )
             .bind(id)
             .bind(resource_status.as_str())
             .bind(member_resource_id)
             .bind(*now)
+            .bind(i64::from(observed.is_some()))
+            .bind(observed.flatten())
             .execute(&mut *conn)
             .await?;
             if let Finish::Succeeded { update, .. } = finish {
@@ -262,7 +290,6 @@ pub(crate) async fn apply(
                 .execute(&mut *conn)
                 .await?;
             }
-            audit::append_all(conn, backend, entries, *now, cursor).await?;
             Ok(true)
         }
     }

@@ -166,23 +166,14 @@ impl Store {
 }
 
 /// Applies a finished operation's update to its resource, inside the finishing
-/// transaction: what the member reported, a resize (and its usage change, once), an
-/// attachment.
+/// transaction: a resize (and its usage change, once), an attachment. What the member
+/// reported (`observed`) is written by the caller's status update (store/batch.rs).
 pub(super) async fn apply_update(
     conn: &mut sqlx::AnyConnection,
     operation_id: &str,
     update: &ResourceUpdate,
     now: i64,
 ) -> StoreResult<()> {
-    if let Some(observed) = &update.observed {
-        sqlx::query(
-            "UPDATE resources SET observed = $2 WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
-        )
-        .bind(operation_id)
-        .bind(json_or_null(observed, "observed")?)
-        .execute(&mut *conn)
-        .await?;
-    }
     if let Some(shape) = &update.reshaped {
         let spec =
             serde_json::to_string(shape).map_err(|e| StoreError::Corrupt(format!("spec: {e}")))?;

@@ -181,6 +181,10 @@ impl Journal<'_> {
         deadline_at: i64,
     ) -> StoreResult<()> {
         insert_operation(conn, operation, deadline_at, self.traceparent.as_deref()).await?;
+        if let Some((key, response)) = self.idempotency {
+            idempotency::complete(conn, key, response).await?;
+        }
+        // Last, so that the chain's lock is held only until the commit.
         audit::append_all(
             conn,
             backend,
@@ -189,9 +193,6 @@ impl Journal<'_> {
             &mut ChainCursor::default(),
         )
         .await?;
-        if let Some((key, response)) = self.idempotency {
-            idempotency::complete(conn, key, response).await?;
-        }
         Ok(())
     }
 }

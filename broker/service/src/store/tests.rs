@@ -58,6 +58,7 @@ both_backends!(
     resource_lifecycle_through_the_journal,
     idempotency_keys,
     audit_chain_detects_tampering,
+    many_audit_events_in_one_transaction_keep_their_order,
     ssh_keys_are_per_tenant_and_named_once,
     changes_keep_one_at_a_time_and_split_usage_at_a_resize
 );
@@ -413,6 +414,43 @@ async fn audit_chain_detects_tampering(store: Store) {
         .expect("verify")
         .expect_err("tampered");
     assert_eq!(broken.seq, events[2].seq);
+}
+
+async fn many_audit_events_in_one_transaction_keep_their_order(store: Store) {
+    // More than one multi-row INSERT's worth, each event with its own time, after one
+    // appended alone: the chain holds and `seq` follows the order given.
+    store
+        .append_audit(&entry("first"), 1)
+        .await
+        .expect("append");
+    let entries: Vec<audit::AuditEntry> = (0..300).map(|i| entry(&format!("a.{i}"))).collect();
+    let timed: Vec<(&audit::AuditEntry, i64)> =
+        entries.iter().zip(10..).map(|(e, at)| (e, at)).collect();
+    let mut tx = store.write.begin().await.expect("begin");
+    audit::append_timed(
+        &mut tx,
+        store.backend,
+        &timed,
+        &mut audit::ChainCursor::default(),
+    )
+    .await
+    .expect("append");
+    tx.commit().await.expect("commit");
+    assert_eq!(store.verify_audit_chain().await.expect("verify"), Ok(301));
+    let events = store
+        .audit_events(&AuditFilter::default(), 0, 500)
+        .await
+        .expect("list");
+    let mut by_seq: Vec<_> = events
+        .iter()
+        .map(|e| (e.seq, e.action.clone(), e.at))
+        .collect();
+    by_seq.sort();
+    assert_eq!(by_seq[0].1, "first");
+    for (i, (_, action, at)) in by_seq[1..].iter().enumerate() {
+        assert_eq!(action, &format!("a.{i}"));
+        assert_eq!(*at, 10 + i as i64);
+    }
 }
 
 async fn ssh_keys_are_per_tenant_and_named_once(store: Store) {
