@@ -424,8 +424,7 @@ async fn many_audit_events_in_one_transaction_keep_their_order(store: Store) {
         .await
         .expect("append");
     let entries: Vec<audit::AuditEntry> = (0..300).map(|i| entry(&format!("a.{i}"))).collect();
-    let timed: Vec<(&audit::AuditEntry, i64)> =
-        entries.iter().zip(10..).map(|(e, at)| (e, at)).collect();
+    let timed: Vec<(&audit::AuditEntry, i64)> = entries.iter().zip(10..).collect();
     let mut tx = store.write.begin().await.expect("begin");
     audit::append_timed(
         &mut tx,
