@@ -63,8 +63,9 @@ pub struct Args {
     /// Report format.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
-    /// Where unsorted files are spilled while they are reconciled (about as much as both
-    /// files; removed afterwards). The system's temporary directory by default.
+    /// Where unsorted files are spilled while they are reconciled, when a file's rows do not
+    /// fit in 256 MiB of memory (about as much as both files; removed afterwards). The
+    /// system's temporary directory by default.
     #[arg(long)]
     spill_dir: Option<PathBuf>,
 }
@@ -74,8 +75,13 @@ fn open(path: &PathBuf) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
     Ok(std::io::BufReader::with_capacity(1 << 20, file))
 }
 
-/// Reconciles two files in any order: spilled by key into partitions under a temporary
-/// directory (removed on return), each reconciled in memory, on every core.
+/// Rows of each file held in memory before that file is spilled to disk (an estimate):
+/// a 1M-row statement fits, a 10M-row one spills.
+const MEMORY_BUDGET: usize = 256 << 20;
+
+/// Reconciles two files in any order: partitioned by key, in memory while a file's rows fit
+/// [`MEMORY_BUDGET`], else spilled under a temporary directory (removed on return), each
+/// partition reconciled in memory, on every core.
 fn partitioned(
     ledger: &PathBuf,
     statement: &PathBuf,
@@ -95,18 +101,25 @@ fn partitioned(
         .map_err(|e| anyhow::anyhow!("--spill-dir {}: {e}", base.display()))?;
     let l = FocusReader::new(open(ledger)?).map_err(|e| anyhow::anyhow!("{}: {e}", names.0))?;
     let s = FocusReader::new(open(statement)?).map_err(|e| anyhow::anyhow!("{}: {e}", names.1))?;
-    reconcile_partitioned(l, s, tolerance, &HashMap::new(), dir.path(), partitions).map_err(|e| {
-        match e {
-            PartitionError::Bad(which, e) => {
-                let name = if which == "ledger" {
-                    &names.0
-                } else {
-                    &names.1
-                };
-                anyhow::anyhow!("{name}: {e}")
-            }
-            PartitionError::Io(e) => anyhow::anyhow!("spilling under {}: {e}", base.display()),
+    reconcile_partitioned(
+        l,
+        s,
+        tolerance,
+        &HashMap::new(),
+        dir.path(),
+        partitions,
+        MEMORY_BUDGET,
+    )
+    .map_err(|e| match e {
+        PartitionError::Bad(which, e) => {
+            let name = if which == "ledger" {
+                &names.0
+            } else {
+                &names.1
+            };
+            anyhow::anyhow!("{name}: {e}")
         }
+        PartitionError::Io(e) => anyhow::anyhow!("spilling under {}: {e}", base.display()),
     })
 }
 

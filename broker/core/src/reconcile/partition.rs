@@ -2,8 +2,9 @@
 //! core.
 //!
 //! Owns reconciling two unsorted files too large to hold: each file is read on its own
-//! thread and its rows written, by the hash of their key, into one of `partitions` spill
-//! files per side (a compact binary form, in a directory the caller owns); then the
+//! thread and its rows put, by the hash of their key, into one of `partitions` per side:
+//! held in memory while the side's rows fit `memory_budget`, and from the row that does not
+//! fit, all written to spill files (a compact binary form, in a directory the caller owns); then the
 //! partitions are reconciled one by one, on as many threads as the machine has cores, each
 //! sorted in memory and merged with [`reconcile_sorted`], and their outcomes summed.
 //!
@@ -38,8 +39,10 @@ impl From<std::io::Error> for PartitionError {
     }
 }
 
-/// Reconciles `ledger` and `statement`, in any order, spilling to `partitions` files per
-/// side under `dir` (which must exist; the files are left for the caller to remove).
+/// Reconciles `ledger` and `statement`, in any order, in `partitions` per side: a side is
+/// kept in memory while its rows take at most `memory_budget` bytes (an estimate), else
+/// spilled to files under `dir` (which must exist; the files are left for the caller to
+/// remove). A budget of 0 always spills.
 pub fn reconcile_partitioned<L, S>(
     ledger: L,
     statement: S,
@@ -47,6 +50,7 @@ pub fn reconcile_partitioned<L, S>(
     allowed: &HashMap<String, BTreeSet<String>>,
     dir: &Path,
     partitions: usize,
+    memory_budget: usize,
 ) -> Result<Outcome, PartitionError>
 where
     L: Iterator<Item = Result<FocusRow, FocusError>> + Send,
@@ -57,12 +61,19 @@ where
     let hasher = std::collections::hash_map::RandomState::new();
     let (ledger_written, statement_written) = std::thread::scope(|scope| {
         let hasher = &hasher;
-        let l = scope.spawn(move || spill(ledger, dir, "l", partitions, hasher, false));
-        let s = scope.spawn(move || spill(statement, dir, "s", partitions, hasher, true));
+        let to = |prefix| Target {
+            dir,
+            prefix,
+            partitions,
+            hasher,
+            budget: memory_budget,
+        };
+        let l = scope.spawn(move || spill(ledger, &to("l"), false));
+        let s = scope.spawn(move || spill(statement, &to("s"), true));
         (join(l), join(s))
     });
-    ledger_written.map_err(|e| e.named("ledger"))?;
-    let side = statement_written.map_err(|e| e.named("statement"))?;
+    let (_, ledger_held) = ledger_written.map_err(|e| e.named("ledger"))?;
+    let (side, statement_held) = statement_written.map_err(|e| e.named("statement"))?;
     // The partitions, on every core: each worker takes the next one not yet taken.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -77,8 +88,8 @@ where
                             return Ok(done);
                         }
                         // Sorted in memory, then merged: cheaper than hashing every key.
-                        let mut l = read_back(&dir.join(format!("l-{p}.bin")))?;
-                        let mut s = read_back(&dir.join(format!("s-{p}.bin")))?;
+                        let mut l = ledger_held.take(p, &dir.join(format!("l-{p}.bin")))?;
+                        let mut s = statement_held.take(p, &dir.join(format!("s-{p}.bin")))?;
                         let key =
                             |r: &FocusRow| (r.resource_id.clone(), r.sku.clone(), r.charge_start);
                         l.sort_by_cached_key(key);
@@ -152,40 +163,97 @@ fn join<T>(
         .unwrap_or_else(|_| Err(SpillError::Io(std::io::Error::other("a reader panicked"))))
 }
 
-/// Writes each row into its key's partition (`<prefix>-<p>.bin`); with `divert`, rows that
-/// name no resource are kept aside instead (statements).
+/// Where one side's rows go: `partitions` partitions, in memory up to `budget` bytes, else
+/// in `<prefix>-<p>.bin` files under `dir`.
+struct Target<'a> {
+    dir: &'a Path,
+    prefix: &'static str,
+    partitions: usize,
+    hasher: &'a std::collections::hash_map::RandomState,
+    budget: usize,
+}
+
+/// One side's partitions once read: held in memory, or in its spill files.
+enum Held {
+    Memory(Vec<std::sync::Mutex<Vec<FocusRow>>>),
+    Files,
+}
+
+impl Held {
+    /// Partition `p`'s rows (each taken once): from memory, or read back from `file`.
+    fn take(&self, p: usize, file: &Path) -> Result<Vec<FocusRow>, PartitionError> {
+        match self {
+            Held::Memory(parts) => Ok(parts
+                .get(p)
+                .map(|part| std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner())))
+                .unwrap_or_default()),
+            Held::Files => read_back(file),
+        }
+    }
+}
+
+/// What a row costs in memory, about: the row, and its texts when not shared.
+fn row_bytes(row: &FocusRow) -> usize {
+    std::mem::size_of::<FocusRow>() + row.resource_id.len() + 64
+}
+
+/// Puts each row into its key's partition; with `keep_aside`, rows that name no resource
+/// are kept aside instead (statements). Rows stay in memory while they fit the budget; the
+/// first row that does not fit sends all of them, and every later one, to the files.
 fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
     rows: I,
-    dir: &Path,
-    prefix: &str,
-    partitions: usize,
-    hasher: &std::collections::hash_map::RandomState,
+    to: &Target<'_>,
     keep_aside: bool,
-) -> Result<Unattributed, SpillError> {
-    let mut files = (0..partitions)
-        .map(|p| {
-            std::fs::File::create(dir.join(format!("{prefix}-{p}.bin")))
-                .map(|f| BufWriter::with_capacity(64 * 1024, f))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(SpillError::Io)?;
+) -> Result<(Unattributed, Held), SpillError> {
     let side = RefCell::new(Unattributed::default());
     let rows: Box<dyn Iterator<Item = Result<FocusRow, FocusError>>> = if keep_aside {
         Box::new(divert(rows, &side))
     } else {
         Box::new(rows)
     };
+    let mut memory: Vec<Vec<FocusRow>> = (0..to.partitions).map(|_| Vec::new()).collect();
+    let mut held = 0usize;
+    let mut files: Option<Vec<BufWriter<std::fs::File>>> = None;
     for row in rows {
         let row = row.map_err(SpillError::Bad)?;
         // By resource: a key's rows land together, and a resource's rows stay next to each
         // other in its partition (so their texts are shared again when read back).
-        let p = usize::try_from(hasher.hash_one(&row.resource_id) % partitions as u64).unwrap_or(0);
-        encode(&mut files[p], &row).map_err(SpillError::Io)?;
+        let p = usize::try_from(to.hasher.hash_one(&row.resource_id) % to.partitions as u64)
+            .unwrap_or(0);
+        if files.is_none() {
+            held += row_bytes(&row);
+            if held <= to.budget {
+                memory[p].push(row);
+                continue;
+            }
+            let mut opened = (0..to.partitions)
+                .map(|p| {
+                    std::fs::File::create(to.dir.join(format!("{}-{p}.bin", to.prefix)))
+                        .map(|f| BufWriter::with_capacity(64 * 1024, f))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(SpillError::Io)?;
+            for (part, out) in memory.iter_mut().zip(&mut opened) {
+                for held_row in part.drain(..) {
+                    encode(out, &held_row).map_err(SpillError::Io)?;
+                }
+            }
+            files = Some(opened);
+        }
+        if let Some(files) = files.as_mut() {
+            encode(&mut files[p], &row).map_err(SpillError::Io)?;
+        }
     }
-    for f in &mut files {
-        f.flush().map_err(SpillError::Io)?;
-    }
-    Ok(side.into_inner())
+    let held = match files {
+        Some(mut files) => {
+            for f in &mut files {
+                f.flush().map_err(SpillError::Io)?;
+            }
+            Held::Files
+        }
+        None => Held::Memory(memory.into_iter().map(std::sync::Mutex::new).collect()),
+    };
+    Ok((side.into_inner(), held))
 }
 
 fn put_text<W: Write>(out: &mut W, text: &str) -> std::io::Result<()> {

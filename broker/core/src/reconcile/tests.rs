@@ -397,20 +397,38 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
         &allowed,
     )
     .expect("hash");
-    let partitioned = |statement: &str, partitions: usize| {
+    let partitioned_within = |statement: &str, partitions: usize, budget: usize| {
         let dir = tempfile::tempdir().expect("dir");
-        reconcile_partitioned(
+        let outcome = reconcile_partitioned(
             FocusReader::new(ledger.as_slice()).expect("l"),
             FocusReader::new(statement.as_bytes()).expect("s"),
             Tolerance::default(),
             &allowed,
             dir.path(),
             partitions,
-        )
+            budget,
+        );
+        let spilled = std::fs::read_dir(dir.path()).expect("list").count();
+        (outcome, spilled)
     };
+    let partitioned =
+        |statement: &str, partitions: usize| partitioned_within(statement, partitions, 0).0;
+    // Spilled from the first row (budget 0), from a row in the middle, or held in memory.
+    let middle = 3 * (std::mem::size_of::<FocusRow>() + 64 + "bkt-a".len());
     for partitions in [1, 3, 64] {
-        let outcome = partitioned(&statement, partitions).expect("partitioned");
-        assert_eq!(outcome, hashed, "{partitions} partitions");
+        for (budget, spills) in [(0, true), (middle, true), (usize::MAX, false)] {
+            let (outcome, files) = partitioned_within(&statement, partitions, budget);
+            assert_eq!(
+                outcome.expect("partitioned"),
+                hashed,
+                "{partitions} partitions, budget {budget}"
+            );
+            assert_eq!(
+                files > 0,
+                spills,
+                "{partitions} partitions, budget {budget}: {files} files"
+            );
+        }
     }
     assert_eq!(hashed.discrepancies.len(), 3, "{hashed:?}");
     assert_eq!(hashed.unattributed["Tax"].rows, 1);
