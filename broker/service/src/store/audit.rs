@@ -167,23 +167,15 @@ fn chain_hash(prev: &str, e: &Stored<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Where the chain ends, within one transaction: read (and on PostgreSQL, locked) at the
-/// first append, then carried along so that a batch of appends reads it once.
-#[derive(Debug, Default)]
-pub(crate) struct ChainCursor {
-    prev: Option<String>,
-}
-
 /// Appends events, in order, inside the caller's transaction.
 pub(crate) async fn append_all(
     conn: &mut AnyConnection,
     backend: Backend,
     entries: &[AuditEntry],
     now: i64,
-    cursor: &mut ChainCursor,
 ) -> StoreResult<()> {
     let timed: Vec<(&AuditEntry, i64)> = entries.iter().map(|e| (e, now)).collect();
-    append_timed(conn, backend, &timed, cursor).await
+    append_timed(conn, backend, &timed).await
 }
 
 /// Appends events, each with its own time, in order, inside the caller's transaction. The
@@ -194,31 +186,24 @@ pub(crate) async fn append_timed(
     conn: &mut AnyConnection,
     backend: Backend,
     entries: &[(&AuditEntry, i64)],
-    cursor: &mut ChainCursor,
 ) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let mut prev = match cursor.prev.take() {
-        Some(prev) => prev,
-        None => {
-            if backend == Backend::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(AUDIT_LOCK)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            let prev: Option<String> =
-                sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            prev.unwrap_or_else(|| GENESIS.to_owned())
-        }
-    };
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut prev: String =
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_else(|| GENESIS.to_owned());
     for chunk in entries.chunks(ROWS_PER_INSERT) {
         prev = insert_after(conn, prev, chunk).await?;
     }
-    cursor.prev = Some(prev);
     Ok(())
 }
 
@@ -255,14 +240,7 @@ pub(crate) async fn commit_audited(
         return Ok(false);
     }
     if let Some(entry) = entry {
-        append_all(
-            &mut tx,
-            backend,
-            std::slice::from_ref(entry),
-            now,
-            &mut ChainCursor::default(),
-        )
-        .await?;
+        append_all(&mut tx, backend, std::slice::from_ref(entry), now).await?;
     }
     tx.commit().await?;
     Ok(true)
@@ -375,14 +353,7 @@ impl Store {
     /// Appends one event in a transaction of its own.
     pub async fn append_audit(&self, entry: &AuditEntry, now: i64) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
-        append_all(
-            &mut tx,
-            self.backend,
-            std::slice::from_ref(entry),
-            now,
-            &mut ChainCursor::default(),
-        )
-        .await?;
+        append_all(&mut tx, self.backend, std::slice::from_ref(entry), now).await?;
         tx.commit().await?;
         Ok(())
     }

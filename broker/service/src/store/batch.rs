@@ -12,7 +12,6 @@ use alliance_core::{OperationStatus, ResourceStatus};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::ChainCursor;
 use super::audit::{self, AuditEntry};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
 use super::operations::{insert_operation, Finish, OperationRow};
@@ -101,7 +100,7 @@ async fn commit<'a>(
         }
         results.push(applied);
     }
-    audit::append_timed(&mut tx, backend, &events, &mut ChainCursor::default()).await?;
+    audit::append_timed(&mut tx, backend, &events).await?;
     tx.commit().await?;
     Ok(results)
 }

@@ -3,7 +3,7 @@
 use alliance_core::{ApplicationStatus, MemberId, MemberStatus};
 use sqlx::any::AnyRow;
 
-use super::audit::{self, AuditEntry, ChainCursor};
+use super::audit::{self, AuditEntry};
 use super::{col, parsed_col, Store, StoreError, StoreResult};
 use crate::members::MemberDefinition;
 
@@ -102,7 +102,6 @@ impl Store {
             self.backend,
             std::slice::from_ref(audit_entry),
             row.created_at,
-            &mut ChainCursor::default(),
         )
         .await?;
         tx.commit().await?;
@@ -206,7 +205,6 @@ impl Store {
             self.backend,
             std::slice::from_ref(audit_entry),
             now,
-            &mut ChainCursor::default(),
         )
         .await?;
         tx.commit().await?;
@@ -302,7 +300,6 @@ impl Store {
             self.backend,
             std::slice::from_ref(audit_entry),
             now,
-            &mut ChainCursor::default(),
         )
         .await?;
         tx.commit().await?;

@@ -10,7 +10,7 @@ use alliance_core::{
 
 use alliance_adapter_api::Observed;
 
-use super::audit::{self, AuditEntry, ChainCursor};
+use super::audit::{self, AuditEntry};
 use super::batch::Write;
 use super::changes::ResourceSettings;
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
@@ -185,14 +185,7 @@ impl Journal<'_> {
             idempotency::complete(conn, key, response).await?;
         }
         // Last, so that the chain's lock is held only until the commit.
-        audit::append_all(
-            conn,
-            backend,
-            &self.audit,
-            operation.created_at,
-            &mut ChainCursor::default(),
-        )
-        .await?;
+        audit::append_all(conn, backend, &self.audit, operation.created_at).await?;
         Ok(())
     }
 }

@@ -426,14 +426,9 @@ async fn many_audit_events_in_one_transaction_keep_their_order(store: Store) {
     let entries: Vec<audit::AuditEntry> = (0..300).map(|i| entry(&format!("a.{i}"))).collect();
     let timed: Vec<(&audit::AuditEntry, i64)> = entries.iter().zip(10..).collect();
     let mut tx = store.write.begin().await.expect("begin");
-    audit::append_timed(
-        &mut tx,
-        store.backend,
-        &timed,
-        &mut audit::ChainCursor::default(),
-    )
-    .await
-    .expect("append");
+    audit::append_timed(&mut tx, store.backend, &timed)
+        .await
+        .expect("append");
     tx.commit().await.expect("commit");
     assert_eq!(store.verify_audit_chain().await.expect("verify"), Ok(301));
     let events = store
