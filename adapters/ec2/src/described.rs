@@ -220,11 +220,11 @@ impl Ec2Adapter {
         params: &[(String, String)],
         broker_id: &str,
     ) -> Result<Vec<u8>, AdapterError> {
-        self.ambiguous.check(broker_id)?;
+        let attempt = self.ambiguous.begin(broker_id)?;
         let answer = self
             .ec2(ctx, action, params, Retry::WithIdempotencyKey, MAX_BODY)
             .await;
-        self.ambiguous.record(broker_id, answer.as_ref().err());
+        attempt.settle(answer.as_ref().err());
         answer
     }
 }

@@ -142,6 +142,20 @@ impl AmbiguousCreates {
     }
 
     /// Before creating `broker_id` anew (no earlier attempt found): an error while an
+    /// ambiguous attempt may still be in progress at the member; else the attempt, to be
+    /// settled with its outcome. An attempt dropped unsettled (its future cancelled by a
+    /// timeout around it, with the request perhaps already at the member) counts as
+    /// ambiguous.
+    pub fn begin<'a>(&'a self, broker_id: &str) -> Result<CreateAttempt<'a>, AdapterError> {
+        self.check(broker_id)?;
+        Ok(CreateAttempt {
+            guard: self,
+            broker_id: broker_id.to_owned(),
+            settled: false,
+        })
+    }
+
+    /// Before creating `broker_id` anew (no earlier attempt found): an error while an
     /// ambiguous attempt may still be in progress at the member.
     pub fn check(&self, broker_id: &str) -> Result<(), AdapterError> {
         let pending = self.lock();
@@ -155,6 +169,36 @@ impl AmbiguousCreates {
                 .with_retry_after(wait.max(Duration::from_secs(1))))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// A create in flight (see [`AmbiguousCreates::begin`]).
+#[derive(Debug)]
+pub struct CreateAttempt<'a> {
+    guard: &'a AmbiguousCreates,
+    broker_id: String,
+    settled: bool,
+}
+
+impl CreateAttempt<'_> {
+    /// Records the attempt's outcome (see [`AmbiguousCreates::record`]).
+    pub fn settle(mut self, error: Option<&AdapterError>) {
+        self.settled = true;
+        self.guard.record(&self.broker_id, error);
+    }
+}
+
+impl Drop for CreateAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let cancelled = AdapterError::new(
+                ErrorKind::Timeout,
+                ErrorSource::Network,
+                Retry::WithIdempotencyKey,
+                "the create was cancelled before its answer",
+            );
+            self.guard.record(&self.broker_id, Some(&cancelled));
         }
     }
 }
@@ -585,5 +629,24 @@ mod tests {
         assert!(guard.check("ins-2").is_ok());
         guard.record("ins-1", None);
         assert!(guard.check("ins-1").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_create_cancelled_in_flight_holds_back_a_second_one() {
+        let guard = AmbiguousCreates::new(Duration::from_secs(30));
+        // A timeout around the call drops the create's future while the request may
+        // already be at the member: nothing settles the attempt.
+        let slow = async {
+            let _attempt = guard.begin("ins-1").unwrap();
+            std::future::pending::<()>().await;
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(10), slow)
+            .await
+            .is_err());
+        let held = guard.begin("ins-1").unwrap_err();
+        assert!(held.is_transient() && held.retry_after.is_some(), "{held}");
+        // One that settles with an answer leaves nothing behind.
+        guard.begin("ins-2").unwrap().settle(None);
+        guard.begin("ins-2").unwrap().settle(None);
     }
 }

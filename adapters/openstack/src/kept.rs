@@ -199,7 +199,7 @@ impl OpenStackAdapter {
         body: &Value,
         broker_id: &str,
     ) -> Result<Value, AdapterError> {
-        self.ambiguous.check(broker_id)?;
+        let attempt = self.ambiguous.begin(broker_id)?;
         let result = match self
             .call(ctx, types, Method::POST, path, headers, Some(body))
             .await
@@ -214,7 +214,7 @@ impl OpenStackAdapter {
             )),
             Err(e) => Err(e),
         };
-        self.ambiguous.record(broker_id, result.as_ref().err());
+        attempt.settle(result.as_ref().err());
         result
     }
 }
