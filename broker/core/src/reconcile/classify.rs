@@ -54,12 +54,18 @@ impl Default for Tolerance {
 }
 
 impl Tolerance {
-    fn within(&self, expected: Decimal, stated: Decimal, allowance: Decimal) -> bool {
-        (stated - expected).abs()
-            <= self
-                .absolute
-                .max(self.relative * expected.abs())
-                .max(allowance)
+    /// Whether `stated` is within the tolerance of `expected`, or within `allowance`
+    /// (computed only when needed: most rows match exactly).
+    fn within(
+        &self,
+        expected: Decimal,
+        stated: Decimal,
+        allowance: impl FnOnce() -> Decimal,
+    ) -> bool {
+        let difference = (stated - expected).abs();
+        difference <= self.absolute
+            || (!self.relative.is_zero() && difference <= self.relative * expected.abs())
+            || difference <= allowance()
     }
 
     /// The quantity the skew allowance covers for `row` (a ledger row).
@@ -73,17 +79,18 @@ impl Tolerance {
 
     /// Whether `stated` is close enough to `row`'s quantity.
     fn allows_quantity(&self, row: &FocusRow, stated: Decimal) -> bool {
-        self.within(row.quantity, stated, self.skew_quantity(row))
+        self.within(row.quantity, stated, || self.skew_quantity(row))
     }
 
     /// Whether `stated` is close enough to `row`'s cost.
     fn allows_cost(&self, row: &FocusRow, stated: Decimal) -> bool {
-        let allowance = if row.quantity > Decimal::ZERO {
-            self.skew_quantity(row) * row.cost / row.quantity + self.absolute
-        } else {
-            Decimal::ZERO
-        };
-        self.within(row.cost, stated, allowance)
+        self.within(row.cost, stated, || {
+            if row.quantity > Decimal::ZERO {
+                self.skew_quantity(row) * row.cost / row.quantity + self.absolute
+            } else {
+                Decimal::ZERO
+            }
+        })
     }
 }
 

@@ -20,6 +20,8 @@
 //! - `partition`: [`reconcile_partitioned`], the hash join for files in any order and of
 //!   any size: spilled by key to partition files, reconciled partition by partition on
 //!   every core;
+//! - `split`: [`split`] cuts a large file into chunks read on several threads, each
+//!   proved to start at a record;
 //! - `report`: the [`Outcome`] ([`Discrepancy`], [`Total`]) and [`discrepancies_csv`];
 //! - `unattributed`: statement rows that name no resource (taxes, credits…), totalled by
 //!   ChargeCategory ([`CategoryTotal`]).
@@ -33,6 +35,7 @@ mod join;
 mod partition;
 mod reader;
 mod report;
+mod split;
 mod unattributed;
 
 pub use classify::{Tolerance, DEFAULT_CLOCK_SKEW_SECONDS};
@@ -40,6 +43,7 @@ pub use join::{reconcile, reconcile_sorted, MergeError};
 pub use partition::{reconcile_partitioned, PartitionError};
 pub use reader::{is_currency, FocusError, FocusReader, FocusRow, Text, REQUIRED};
 pub use report::{discrepancies_csv, Discrepancy, Outcome, Total, DISCREPANCY_COLUMNS};
+pub use split::{split, Split};
 pub use unattributed::CategoryTotal;
 
 #[cfg(test)]

@@ -42,10 +42,12 @@ impl From<std::io::Error> for PartitionError {
 /// Reconciles `ledger` and `statement`, in any order, in `partitions` per side: a side is
 /// kept in memory while its rows take at most `memory_budget` bytes (an estimate), else
 /// spilled to files under `dir` (which must exist; the files are left for the caller to
-/// remove). A budget of 0 always spills.
+/// remove). A budget of 0 always spills. Each side may come in several sources (the
+/// chunks of a split file, [`super::split`]), each read on its own thread with its share
+/// of the budget.
 pub fn reconcile_partitioned<L, S>(
-    ledger: L,
-    statement: S,
+    ledger: Vec<L>,
+    statement: Vec<S>,
     tolerance: Tolerance,
     allowed: &HashMap<String, BTreeSet<String>>,
     dir: &Path,
@@ -59,21 +61,43 @@ where
     let partitions = partitions.max(1);
     // One hasher for both sides, so that a key goes to the same partition on each.
     let hasher = std::collections::hash_map::RandomState::new();
+    let (ledger_sources, statement_sources) = (ledger.len().max(1), statement.len().max(1));
     let (ledger_written, statement_written) = std::thread::scope(|scope| {
         let hasher = &hasher;
-        let to = |prefix| Target {
+        let to = |prefix: String, sources: usize| Target {
             dir,
             prefix,
             partitions,
             hasher,
-            budget: memory_budget,
+            budget: memory_budget / sources,
         };
-        let l = scope.spawn(move || spill(ledger, &to("l"), false));
-        let s = scope.spawn(move || spill(statement, &to("s"), true));
-        (join(l), join(s))
+        let l: Vec<_> = (ledger.into_iter().enumerate())
+            .map(|(i, rows)| {
+                let to = to(format!("l{i}"), ledger_sources);
+                scope.spawn(move || spill(rows, &to, false))
+            })
+            .collect();
+        let s: Vec<_> = (statement.into_iter().enumerate())
+            .map(|(i, rows)| {
+                let to = to(format!("s{i}"), statement_sources);
+                scope.spawn(move || spill(rows, &to, true))
+            })
+            .collect();
+        (
+            l.into_iter().map(join).collect::<Vec<_>>(),
+            s.into_iter().map(join).collect::<Vec<_>>(),
+        )
     });
-    let (_, ledger_held) = ledger_written.map_err(|e| e.named("ledger"))?;
-    let (side, statement_held) = statement_written.map_err(|e| e.named("statement"))?;
+    let mut ledger_held = Vec::new();
+    for written in ledger_written {
+        ledger_held.push(written.map_err(|e| e.named("ledger"))?.1);
+    }
+    let (mut side, mut statement_held) = (Unattributed::default(), Vec::new());
+    for written in statement_written {
+        let (diverted, held) = written.map_err(|e| e.named("statement"))?;
+        side.merge(diverted);
+        statement_held.push(held);
+    }
     // The partitions, on every core: each worker takes the next one not yet taken.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -88,8 +112,8 @@ where
                             return Ok(done);
                         }
                         // Sorted in memory, then merged: cheaper than hashing every key.
-                        let mut l = ledger_held.take(p, &dir.join(format!("l-{p}.bin")))?;
-                        let mut s = statement_held.take(p, &dir.join(format!("s-{p}.bin")))?;
+                        let mut l = take_all(&ledger_held, p, dir)?;
+                        let mut s = take_all(&statement_held, p, dir)?;
                         let key =
                             |r: &FocusRow| (r.resource_id.clone(), r.sku.clone(), r.charge_start);
                         l.sort_by_cached_key(key);
@@ -167,29 +191,45 @@ fn join<T>(
 /// in `<prefix>-<p>.bin` files under `dir`.
 struct Target<'a> {
     dir: &'a Path,
-    prefix: &'static str,
+    prefix: String,
     partitions: usize,
     hasher: &'a std::collections::hash_map::RandomState,
     budget: usize,
 }
 
-/// One side's partitions once read: held in memory, or in its spill files.
+/// One source's partitions once read: held in memory, or in its spill files (named by
+/// their prefix).
 enum Held {
     Memory(Vec<std::sync::Mutex<Vec<FocusRow>>>),
-    Files,
+    Files(String),
 }
 
 impl Held {
-    /// Partition `p`'s rows (each taken once): from memory, or read back from `file`.
-    fn take(&self, p: usize, file: &Path) -> Result<Vec<FocusRow>, PartitionError> {
+    /// Partition `p`'s rows (each taken once): from memory, or read back from its file
+    /// under `dir`.
+    fn take(&self, p: usize, dir: &Path) -> Result<Vec<FocusRow>, PartitionError> {
         match self {
             Held::Memory(parts) => Ok(parts
                 .get(p)
                 .map(|part| std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner())))
                 .unwrap_or_default()),
-            Held::Files => read_back(file),
+            Held::Files(prefix) => read_back(&dir.join(format!("{prefix}-{p}.bin"))),
         }
     }
+}
+
+/// Partition `p`'s rows from every source of one side.
+fn take_all(held: &[Held], p: usize, dir: &Path) -> Result<Vec<FocusRow>, PartitionError> {
+    let mut rows = Vec::new();
+    for source in held {
+        let mut part = source.take(p, dir)?;
+        if rows.is_empty() {
+            rows = part;
+        } else {
+            rows.append(&mut part);
+        }
+    }
+    Ok(rows)
 }
 
 /// What a row costs in memory, about: the row, and its texts when not shared.
@@ -249,7 +289,7 @@ fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
             for f in &mut files {
                 f.flush().map_err(SpillError::Io)?;
             }
-            Held::Files
+            Held::Files(to.prefix.clone())
         }
         None => Held::Memory(memory.into_iter().map(std::sync::Mutex::new).collect()),
     };

@@ -76,6 +76,10 @@ fn column_name(column: usize) -> &'static str {
         .unwrap_or("-")
 }
 
+/// The reader's buffer: large enough that reading a file costs few system calls (a file
+/// is best passed unbuffered, so that its bytes are copied once).
+const BUFFER: usize = 256 * 1024;
+
 /// Largest field accepted.
 const MAX_FIELD: usize = 64 * 1024;
 
@@ -148,6 +152,12 @@ pub struct FocusReader<R: Read> {
     last: [Option<Text>; 5],
     /// The period every row must fall in, when one is set ([`Self::within`]).
     period: Option<crate::billing::Period>,
+    /// Fields in the header.
+    width: usize,
+    /// Where a chunk of a split file ends (`split.rs`).
+    bound: Option<super::split::Bound>,
+    /// Set once the reader stopped: it yields nothing more.
+    done: bool,
 }
 
 impl<R: Read> FocusReader<R> {
@@ -156,6 +166,7 @@ impl<R: Read> FocusReader<R> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
+            .buffer_capacity(BUFFER)
             .from_reader(input);
         if let Some(encoding) = wide_encoding(
             reader
@@ -172,6 +183,7 @@ impl<R: Read> FocusReader<R> {
             });
         }
         let headers = reader.headers().map_err(|e| csv_error(0, &e))?.clone();
+        let width = headers.len();
         let position = |name: &str| {
             headers
                 .iter()
@@ -196,7 +208,73 @@ impl<R: Read> FocusReader<R> {
             currency: None,
             last: Default::default(),
             period: None,
+            width,
+            bound: None,
+            done: false,
         })
+    }
+
+    /// The byte offset read so far (past the header, once read).
+    pub(super) fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// Makes this reader one chunk of a split file.
+    pub(super) fn bound(&mut self, bound: super::split::Bound) {
+        self.bound = Some(bound);
+    }
+
+    /// A reader of another chunk of the same file: `input` starts at a line, and shares
+    /// this reader's header and period.
+    pub(super) fn sibling(&self, input: R, mut bound: super::split::Bound) -> Self {
+        bound.width = Some(self.width);
+        Self {
+            reader: csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .buffer_capacity(BUFFER)
+                .from_reader(input),
+            record: csv::StringRecord::new(),
+            index: self.index,
+            row: 0,
+            currency: None,
+            last: Default::default(),
+            period: self.period,
+            width: self.width,
+            bound: Some(bound),
+            done: false,
+        }
+    }
+
+    /// For a chunk reader: `Some(aligned)` when `record` is past its chunk (the next one's
+    /// first record, or one that runs into it), else none.
+    fn past_bound(&self, record: &csv::StringRecord) -> Option<bool> {
+        let bound = self.bound.as_ref()?;
+        let (line_ends, next) = bound.until?;
+        let start = bound.base + record.position().map_or(0, csv::Position::byte);
+        if start >= line_ends {
+            // Only line ends lie between: the record is the next chunk's first.
+            return Some(start <= next);
+        }
+        // A record that runs past the next chunk's start: that start was inside a field.
+        (bound.base + self.position() > next).then_some(false)
+    }
+
+    /// Stops the reader; a chunk reader reports whether it ended where the next chunk
+    /// starts, and its currency.
+    fn finish(&mut self, aligned: bool) {
+        self.done = true;
+        if let Some(bound) = &self.bound {
+            bound
+                .report
+                .aligned
+                .store(aligned, std::sync::atomic::Ordering::Release);
+            *bound
+                .report
+                .currency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = self.currency.clone();
+        }
     }
 
     /// Refuses rows whose charge period starts outside `period` (a statement for another
@@ -371,12 +449,39 @@ impl<R: Read> Iterator for FocusReader<R> {
     type Item = Result<FocusRow, FocusError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         let mut record = std::mem::take(&mut self.record);
         let read = self.reader.read_record(&mut record);
         self.row += 1;
         let result = match read {
-            Ok(false) => None,
-            Ok(true) => Some(self.parse(&record)),
+            Ok(false) => {
+                // The last chunk (or a whole file) ends at the end; another chunk must not.
+                let last = self.bound.as_ref().is_none_or(|b| b.until.is_none());
+                self.finish(last);
+                None
+            }
+            Ok(true) => match self.past_bound(&record) {
+                Some(aligned) => {
+                    self.finish(aligned);
+                    None
+                }
+                None if self.bound.as_ref().is_some_and(|b| b.width.is_some())
+                    && record.len() != self.width =>
+                {
+                    Some(Err(FocusError {
+                        row: self.row,
+                        column: "-".into(),
+                        message: format!(
+                            "{} fields where the header has {}",
+                            record.len(),
+                            self.width
+                        ),
+                    }))
+                }
+                None => Some(self.parse(&record)),
+            },
             Err(e) => Some(Err(csv_error(self.row, &e))),
         };
         self.record = record;

@@ -400,8 +400,8 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
     let partitioned_within = |statement: &str, partitions: usize, budget: usize| {
         let dir = tempfile::tempdir().expect("dir");
         let outcome = reconcile_partitioned(
-            FocusReader::new(ledger.as_slice()).expect("l"),
-            FocusReader::new(statement.as_bytes()).expect("s"),
+            vec![FocusReader::new(ledger.as_slice()).expect("l")],
+            vec![FocusReader::new(statement.as_bytes()).expect("s")],
             Tolerance::default(),
             &allowed,
             dir.path(),
@@ -432,6 +432,35 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
     }
     assert_eq!(hashed.discrepancies.len(), 3, "{hashed:?}");
     assert_eq!(hashed.unattributed["Tax"].rows, 1);
+    // Each side in several sources (a split file's chunks), held or spilled: the same.
+    let halves = |text: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        let middle = lines.len() / 2;
+        [&lines[1..middle], &lines[middle..]]
+            .map(|part| format!("{}\n{}\n", lines[0], part.join("\n")))
+    };
+    let ledger_text = String::from_utf8(ledger.clone()).expect("utf8");
+    let (ledger_halves, statement_halves) = (halves(&ledger_text), halves(&statement));
+    for budget in [0, usize::MAX] {
+        let dir = tempfile::tempdir().expect("dir");
+        fn sources(halves: &[String; 2]) -> Vec<FocusReader<&[u8]>> {
+            halves
+                .iter()
+                .map(|h| FocusReader::new(h.as_bytes()).expect("half"))
+                .collect()
+        }
+        let outcome = reconcile_partitioned(
+            sources(&ledger_halves),
+            sources(&statement_halves),
+            Tolerance::default(),
+            &allowed,
+            dir.path(),
+            3,
+            budget,
+        )
+        .expect("in sources");
+        assert_eq!(outcome, hashed, "budget {budget}");
+    }
     // A bad row is named, as by the other joins.
     let err = partitioned(&statement.replacen(",EUR,", ",XYZ,", 1), 4).expect_err("bad");
     assert!(

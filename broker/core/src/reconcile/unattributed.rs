@@ -59,6 +59,19 @@ impl Unattributed {
         }
     }
 
+    /// Adds what was diverted from another part of the same statement.
+    pub(super) fn merge(&mut self, other: Self) {
+        for (category, total) in other.by_category {
+            let mine = self.by_category.entry(category).or_default();
+            mine.rows += total.rows;
+            mine.cost += total.cost;
+        }
+        for (tenant, cost) in other.by_tenant {
+            *self.by_tenant.entry(tenant).or_default() += cost;
+        }
+        self.usage.extend(other.usage);
+    }
+
     /// Adds the diverted rows to `outcome`: their own section, the stated totals, the row
     /// count, and the usage among them as discrepancies.
     pub(super) fn apply(&self, outcome: &mut Outcome) {
