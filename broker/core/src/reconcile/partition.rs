@@ -1,17 +1,19 @@
 //! The partitioned hash join: files in any order, at any size, in bounded memory on every
 //! core.
 //!
-//! Owns reconciling two unsorted files too large to hold: each file is read on its own
-//! thread and its rows put, by the hash of their key, into one of `partitions` per side:
-//! held in memory while the side's rows fit `memory_budget`, and from the row that does not
-//! fit, all written to spill files (a compact binary form, in a directory the caller owns); then the
+//! Owns reconciling two unsorted files too large to hold: each file (or each chunk of it)
+//! is read on its own thread and its rows put, by the hash of their resource, into one of
+//! `partitions`: held in memory while the source's rows fit its share of `memory_budget`;
+//! past it, the largest partition held goes to its spill file (a compact binary form, in a
+//! directory the caller owns), and so do its later rows (a hybrid hash join). Then the
 //! partitions are reconciled one by one, on as many threads as the machine has cores, each
-//! sorted in memory and merged with [`reconcile_sorted`], and their outcomes summed.
+//! sorted in memory and merged with [`reconcile_sorted`], and their outcomes summed; a
+//! spill file is removed once read.
 //!
 //! **Invariant:** a key's rows all land in one partition on each side, so every partition
 //! is reconciled exactly as the whole would be; the summed outcome equals the hash join's
-//! ([`super::reconcile`]) on the same files (tested), with memory bounded by the largest
-//! partition.
+//! ([`super::reconcile`]) on the same files (tested), with memory bounded by the budget and
+//! the largest partition.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -197,24 +199,31 @@ struct Target<'a> {
     budget: usize,
 }
 
-/// One source's partitions once read: held in memory, or in its spill files (named by
-/// their prefix).
-enum Held {
-    Memory(Vec<std::sync::Mutex<Vec<FocusRow>>>),
-    Files(String),
+/// One source's partitions once read: each held in memory, or in its spill file (named by
+/// the prefix).
+struct Held {
+    memory: Vec<std::sync::Mutex<Vec<FocusRow>>>,
+    spilled: Vec<bool>,
+    prefix: String,
 }
 
 impl Held {
     /// Partition `p`'s rows (each taken once): from memory, or read back from its file
     /// under `dir`.
     fn take(&self, p: usize, dir: &Path) -> Result<Vec<FocusRow>, PartitionError> {
-        match self {
-            Held::Memory(parts) => Ok(parts
-                .get(p)
-                .map(|part| std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner())))
-                .unwrap_or_default()),
-            Held::Files(prefix) => read_back(&dir.join(format!("{prefix}-{p}.bin"))),
+        if self.spilled.get(p).copied().unwrap_or(false) {
+            // Removed once read: the work is spread over the workers, and the disk space is
+            // given back as the join goes.
+            let file = dir.join(format!("{}-{p}.bin", self.prefix));
+            let rows = read_back(&file)?;
+            std::fs::remove_file(&file)?;
+            return Ok(rows);
         }
+        Ok(self
+            .memory
+            .get(p)
+            .map(|part| std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default())
     }
 }
 
@@ -238,8 +247,9 @@ fn row_bytes(row: &FocusRow) -> usize {
 }
 
 /// Puts each row into its key's partition; with `keep_aside`, rows that name no resource
-/// are kept aside instead (statements). Rows stay in memory while they fit the budget; the
-/// first row that does not fit sends all of them, and every later one, to the files.
+/// are kept aside instead (statements). Rows stay in memory while they fit the budget; when
+/// they do not, the largest partition held goes to its file, as do its later rows (a hybrid
+/// hash join: what fits stays in memory, whatever the file's size).
 fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
     rows: I,
     to: &Target<'_>,
@@ -252,77 +262,133 @@ fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
         Box::new(rows)
     };
     let mut memory: Vec<Vec<FocusRow>> = (0..to.partitions).map(|_| Vec::new()).collect();
+    let mut sizes = vec![0usize; to.partitions];
     let mut held = 0usize;
-    let mut files: Option<Vec<BufWriter<std::fs::File>>> = None;
+    let mut files: Vec<Option<SpillFile>> = (0..to.partitions).map(|_| None).collect();
+    // The last resource's partition: a resource's rows usually follow each other, and
+    // share one text.
+    let mut last: Option<(Text, usize)> = None;
     for row in rows {
         let row = row.map_err(SpillError::Bad)?;
         // By resource: a key's rows land together, and a resource's rows stay next to each
         // other in its partition (so their texts are shared again when read back).
-        let p = usize::try_from(to.hasher.hash_one(&row.resource_id) % to.partitions as u64)
-            .unwrap_or(0);
-        if files.is_none() {
-            held += row_bytes(&row);
-            if held <= to.budget {
-                memory[p].push(row);
-                continue;
+        let p = match &last {
+            Some((resource, p)) if std::sync::Arc::ptr_eq(resource, &row.resource_id) => *p,
+            _ => {
+                let p =
+                    usize::try_from(to.hasher.hash_one(&row.resource_id) % to.partitions as u64)
+                        .unwrap_or(0);
+                last = Some((row.resource_id.clone(), p));
+                p
             }
-            let mut opened = (0..to.partitions)
-                .map(|p| {
-                    std::fs::File::create(to.dir.join(format!("{}-{p}.bin", to.prefix)))
-                        .map(|f| BufWriter::with_capacity(64 * 1024, f))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(SpillError::Io)?;
-            for (part, out) in memory.iter_mut().zip(&mut opened) {
-                for held_row in part.drain(..) {
-                    encode(out, &held_row).map_err(SpillError::Io)?;
-                }
-            }
-            files = Some(opened);
+        };
+        if let Some(file) = files[p].as_mut() {
+            file.encode(&row).map_err(SpillError::Io)?;
+            continue;
         }
-        if let Some(files) = files.as_mut() {
-            encode(&mut files[p], &row).map_err(SpillError::Io)?;
+        let bytes = row_bytes(&row);
+        memory[p].push(row);
+        sizes[p] += bytes;
+        held += bytes;
+        while held > to.budget {
+            // The largest partition still held goes to its file.
+            let Some(q) = (0..to.partitions)
+                .filter(|q| files[*q].is_none())
+                .max_by_key(|q| sizes[*q])
+            else {
+                break;
+            };
+            let mut file = SpillFile::create(&to.dir.join(format!("{}-{q}.bin", to.prefix)))
+                .map_err(SpillError::Io)?;
+            for held_row in std::mem::take(&mut memory[q]) {
+                file.encode(&held_row).map_err(SpillError::Io)?;
+            }
+            held -= sizes[q];
+            sizes[q] = 0;
+            files[q] = Some(file);
         }
     }
-    let held = match files {
-        Some(mut files) => {
-            for f in &mut files {
-                f.flush().map_err(SpillError::Io)?;
-            }
-            Held::Files(to.prefix.clone())
+    let mut spilled = Vec::with_capacity(to.partitions);
+    for file in files {
+        spilled.push(file.is_some());
+        if let Some(file) = file {
+            file.finish().map_err(SpillError::Io)?;
         }
-        None => Held::Memory(memory.into_iter().map(std::sync::Mutex::new).collect()),
+    }
+    let held = Held {
+        memory: memory.into_iter().map(std::sync::Mutex::new).collect(),
+        spilled,
+        prefix: to.prefix.clone(),
     };
     Ok((side.into_inner(), held))
 }
+
+/// One partition's spill file: rows in a compact binary form, each text written only when
+/// it differs from the row before's (a resource's rows follow each other).
+struct SpillFile {
+    out: BufWriter<std::fs::File>,
+    last: [Option<Text>; 6],
+}
+
+impl SpillFile {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        #[cfg(test)]
+        SPILL_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self {
+            out: BufWriter::with_capacity(64 * 1024, std::fs::File::create(path)?),
+            last: Default::default(),
+        })
+    }
+
+    fn encode(&mut self, row: &FocusRow) -> std::io::Result<()> {
+        let texts = [
+            &row.resource_id,
+            &row.sku,
+            &row.region,
+            &row.currency,
+            &row.tenant,
+            &row.category,
+        ];
+        // Bit i: text i is the row before's.
+        let mut same = 0u8;
+        for (i, (text, last)) in texts.iter().zip(&self.last).enumerate() {
+            if last.as_ref().is_some_and(|l| l == *text) {
+                same |= 1 << i;
+            }
+        }
+        self.out.write_all(&[same])?;
+        for (i, text) in texts.into_iter().enumerate() {
+            if same & (1 << i) == 0 {
+                put_text(&mut self.out, text)?;
+                self.last[i] = Some(text.clone());
+            }
+        }
+        self.out.write_all(&row.charge_start.to_le_bytes())?;
+        self.out.write_all(&row.cost.serialize())?;
+        self.out.write_all(&row.quantity.serialize())?;
+        match row.consumed {
+            Some(c) => {
+                self.out.write_all(&[1])?;
+                self.out.write_all(&c.serialize())
+            }
+            None => self.out.write_all(&[0]),
+        }
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Spill files created, for the tests.
+#[cfg(test)]
+pub(super) static SPILL_FILES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 fn put_text<W: Write>(out: &mut W, text: &str) -> std::io::Result<()> {
     let len = u32::try_from(text.len()).map_err(std::io::Error::other)?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(text.as_bytes())
-}
-
-fn encode<W: Write>(out: &mut W, row: &FocusRow) -> std::io::Result<()> {
-    for text in [
-        &row.resource_id,
-        &row.sku,
-        &row.region,
-        &row.currency,
-        &row.tenant,
-        &row.category,
-    ] {
-        put_text(out, text)?;
-    }
-    out.write_all(&row.charge_start.to_le_bytes())?;
-    out.write_all(&row.cost.serialize())?;
-    out.write_all(&row.quantity.serialize())?;
-    match row.consumed {
-        Some(c) => {
-            out.write_all(&[1])?;
-            out.write_all(&c.serialize())
-        }
-        None => out.write_all(&[0]),
-    }
 }
 
 /// A read position in a spill file held in memory.
@@ -359,8 +425,15 @@ fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
     // Each text is shared with the row before when equal (a resource's rows are adjacent).
     let mut last: [Option<Text>; 6] = Default::default();
     while !input.done() {
+        let same = input.take(1)?[0];
         let mut texts: [Text; 6] = Default::default();
         for (i, slot) in last.iter_mut().enumerate() {
+            if same & (1 << i) != 0 {
+                texts[i] = slot.clone().ok_or_else(|| {
+                    PartitionError::Io(std::io::Error::other("a spill file is corrupt"))
+                })?;
+                continue;
+            }
             let len = u32::from_le_bytes(input.array()?) as usize;
             let bytes = input.take(len)?;
             texts[i] = match slot {

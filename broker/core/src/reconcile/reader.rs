@@ -142,7 +142,7 @@ fn intern(slot: &mut Option<Text>, value: &str) -> Text {
 pub struct FocusReader<R: Read> {
     reader: csv::Reader<R>,
     /// Reused for every row: one allocation for the whole file.
-    record: csv::StringRecord,
+    record: csv::ByteRecord,
     /// Where each column of [`REQUIRED`] then [`OPTIONAL`] is in the header.
     index: [Option<usize>; COLUMNS],
     row: u64,
@@ -158,6 +158,31 @@ pub struct FocusReader<R: Read> {
     bound: Option<super::split::Bound>,
     /// Set once the reader stopped: it yields nothing more.
     done: bool,
+    /// The times parsed last.
+    dates: Dates,
+}
+
+/// The last two times parsed: a row's charge period usually starts where a neighbour's
+/// ends, so most times are parsed once for two rows.
+#[derive(Default)]
+struct Dates {
+    recent: [(String, i64); 2],
+    next: usize,
+}
+
+impl Dates {
+    fn parse(&mut self, text: &str) -> Option<i64> {
+        if let Some((_, ms)) = self.recent.iter().find(|(t, _)| t == text) {
+            return Some(*ms);
+        }
+        let ms = parse_iso(text)?;
+        let slot = &mut self.recent[self.next];
+        slot.0.clear();
+        slot.0.push_str(text);
+        slot.1 = ms;
+        self.next = 1 - self.next;
+        Some(ms)
+    }
 }
 
 impl<R: Read> FocusReader<R> {
@@ -202,7 +227,7 @@ impl<R: Read> FocusReader<R> {
         }
         Ok(Self {
             reader,
-            record: csv::StringRecord::new(),
+            record: csv::ByteRecord::new(),
             index,
             row: 0,
             currency: None,
@@ -211,6 +236,7 @@ impl<R: Read> FocusReader<R> {
             width,
             bound: None,
             done: false,
+            dates: Dates::default(),
         })
     }
 
@@ -234,7 +260,7 @@ impl<R: Read> FocusReader<R> {
                 .flexible(true)
                 .buffer_capacity(BUFFER)
                 .from_reader(input),
-            record: csv::StringRecord::new(),
+            record: csv::ByteRecord::new(),
             index: self.index,
             row: 0,
             currency: None,
@@ -243,12 +269,13 @@ impl<R: Read> FocusReader<R> {
             width: self.width,
             bound: Some(bound),
             done: false,
+            dates: Dates::default(),
         }
     }
 
     /// For a chunk reader: `Some(aligned)` when `record` is past its chunk (the next one's
     /// first record, or one that runs into it), else none.
-    fn past_bound(&self, record: &csv::StringRecord) -> Option<bool> {
+    fn past_bound(&self, record: &csv::ByteRecord) -> Option<bool> {
         let bound = self.bound.as_ref()?;
         let (line_ends, next) = bound.until?;
         let start = bound.base + record.position().map_or(0, csv::Position::byte);
@@ -285,10 +312,21 @@ impl<R: Read> FocusReader<R> {
         self
     }
 
-    fn parse(&mut self, record: &csv::StringRecord) -> Result<FocusRow, FocusError> {
+    fn parse(&mut self, record: &csv::ByteRecord) -> Result<FocusRow, FocusError> {
         let row = self.row;
+        // The whole record at once (one pass, fast on ASCII); each field is then UTF-8 too.
+        if std::str::from_utf8(record.as_slice()).is_err() {
+            return Err(FocusError {
+                row,
+                column: "-".into(),
+                message: NOT_UTF8.into(),
+            });
+        }
         let field = |column: usize| -> Result<&str, FocusError> {
-            let value = self.index[column].and_then(|i| record.get(i)).unwrap_or("");
+            let value = self.index[column]
+                .and_then(|i| record.get(i))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("");
             if value.len() > MAX_FIELD {
                 return Err(FocusError {
                     row,
@@ -345,7 +383,7 @@ impl<R: Read> FocusReader<R> {
             }
         };
         let start = field(CHARGE_START)?;
-        let charge_start = parse_iso(start).ok_or_else(|| FocusError {
+        let charge_start = self.dates.parse(start).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodStart".into(),
             message: format!(
@@ -354,7 +392,7 @@ impl<R: Read> FocusReader<R> {
             ),
         })?;
         let end = field(CHARGE_END)?;
-        let charge_end = parse_iso(end).ok_or_else(|| FocusError {
+        let charge_end = self.dates.parse(end).ok_or_else(|| FocusError {
             row,
             column: "ChargePeriodEnd".into(),
             message: format!("`{}` is not a UTC time", truncate(end)),
@@ -409,6 +447,8 @@ impl<R: Read> FocusReader<R> {
     }
 }
 
+const NOT_UTF8: &str = "the file is not UTF-8 (Latin-1 or another 8-bit encoding? convert it first, e.g. `iconv -f LATIN1 -t UTF-8`)";
+
 fn truncate(value: &str) -> String {
     value.chars().take(40).collect()
 }
@@ -432,7 +472,7 @@ fn wide_encoding(header: &[u8]) -> Option<&'static str> {
 
 fn csv_error(row: u64, e: &csv::Error) -> FocusError {
     let message = match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8 (Latin-1 or another 8-bit encoding? convert it first, e.g. `iconv -f LATIN1 -t UTF-8`)".to_owned(),
+        csv::ErrorKind::Utf8 { .. } => NOT_UTF8.to_owned(),
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("{len} fields where the header has {expected_len}"),
@@ -453,7 +493,7 @@ impl<R: Read> Iterator for FocusReader<R> {
             return None;
         }
         let mut record = std::mem::take(&mut self.record);
-        let read = self.reader.read_record(&mut record);
+        let read = self.reader.read_byte_record(&mut record);
         self.row += 1;
         let result = match read {
             Ok(false) => {
