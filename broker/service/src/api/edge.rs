@@ -4,7 +4,8 @@
 //! - a client `x-request-id` is kept only when it is safe to log (else one is generated),
 //!   and the answer carries it back;
 //! - a tracing span for the request (method, path, request id, and the tenant once known);
-//! - a body whose declared `Content-Length` is over its route's limit is 413 at once;
+//! - headers larger than [`MAX_HEADER_BYTES`] in all are 431 at once, and a body whose
+//!   declared `Content-Length` is over its route's limit is 413 at once;
 //! - the request timeout (503 problem), and a handler's panic caught (500 problem);
 //! - any error answer still without a problem document is made one;
 //! - every 5xx is logged once with its cause; the request is counted and timed.
@@ -29,6 +30,18 @@ use crate::error::{ApiError, ErrorCode};
 
 /// The longest client `x-request-id` kept.
 const MAX_REQUEST_ID: usize = 64;
+
+/// The most a request's headers may take, names and values with `": "` and CRLF each
+/// (64 KiB; AWS's load balancers take the same, nginx's defaults less).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The size of `headers` as sent on HTTP/1.1.
+fn header_bytes(headers: &axum::http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
 
 /// What the edge needs from the config, and the request metrics' handles.
 #[derive(Debug, Clone)]
@@ -167,7 +180,20 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let headers_size = header_bytes(request.headers());
     let mut response = async move {
+        if headers_size > MAX_HEADER_BYTES {
+            let mut refused = ApiError::new(
+                ErrorCode::HeadersTooLarge,
+                format!("the request's headers take more than {MAX_HEADER_BYTES} bytes"),
+            )
+            .into_response();
+            // As hyper does for its own 431: the connection is not kept for more.
+            refused
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return refused;
+        }
         if declared.is_some_and(|n| n > limit as u64) {
             return ApiError::new(
                 ErrorCode::TooLarge,

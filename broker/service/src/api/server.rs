@@ -62,11 +62,19 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
+    // hyper refuses a head still incomplete once its buffer holds this much (431), but a
+    // head that one read brings in whole is parsed whatever its size: the edge checks the
+    // headers' size exactly (`super::edge::MAX_HEADER_BYTES`). The buffer holds a request
+    // line of hyper's longest URI (64 KiB, else 414) with room to spare.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(super::edge::MAX_HEADER_BYTES + 32 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(super::edge::MAX_HEADER_BYTES).unwrap_or(u32::MAX));
     let permits = Arc::new(Semaphore::new(limits.max_open));
     let graceful = GracefulShutdown::new();
     loop {
