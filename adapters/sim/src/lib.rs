@@ -136,6 +136,18 @@ pub struct SimAdapter {
     objects_root: PathBuf,
     /// The object store and the base URL it is served at, once started.
     objects: std::sync::OnceLock<Result<(std::sync::Arc<ObjectStore>, String), String>>,
+    /// Whether `objects_root` is a temporary directory of its own, removed on drop (a
+    /// member in memory only keeps its objects no longer than its state).
+    temporary_objects: bool,
+}
+
+impl Drop for SimAdapter {
+    fn drop(&mut self) {
+        if self.temporary_objects {
+            // Absent when no object was ever stored; nothing else to report on drop.
+            let _ = std::fs::remove_dir_all(&self.objects_root);
+        }
+    }
 }
 
 #[expect(
@@ -163,6 +175,7 @@ impl SimAdapter {
             state: Mutex::new(State::default()),
             objects_root,
             objects: std::sync::OnceLock::new(),
+            temporary_objects: true,
         }
     }
 
@@ -220,6 +233,7 @@ impl SimAdapter {
             state: Mutex::new(state),
             objects_root,
             objects: std::sync::OnceLock::new(),
+            temporary_objects: false,
         })
     }
 

@@ -142,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn native_reads_answer_what_the_pool_answers_and_step_aside_when_they_cannot() {
-        let store = sqlite_store().await;
+        let (store, _dir) = sqlite_store().await;
         let native = store
             .native
             .clone()

@@ -11,15 +11,17 @@ use alliance_core::{DataClassName, Jurisdiction, ResourceType, TenantId, TenantP
 use super::tests_changes::changes_keep_one_at_a_time_and_split_usage_at_a_resize;
 use super::*;
 
-pub(crate) async fn sqlite_store() -> Store {
-    let dir =
-        std::env::temp_dir().join(format!("alliance-store-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let store = Store::connect(&resolve_url("sqlite://test.db", &dir), 4)
+/// A migrated SQLite store in a fresh directory, removed when the returned guard drops.
+pub(crate) async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("alliance-store-")
+        .tempdir()
+        .expect("temp dir");
+    let store = Store::connect(&resolve_url("sqlite://test.db", dir.path()), 4)
         .await
         .expect("sqlite");
     store.migrate().await.expect("migrate");
-    store
+    (store, dir)
 }
 
 pub(crate) async fn postgres_store() -> Store {
@@ -48,7 +50,7 @@ pub(crate) async fn postgres_store() -> Store {
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite_store().await).await } )* }
+        mod sqlite { $( #[tokio::test] async fn $name() { let (store, _dir) = super::sqlite_store().await; super::$name(store).await } )* }
         mod postgres { $( #[tokio::test] async fn $name() { super::$name(super::postgres_store().await).await } )* }
     };
 }
