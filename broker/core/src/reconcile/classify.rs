@@ -97,6 +97,40 @@ impl Tolerance {
 /// The join key: resource, SKU, charge period start (ms).
 pub(super) type Key = (Text, Text, i64);
 
+/// A key borrowed from a row or a [`Key`]: what classification reads.
+pub(super) type KeyRef<'a> = (&'a str, &'a str, i64);
+
+/// `key` borrowed.
+pub(super) fn key_of(key: &Key) -> KeyRef<'_> {
+    (&key.0, &key.1, key.2)
+}
+
+/// A row's key borrowed.
+pub(super) fn row_key(row: &FocusRow) -> KeyRef<'_> {
+    (&row.resource_id, &row.sku, row.charge_start)
+}
+
+/// What classification reads of a statement row, borrowed from a [`Compact`] or a row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stated<'a> {
+    pub(super) region: &'a str,
+    pub(super) currency: &'a str,
+    pub(super) cost: Decimal,
+    pub(super) quantity: Decimal,
+    pub(super) tenant: &'a Text,
+}
+
+/// A statement row's part that classification reads.
+pub(super) fn stated(row: &FocusRow) -> Stated<'_> {
+    Stated {
+        region: &row.region,
+        currency: &row.currency,
+        cost: row.cost,
+        quantity: row.quantity,
+        tenant: &row.tenant,
+    }
+}
+
 /// A statement row without its key: what classification compares with the ledger.
 #[derive(Debug, Clone)]
 pub(super) struct Compact {
@@ -105,6 +139,18 @@ pub(super) struct Compact {
     pub(super) cost: Decimal,
     pub(super) quantity: Decimal,
     pub(super) tenant: Text,
+}
+
+impl Compact {
+    pub(super) fn stated(&self) -> Stated<'_> {
+        Stated {
+            region: &self.region,
+            currency: &self.currency,
+            cost: self.cost,
+            quantity: self.quantity,
+            tenant: &self.tenant,
+        }
+    }
 }
 
 /// Classifies matched, missing and unexpected rows and keeps the totals; shared by the
@@ -140,9 +186,9 @@ impl<'a> Classifier<'a> {
     fn push(
         &mut self,
         class: &str,
-        key: &Key,
+        key: KeyRef<'_>,
         e: Option<&FocusRow>,
-        s: Option<&Compact>,
+        s: Option<Stated<'_>>,
         detail: String,
     ) {
         self.discrepancies.push(Discrepancy {
@@ -158,20 +204,30 @@ impl<'a> Classifier<'a> {
         });
     }
 
+    /// Applies `change` to `tenant`'s totals; its text is cloned only the first time
+    /// (every row asks).
+    fn tenant(&mut self, tenant: &Text, change: impl FnOnce(&mut Total)) {
+        match self.by_tenant.get_mut(tenant) {
+            Some(total) => change(total),
+            None => {
+                let mut total = Total::default();
+                change(&mut total);
+                self.by_tenant.insert(tenant.clone(), total);
+            }
+        }
+    }
+
     pub(super) fn ledger_row(&mut self, row: &FocusRow) {
         self.ledger_rows += 1;
         self.currency.get_or_insert_with(|| row.currency.clone());
         self.totals.expected += row.cost;
-        self.by_tenant
-            .entry(row.tenant.clone())
-            .or_default()
-            .expected += row.cost;
+        self.tenant(&row.tenant, |t| t.expected += row.cost);
     }
 
-    pub(super) fn matched(&mut self, key: &Key, row: &FocusRow, s: &Compact) {
+    pub(super) fn matched(&mut self, key: KeyRef<'_>, row: &FocusRow, s: Stated<'_>) {
         self.totals.stated += s.cost;
-        self.by_tenant.entry(row.tenant.clone()).or_default().stated += s.cost;
-        if s.currency != row.currency {
+        self.tenant(&row.tenant, |t| t.stated += s.cost);
+        if s.currency != &*row.currency {
             self.push(
                 "currency_mismatch",
                 key,
@@ -181,7 +237,7 @@ impl<'a> Classifier<'a> {
             );
             return;
         }
-        if !s.region.is_empty() && s.region != row.region {
+        if !s.region.is_empty() && s.region != &*row.region {
             self.push(
                 "out_of_jurisdiction",
                 key,
@@ -210,7 +266,7 @@ impl<'a> Classifier<'a> {
         }
     }
 
-    pub(super) fn missing(&mut self, key: &Key, row: &FocusRow) {
+    pub(super) fn missing(&mut self, key: KeyRef<'_>, row: &FocusRow) {
         self.push(
             "missing_at_member",
             key,
@@ -220,9 +276,9 @@ impl<'a> Classifier<'a> {
         );
     }
 
-    pub(super) fn unexpected(&mut self, key: &Key, s: &Compact) {
+    pub(super) fn unexpected(&mut self, key: KeyRef<'_>, s: Stated<'_>) {
         self.totals.stated += s.cost;
-        self.by_tenant.entry(s.tenant.clone()).or_default().stated += s.cost;
+        self.tenant(s.tenant, |t| t.stated += s.cost);
         self.push(
             "unexpected_at_member",
             key,
@@ -232,8 +288,8 @@ impl<'a> Classifier<'a> {
         );
         if self
             .allowed
-            .get(&*s.tenant)
-            .is_some_and(|set| !set.contains(&*s.region))
+            .get(&**s.tenant)
+            .is_some_and(|set| !set.contains(s.region))
         {
             self.push(
                 "out_of_jurisdiction",

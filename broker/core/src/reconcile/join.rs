@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
-use super::classify::{compact, Classifier, Compact, Key};
+use super::classify::{compact, key_of, row_key, stated, Classifier, Compact, Key};
 use super::unattributed::{divert, Unattributed};
 use super::{FocusError, FocusRow, Outcome, Text, Tolerance};
 
@@ -68,15 +68,15 @@ pub fn reconcile(
     for (key, row) in expected {
         classifier.ledger_row(&row);
         match stated.remove(&key) {
-            None => classifier.missing(&key, &row),
-            Some(s) => classifier.matched(&key, &row, &s),
+            None => classifier.missing(key_of(&key), &row),
+            Some(s) => classifier.matched(key_of(&key), &row, s.stated()),
         }
     }
     classifier.ledger_rows = ledger_rows;
     let mut leftovers: Vec<(Key, Compact)> = stated.into_iter().collect();
     leftovers.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, s) in leftovers {
-        classifier.unexpected(&key, &s);
+        classifier.unexpected(key_of(&key), s.stated());
     }
     let mut outcome = classifier.finish();
     side.borrow().apply(&mut outcome);
@@ -99,9 +99,7 @@ struct Sorted<I: Iterator<Item = Result<FocusRow, FocusError>>> {
     count: u64,
 }
 
-fn key_ref(row: &FocusRow) -> (&str, &str, i64) {
-    (&row.resource_id, &row.sku, row.charge_start)
-}
+use row_key as key_ref;
 
 impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
     fn take(&mut self) -> Result<FocusRow, MergeError> {
@@ -130,10 +128,21 @@ impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
             first.sku.clone(),
             first.charge_start,
         );
-        if self.last.as_ref().is_some_and(|last| *last >= key) {
-            return Err(MergeError::NotSorted(self.name, self.count));
+        // The last key is updated in place: its texts are cloned only when they change
+        // (a resource's rows follow each other).
+        match &mut self.last {
+            Some(last) if *last >= key => return Err(MergeError::NotSorted(self.name, self.count)),
+            Some(last) => {
+                if !std::sync::Arc::ptr_eq(&last.0, &key.0) {
+                    last.0 = key.0.clone();
+                }
+                if !std::sync::Arc::ptr_eq(&last.1, &key.1) {
+                    last.1 = key.1.clone();
+                }
+                last.2 = key.2;
+            }
+            None => self.last = Some(key.clone()),
         }
-        self.last = Some(key.clone());
         Ok((key, first))
     }
 }
@@ -194,17 +203,17 @@ pub fn reconcile_sorted(
             Side::Ledger => {
                 let (key, row) = l.take_group()?;
                 classifier.ledger_row(&row);
-                classifier.missing(&key, &row);
+                classifier.missing(key_of(&key), &row);
             }
             Side::Statement => {
                 let (key, row) = s.take_group()?;
-                classifier.unexpected(&key, &compact(row));
+                classifier.unexpected(key_of(&key), stated(&row));
             }
             Side::Both => {
                 let (key, row) = l.take_group()?;
                 classifier.ledger_row(&row);
-                let (_, stated) = s.take_group()?;
-                classifier.matched(&key, &row, &compact(stated));
+                let (_, statement_row) = s.take_group()?;
+                classifier.matched(key_of(&key), &row, stated(&statement_row));
             }
         }
     }
@@ -213,4 +222,72 @@ pub fn reconcile_sorted(
     let mut outcome = classifier.finish();
     side.borrow().apply(&mut outcome);
     Ok(outcome)
+}
+
+/// The rows of one key from `at` in `order`: the row itself when alone (nothing copied), or
+/// a copy with the others summed in; and where the next key starts.
+fn group<'a>(
+    rows: &'a [FocusRow],
+    order: &[usize],
+    at: usize,
+) -> (std::borrow::Cow<'a, FocusRow>, usize) {
+    let first = &rows[order[at]];
+    let mut end = at + 1;
+    while end < order.len() && row_key(&rows[order[end]]) == row_key(first) {
+        end += 1;
+    }
+    if end == at + 1 {
+        return (std::borrow::Cow::Borrowed(first), end);
+    }
+    let mut sum = first.clone();
+    for &i in &order[at + 1..end] {
+        sum.add(&rows[i]);
+    }
+    (std::borrow::Cow::Owned(sum), end)
+}
+
+/// The merge join of [`reconcile_sorted`] over rows held in memory, each side read in
+/// `order` (positions sorted by key; every statement row names a resource): rows are
+/// borrowed, never moved, and no key is copied. Gives the same [`Outcome`] as
+/// `reconcile_sorted` on the rows in that order.
+pub(super) fn reconcile_in_order(
+    ledger: &[FocusRow],
+    ledger_order: &[usize],
+    statement: &[FocusRow],
+    statement_order: &[usize],
+    tolerance: Tolerance,
+    allowed: &HashMap<String, BTreeSet<String>>,
+) -> Outcome {
+    let mut classifier = Classifier::new(tolerance, allowed);
+    let (mut l, mut s) = (0, 0);
+    while l < ledger_order.len() || s < statement_order.len() {
+        let side = match (ledger_order.get(l), statement_order.get(s)) {
+            (Some(&a), Some(&b)) => row_key(&ledger[a]).cmp(&row_key(&statement[b])),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match side {
+            std::cmp::Ordering::Less => {
+                let (row, next) = group(ledger, ledger_order, l);
+                classifier.ledger_row(&row);
+                classifier.missing(row_key(&row), &row);
+                l = next;
+            }
+            std::cmp::Ordering::Greater => {
+                let (row, next) = group(statement, statement_order, s);
+                classifier.unexpected(row_key(&row), stated(&row));
+                s = next;
+            }
+            std::cmp::Ordering::Equal => {
+                let (row, next_l) = group(ledger, ledger_order, l);
+                classifier.ledger_row(&row);
+                let (statement_row, next_s) = group(statement, statement_order, s);
+                classifier.matched(row_key(&row), &row, stated(&statement_row));
+                (l, s) = (next_l, next_s);
+            }
+        }
+    }
+    classifier.ledger_rows = ledger.len() as u64;
+    classifier.statement_rows = statement.len() as u64;
+    classifier.finish()
 }

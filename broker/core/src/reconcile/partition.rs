@@ -24,7 +24,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use super::unattributed::{divert, Unattributed};
-use super::{reconcile_sorted, FocusError, FocusRow, MergeError, Outcome, Text, Tolerance};
+use super::{FocusError, FocusRow, Outcome, Text, Tolerance};
 
 /// Why a partitioned join failed: a bad file (which, and where), or the spill directory.
 #[derive(Debug)]
@@ -108,30 +108,20 @@ where
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
+                    // One read buffer per worker, reused for every spill file.
+                    let mut buffer = Vec::new();
                     loop {
                         let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if p >= partitions {
                             return Ok(done);
                         }
                         // Sorted in memory, then merged: cheaper than hashing every key.
-                        let mut l = take_all(&ledger_held, p, dir)?;
-                        let mut s = take_all(&statement_held, p, dir)?;
-                        let key =
-                            |r: &FocusRow| (r.resource_id.clone(), r.sku.clone(), r.charge_start);
-                        l.sort_by_cached_key(key);
-                        s.sort_by_cached_key(key);
-                        let outcome = reconcile_sorted(
-                            l.into_iter().map(Ok),
-                            s.into_iter().map(Ok),
-                            tolerance,
-                            allowed,
-                        )
-                        .map_err(|e| match e {
-                            MergeError::Bad(which, e) => PartitionError::Bad(which, e),
-                            MergeError::NotSorted(..) => PartitionError::Io(std::io::Error::other(
-                                "a sorted partition was refused as unsorted",
-                            )),
-                        })?;
+                        let l = take_all(&ledger_held, p, dir, &mut buffer)?;
+                        let s = take_all(&statement_held, p, dir, &mut buffer)?;
+                        let (l_order, s_order) = (in_order(&l), in_order(&s));
+                        let outcome = super::join::reconcile_in_order(
+                            &l, &l_order, &s, &s_order, tolerance, allowed,
+                        );
                         done.push(outcome);
                     }
                 })
@@ -204,39 +194,78 @@ struct Target<'a> {
 struct Held {
     memory: Vec<std::sync::Mutex<Vec<FocusRow>>>,
     spilled: Vec<bool>,
+    /// Rows per partition, held or spilled.
+    counts: Vec<usize>,
     prefix: String,
 }
 
 impl Held {
-    /// Partition `p`'s rows (each taken once): from memory, or read back from its file
-    /// under `dir`.
-    fn take(&self, p: usize, dir: &Path) -> Result<Vec<FocusRow>, PartitionError> {
+    /// Appends partition `p`'s rows (each taken once) to `rows`: from memory, or read back
+    /// from its file under `dir` through `buffer`.
+    fn take_into(
+        &self,
+        p: usize,
+        dir: &Path,
+        rows: &mut Vec<FocusRow>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), PartitionError> {
         if self.spilled.get(p).copied().unwrap_or(false) {
             // Removed once read: the work is spread over the workers, and the disk space is
             // given back as the join goes.
             let file = dir.join(format!("{}-{p}.bin", self.prefix));
-            let rows = read_back(&file)?;
+            read_back(&file, rows, buffer)?;
             std::fs::remove_file(&file)?;
-            return Ok(rows);
+            return Ok(());
         }
-        Ok(self
-            .memory
-            .get(p)
-            .map(|part| std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner())))
-            .unwrap_or_default())
+        if let Some(part) = self.memory.get(p) {
+            let mut part = std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner()));
+            if rows.is_empty() {
+                *rows = part;
+            } else {
+                rows.append(&mut part);
+            }
+        }
+        Ok(())
     }
 }
 
-/// Partition `p`'s rows from every source of one side.
-fn take_all(held: &[Held], p: usize, dir: &Path) -> Result<Vec<FocusRow>, PartitionError> {
-    let mut rows = Vec::new();
-    for source in held {
-        let mut part = source.take(p, dir)?;
-        if rows.is_empty() {
-            rows = part;
+/// The positions of `rows` in (resource, SKU, charge start) order, stably. The positions
+/// are sorted, not the rows (a row is twenty times a position's size), and the join reads
+/// the rows in place: a partition is runs of one resource's rows, ascending or descending
+/// as members write them, and the stable sort merges the runs.
+fn in_order(rows: &[FocusRow]) -> Vec<usize> {
+    // A shared text is equal without reading it (a run's rows share their resource).
+    fn text(a: &Text, b: &Text) -> std::cmp::Ordering {
+        if std::sync::Arc::ptr_eq(a, b) {
+            std::cmp::Ordering::Equal
         } else {
-            rows.append(&mut part);
+            a.cmp(b)
         }
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&rows[a], &rows[b]);
+        text(&a.resource_id, &b.resource_id)
+            .then_with(|| text(&a.sku, &b.sku))
+            .then(a.charge_start.cmp(&b.charge_start))
+    });
+    order
+}
+
+/// Partition `p`'s rows from every source of one side, in one allocation of the right size.
+fn take_all(
+    held: &[Held],
+    p: usize,
+    dir: &Path,
+    buffer: &mut Vec<u8>,
+) -> Result<Vec<FocusRow>, PartitionError> {
+    let total = held
+        .iter()
+        .map(|h| h.counts.get(p).copied().unwrap_or(0))
+        .sum();
+    let mut rows = Vec::with_capacity(total);
+    for source in held {
+        source.take_into(p, dir, &mut rows, buffer)?;
     }
     Ok(rows)
 }
@@ -263,6 +292,7 @@ fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
     };
     let mut memory: Vec<Vec<FocusRow>> = (0..to.partitions).map(|_| Vec::new()).collect();
     let mut sizes = vec![0usize; to.partitions];
+    let mut counts = vec![0usize; to.partitions];
     let mut held = 0usize;
     let mut files: Vec<Option<SpillFile>> = (0..to.partitions).map(|_| None).collect();
     // The last resource's partition: a resource's rows usually follow each other, and
@@ -282,6 +312,7 @@ fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
                 p
             }
         };
+        counts[p] += 1;
         if let Some(file) = files[p].as_mut() {
             file.encode(&row).map_err(SpillError::Io)?;
             continue;
@@ -318,6 +349,7 @@ fn spill<I: Iterator<Item = Result<FocusRow, FocusError>>>(
     let held = Held {
         memory: memory.into_iter().map(std::sync::Mutex::new).collect(),
         spilled,
+        counts,
         prefix: to.prefix.clone(),
     };
     Ok((side.into_inner(), held))
@@ -417,26 +449,35 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The rows of one spill file (read whole: a partition is a few MB).
-fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
-    let data = std::fs::read(path)?;
-    let mut input = Cursor { data: &data, at: 0 };
-    let mut rows = Vec::new();
+/// Appends the rows of one spill file to `rows`, the file read whole into `buffer` (a
+/// partition is a few MB).
+fn read_back(
+    path: &Path,
+    rows: &mut Vec<FocusRow>,
+    buffer: &mut Vec<u8>,
+) -> Result<(), PartitionError> {
+    buffer.clear();
+    std::io::Read::read_to_end(&mut std::fs::File::open(path)?, buffer)?;
+    let mut input = Cursor {
+        data: buffer,
+        at: 0,
+    };
     // Each text is shared with the row before when equal (a resource's rows are adjacent).
     let mut last: [Option<Text>; 6] = Default::default();
     while !input.done() {
         let same = input.take(1)?[0];
-        let mut texts: [Text; 6] = Default::default();
-        for (i, slot) in last.iter_mut().enumerate() {
+        // Each text straight into its field: a placeholder text would be one shared
+        // count that every worker bumps for every row.
+        let mut text = |i: usize| -> Result<Text, PartitionError> {
+            let slot = &mut last[i];
             if same & (1 << i) != 0 {
-                texts[i] = slot.clone().ok_or_else(|| {
+                return slot.clone().ok_or_else(|| {
                     PartitionError::Io(std::io::Error::other("a spill file is corrupt"))
-                })?;
-                continue;
+                });
             }
             let len = u32::from_le_bytes(input.array()?) as usize;
             let bytes = input.take(len)?;
-            texts[i] = match slot {
+            Ok(match slot {
                 Some(previous) if previous.as_bytes() == bytes => previous.clone(),
                 _ => {
                     let text = std::str::from_utf8(bytes).map_err(std::io::Error::other)?;
@@ -444,8 +485,10 @@ fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
                     *slot = Some(t.clone());
                     t
                 }
-            };
-        }
+            })
+        };
+        let (resource_id, sku, region) = (text(0)?, text(1)?, text(2)?);
+        let (currency, tenant, category) = (text(3)?, text(4)?, text(5)?);
         let charge_start = i64::from_le_bytes(input.array()?);
         let cost = Decimal::deserialize(input.array()?);
         let quantity = Decimal::deserialize(input.array()?);
@@ -453,7 +496,6 @@ fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
             1 => Some(Decimal::deserialize(input.array()?)),
             _ => None,
         };
-        let [resource_id, sku, region, currency, tenant, category] = texts;
         rows.push(FocusRow {
             resource_id,
             sku,
@@ -467,7 +509,7 @@ fn read_back(path: &Path) -> Result<Vec<FocusRow>, PartitionError> {
             category,
         });
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Two partitions' outcomes as one (discrepancies sorted and status set by the caller).

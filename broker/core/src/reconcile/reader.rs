@@ -314,19 +314,24 @@ impl<R: Read> FocusReader<R> {
 
     fn parse(&mut self, record: &csv::ByteRecord) -> Result<FocusRow, FocusError> {
         let row = self.row;
-        // The whole record at once (one pass, fast on ASCII); each field is then UTF-8 too.
-        if std::str::from_utf8(record.as_slice()).is_err() {
+        // The whole record at once (one pass, fast on ASCII); a field is then UTF-8 when it
+        // starts and ends on a character boundary of the whole (checked without a pass).
+        let Ok(whole) = std::str::from_utf8(record.as_slice()) else {
             return Err(FocusError {
                 row,
                 column: "-".into(),
                 message: NOT_UTF8.into(),
             });
-        }
+        };
         let field = |column: usize| -> Result<&str, FocusError> {
-            let value = self.index[column]
-                .and_then(|i| record.get(i))
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or("");
+            let Some(range) = self.index[column].and_then(|i| record.range(i)) else {
+                return Ok("");
+            };
+            let value = whole.get(range).ok_or_else(|| FocusError {
+                row,
+                column: column_name(column).to_owned(),
+                message: NOT_UTF8.into(),
+            })?;
             if value.len() > MAX_FIELD {
                 return Err(FocusError {
                     row,

@@ -251,7 +251,7 @@ fn the_merge_join_agrees_with_the_hash_join() {
 }
 
 #[test]
-fn both_joins_sum_a_ledger_key_given_twice() {
+fn every_join_sums_a_key_given_twice() {
     let text = String::from_utf8(ledger_csv()).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     // The ledger gives its first row twice; the statement gives it once, doubled.
@@ -278,6 +278,42 @@ fn both_joins_sum_a_ledger_key_given_twice() {
     )
     .expect("merge");
     assert_eq!(hashed, merged);
+    // The partitioned join, its rows held (read in place) or spilled, and the statement's
+    // key given twice too (in halves).
+    let split_statement = {
+        let mut lines: Vec<String> = statement.lines().map(str::to_owned).collect();
+        lines[1] = lines[1].replacen("0.2,0.2,0.2,0.2", "0.1,0.1,0.1,0.1", 1);
+        lines.push(lines[1].clone());
+        lines.join("\n")
+    };
+    for statement in [&statement, &split_statement] {
+        let hashed = reconcile(
+            FocusReader::new(ledger.as_bytes()).expect("l"),
+            FocusReader::new(statement.as_bytes()).expect("s"),
+            Tolerance::default(),
+            &HashMap::new(),
+            &allowed,
+        )
+        .expect("hash");
+        if statement == &split_statement {
+            // Both sides' halves summed: the key matches in full.
+            assert_eq!(hashed.status, "clean", "{hashed:?}");
+        }
+        for budget in [0, usize::MAX] {
+            let dir = tempfile::tempdir().expect("dir");
+            let partitioned = reconcile_partitioned(
+                vec![FocusReader::new(ledger.as_bytes()).expect("l")],
+                vec![FocusReader::new(statement.as_bytes()).expect("s")],
+                Tolerance::default(),
+                &allowed,
+                dir.path(),
+                2,
+                budget,
+            )
+            .expect("partitioned");
+            assert_eq!(partitioned, hashed, "budget {budget}");
+        }
+    }
     assert_eq!(
         hashed.ledger_rows,
         u64::try_from(lines.len()).expect("rows")
