@@ -208,6 +208,22 @@ mod never_panics {
     }
 }
 
+/// The hash join of two files, with the default tolerance and no aliases.
+fn hash_join(
+    ledger: &[u8],
+    statement: &[u8],
+    allowed: &HashMap<String, BTreeSet<String>>,
+) -> Outcome {
+    reconcile(
+        FocusReader::new(ledger).expect("l"),
+        FocusReader::new(statement).expect("s"),
+        Tolerance::default(),
+        &HashMap::new(),
+        allowed,
+    )
+    .expect("hash")
+}
+
 #[test]
 fn the_merge_join_agrees_with_the_hash_join() {
     let text = String::from_utf8(ledger_csv()).expect("utf8");
@@ -217,14 +233,7 @@ fn the_merge_join_agrees_with_the_hash_join() {
     let statement = lines.join("\n");
     let ledger = ledger_csv();
     let allowed = HashMap::new();
-    let hashed = reconcile(
-        FocusReader::new(ledger.as_slice()).expect("l"),
-        FocusReader::new(statement.as_bytes()).expect("s"),
-        Tolerance::default(),
-        &HashMap::new(),
-        &allowed,
-    )
-    .expect("hash");
+    let hashed = hash_join(ledger.as_slice(), statement.as_bytes(), &allowed);
     let merged = reconcile_sorted(
         FocusReader::new(ledger.as_slice()).expect("l"),
         FocusReader::new(statement.as_bytes()).expect("s"),
@@ -262,14 +271,7 @@ fn every_join_sums_a_key_given_twice() {
     statement[1] = statement[1].replacen("0.1,0.1,0.1,0.1", "0.2,0.2,0.2,0.2", 1);
     let statement = statement.join("\n");
     let allowed = HashMap::new();
-    let hashed = reconcile(
-        FocusReader::new(ledger.as_bytes()).expect("l"),
-        FocusReader::new(statement.as_bytes()).expect("s"),
-        Tolerance::default(),
-        &HashMap::new(),
-        &allowed,
-    )
-    .expect("hash");
+    let hashed = hash_join(ledger.as_bytes(), statement.as_bytes(), &allowed);
     let merged = reconcile_sorted(
         FocusReader::new(ledger.as_bytes()).expect("l"),
         FocusReader::new(statement.as_bytes()).expect("s"),
@@ -287,14 +289,7 @@ fn every_join_sums_a_key_given_twice() {
         lines.join("\n")
     };
     for statement in [&statement, &split_statement] {
-        let hashed = reconcile(
-            FocusReader::new(ledger.as_bytes()).expect("l"),
-            FocusReader::new(statement.as_bytes()).expect("s"),
-            Tolerance::default(),
-            &HashMap::new(),
-            &allowed,
-        )
-        .expect("hash");
+        let hashed = hash_join(ledger.as_bytes(), statement.as_bytes(), &allowed);
         if statement == &split_statement {
             // Both sides' halves summed: the key matches in full.
             assert_eq!(hashed.status, "clean", "{hashed:?}");
@@ -425,14 +420,7 @@ fn the_partitioned_join_agrees_with_the_hash_join_on_files_in_any_order() {
         with_unattributed(&[("Tax", "0.02")]).replace(&text, &(lines.join("\n") + "\n"));
     let ledger = ledger_csv();
     let allowed = HashMap::from([("acme".to_owned(), BTreeSet::from(["FR".to_owned()]))]);
-    let hashed = reconcile(
-        FocusReader::new(ledger.as_slice()).expect("l"),
-        FocusReader::new(statement.as_bytes()).expect("s"),
-        Tolerance::default(),
-        &HashMap::new(),
-        &allowed,
-    )
-    .expect("hash");
+    let hashed = hash_join(ledger.as_slice(), statement.as_bytes(), &allowed);
     let partitioned_within = |statement: &str, partitions: usize, budget: usize| {
         let dir = tempfile::tempdir().expect("dir");
         let before = super::partition::SPILL_FILES.load(std::sync::atomic::Ordering::Relaxed);
