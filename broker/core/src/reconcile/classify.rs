@@ -121,7 +121,7 @@ pub(super) struct Stated<'a> {
 }
 
 /// A statement row's part that classification reads.
-pub(super) fn stated(row: &FocusRow) -> Stated<'_> {
+fn stated(row: &FocusRow) -> Stated<'_> {
     Stated {
         region: &row.region,
         currency: &row.currency,
@@ -222,6 +222,23 @@ impl<'a> Classifier<'a> {
         self.currency.get_or_insert_with(|| row.currency.clone());
         self.totals.expected += row.cost;
         self.tenant(&row.tenant, |t| t.expected += row.cost);
+    }
+
+    /// One key of the merge joins, summed on each side where it is present: in the ledger
+    /// only (missing at the member), in the statement only (unexpected), or in both.
+    pub(super) fn key(&mut self, ledger: Option<&FocusRow>, statement: Option<&FocusRow>) {
+        match (ledger, statement) {
+            (Some(row), None) => {
+                self.ledger_row(row);
+                self.missing(row_key(row), row);
+            }
+            (None, Some(row)) => self.unexpected(row_key(row), stated(row)),
+            (Some(row), Some(statement_row)) => {
+                self.ledger_row(row);
+                self.matched(row_key(row), row, stated(statement_row));
+            }
+            (None, None) => {}
+        }
     }
 
     pub(super) fn matched(&mut self, key: KeyRef<'_>, row: &FocusRow, s: Stated<'_>) {

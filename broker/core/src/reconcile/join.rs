@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
-use super::classify::{compact, key_of, row_key, stated, Classifier, Compact, Key};
+use super::classify::{compact, key_of, row_key, Classifier, Compact, Key};
 use super::unattributed::{divert, Unattributed};
 use super::{FocusError, FocusRow, Outcome, Text, Tolerance};
 
@@ -99,8 +99,6 @@ struct Sorted<I: Iterator<Item = Result<FocusRow, FocusError>>> {
     count: u64,
 }
 
-use row_key as key_ref;
-
 impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
     fn take(&mut self) -> Result<FocusRow, MergeError> {
         match self.rows.next() {
@@ -114,36 +112,39 @@ impl<I: Iterator<Item = Result<FocusRow, FocusError>>> Sorted<I> {
     }
 
     /// Takes every row of the next key, summed, checking the order.
-    fn take_group(&mut self) -> Result<(Key, FocusRow), MergeError> {
+    fn take_group(&mut self) -> Result<FocusRow, MergeError> {
         let mut first = self.take()?;
         while let Some(Ok(next)) = self.rows.peek() {
-            if key_ref(next) != key_ref(&first) {
+            if row_key(next) != row_key(&first) {
                 break;
             }
             let more = self.take()?;
             first.add(&more);
         }
-        let key = (
-            first.resource_id.clone(),
-            first.sku.clone(),
-            first.charge_start,
-        );
         // The last key is updated in place: its texts are cloned only when they change
         // (a resource's rows follow each other).
         match &mut self.last {
-            Some(last) if *last >= key => return Err(MergeError::NotSorted(self.name, self.count)),
-            Some(last) => {
-                if !std::sync::Arc::ptr_eq(&last.0, &key.0) {
-                    last.0 = key.0.clone();
-                }
-                if !std::sync::Arc::ptr_eq(&last.1, &key.1) {
-                    last.1 = key.1.clone();
-                }
-                last.2 = key.2;
+            Some(last) if key_of(last) >= row_key(&first) => {
+                return Err(MergeError::NotSorted(self.name, self.count))
             }
-            None => self.last = Some(key.clone()),
+            Some(last) => {
+                if !std::sync::Arc::ptr_eq(&last.0, &first.resource_id) {
+                    last.0 = first.resource_id.clone();
+                }
+                if !std::sync::Arc::ptr_eq(&last.1, &first.sku) {
+                    last.1 = first.sku.clone();
+                }
+                last.2 = first.charge_start;
+            }
+            None => {
+                self.last = Some((
+                    first.resource_id.clone(),
+                    first.sku.clone(),
+                    first.charge_start,
+                ));
+            }
         }
-        Ok((key, first))
+        Ok(first)
     }
 }
 
@@ -165,7 +166,7 @@ where
         (None, None) => Side::Done,
         (Some(Ok(_)), None) => Side::Ledger,
         (None, Some(Ok(_))) => Side::Statement,
-        (Some(Ok(a)), Some(Ok(b))) => match key_ref(a).cmp(&key_ref(b)) {
+        (Some(Ok(a)), Some(Ok(b))) => match row_key(a).cmp(&row_key(b)) {
             std::cmp::Ordering::Less => Side::Ledger,
             std::cmp::Ordering::Greater => Side::Statement,
             std::cmp::Ordering::Equal => Side::Both,
@@ -200,21 +201,9 @@ pub fn reconcile_sorted(
     loop {
         match next_side(&mut l, &mut s)? {
             Side::Done => break,
-            Side::Ledger => {
-                let (key, row) = l.take_group()?;
-                classifier.ledger_row(&row);
-                classifier.missing(key_of(&key), &row);
-            }
-            Side::Statement => {
-                let (key, row) = s.take_group()?;
-                classifier.unexpected(key_of(&key), stated(&row));
-            }
-            Side::Both => {
-                let (key, row) = l.take_group()?;
-                classifier.ledger_row(&row);
-                let (_, statement_row) = s.take_group()?;
-                classifier.matched(key_of(&key), &row, stated(&statement_row));
-            }
+            Side::Ledger => classifier.key(Some(&l.take_group()?), None),
+            Side::Statement => classifier.key(None, Some(&s.take_group()?)),
+            Side::Both => classifier.key(Some(&l.take_group()?), Some(&s.take_group()?)),
         }
     }
     classifier.statement_rows = s.count;
@@ -266,26 +255,14 @@ pub(super) fn reconcile_in_order(
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
-        match side {
-            std::cmp::Ordering::Less => {
-                let (row, next) = group(ledger, ledger_order, l);
-                classifier.ledger_row(&row);
-                classifier.missing(row_key(&row), &row);
-                l = next;
-            }
-            std::cmp::Ordering::Greater => {
-                let (row, next) = group(statement, statement_order, s);
-                classifier.unexpected(row_key(&row), stated(&row));
-                s = next;
-            }
-            std::cmp::Ordering::Equal => {
-                let (row, next_l) = group(ledger, ledger_order, l);
-                classifier.ledger_row(&row);
-                let (statement_row, next_s) = group(statement, statement_order, s);
-                classifier.matched(row_key(&row), &row, stated(&statement_row));
-                (l, s) = (next_l, next_s);
-            }
-        }
+        let ledger_row = side.is_le().then(|| group(ledger, ledger_order, l));
+        let statement_row = side.is_ge().then(|| group(statement, statement_order, s));
+        classifier.key(
+            ledger_row.as_ref().map(|(row, _)| &**row),
+            statement_row.as_ref().map(|(row, _)| &**row),
+        );
+        l = ledger_row.map_or(l, |(_, next)| next);
+        s = statement_row.map_or(s, |(_, next)| next);
     }
     classifier.ledger_rows = ledger.len() as u64;
     classifier.statement_rows = statement.len() as u64;

@@ -7,8 +7,9 @@
 //! past it, the largest partition held goes to its spill file (a compact binary form, in a
 //! directory the caller owns), and so do its later rows (a hybrid hash join). Then the
 //! partitions are reconciled one by one, on as many threads as the machine has cores, each
-//! sorted in memory and merged with [`reconcile_sorted`], and their outcomes summed; a
-//! spill file is removed once read.
+//! put in key order (its positions sorted) and merged in place
+//! ([`super::join::reconcile_in_order`]), and their outcomes summed; a spill file is
+//! removed once read.
 //!
 //! **Invariant:** a key's rows all land in one partition on each side, so every partition
 //! is reconciled exactly as the whole would be; the summed outcome equals the hash join's
@@ -218,12 +219,9 @@ impl Held {
             return Ok(());
         }
         if let Some(part) = self.memory.get(p) {
+            // Taken, so that its memory is given back once appended.
             let mut part = std::mem::take(&mut *part.lock().unwrap_or_else(|e| e.into_inner()));
-            if rows.is_empty() {
-                *rows = part;
-            } else {
-                rows.append(&mut part);
-            }
+            rows.append(&mut part);
         }
         Ok(())
     }
