@@ -230,6 +230,15 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
         .finish_operation("op-1", "w1", &done, &[], 1400)
         .await
         .expect("fenced"));
+    // A refused commit changed nothing: not the resource, not the usage ledger.
+    let row = store
+        .resource(&acme, ResourceType::Bucket, "bkt-1")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(row.status, alliance_core::ResourceStatus::Provisioning);
+    assert_eq!(row.member_resource_id, None);
+    assert!(store.usage_event_counts().await.expect("usage").is_empty());
     assert!(store
         .finish_operation("op-1", "w2", &done, &[entry("bucket.created")], 1400)
         .await
@@ -241,6 +250,15 @@ async fn resource_lifecycle_through_the_journal(store: Store) {
         .expect("exists");
     assert_eq!(row.status, alliance_core::ResourceStatus::Active);
     assert_eq!(row.member_resource_id.as_deref(), Some("x"));
+    assert_eq!(row.updated_at, 1400);
+    // Usage starts with the commit, once: a replayed finish is refused and adds nothing.
+    let started = std::collections::BTreeMap::from([("start".to_owned(), 1)]);
+    assert_eq!(store.usage_event_counts().await.expect("usage"), started);
+    assert!(!store
+        .finish_operation("op-1", "w2", &done, &[], 1500)
+        .await
+        .expect("replayed"));
+    assert_eq!(store.usage_event_counts().await.expect("usage"), started);
     assert_eq!(
         store
             .operation(&acme, "op-1")
