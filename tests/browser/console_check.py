@@ -5,7 +5,8 @@ broker that `tests/e2e/console.rs` started and provisioned.
 
 EXPECTED_JSON holds what the API says: {"acme": {"FR": n, ...}, "santeplus": {...},
 "acme_resource": "bkt-…"}. Every check that fails is printed; the exit status is the number
-of failures (0: all passed). Screenshots of each view go to SCREENSHOT_DIR (docs/console).
+of failures (0: all passed). Screenshots of each view go to SCREENSHOT_DIR (docs/console when the
+test runs with ALLIANCE_UPDATE_SCREENSHOTS=1, else a temporary directory).
 """
 import json
 import re

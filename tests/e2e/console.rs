@@ -4,8 +4,8 @@
 //! loudly) against the compiled broker after the README's first session. It signs in,
 //! compares the map with the residency API, creates a bucket through the form and watches
 //! its operation succeed without a reload, keeps tenants apart, refuses a form without its
-//! CSRF token, suspends a member as an operator, runs axe-core, and writes the screenshots
-//! that `docs/console.md` shows.
+//! CSRF token, suspends a member as an operator, runs axe-core, and takes a screenshot of each view
+//! (into `docs/console`, which `docs/console.md` shows, with `ALLIANCE_UPDATE_SCREENSHOTS=1`).
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
 use std::collections::BTreeMap;
@@ -122,7 +122,13 @@ async fn the_console_in_a_real_browser() {
     });
     let expected_file = dir.join("expected.json");
     std::fs::write(&expected_file, expected.to_string()).unwrap();
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+    // The screenshots `docs/console.md` shows are rewritten only on request, so that a
+    // test run leaves a clean checkout clean; otherwise they go to the test's directory.
+    let shots = if std::env::var_os("ALLIANCE_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console")
+    } else {
+        dir.join("screenshots")
+    };
     std::fs::create_dir_all(&shots).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/console_check.py");
     let out = Command::new(&python)
