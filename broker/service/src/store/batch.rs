@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEntry};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
-use super::operations::{insert_operation, Finish, OperationRow};
+use super::operations::{bind_operation, insert_operation, Finish, OperationRow};
 use super::resources::NewResource;
 use super::{Backend, StoreError, StoreResult};
 
@@ -187,16 +187,7 @@ async fn apply(
                 )?);
             match backend {
                 Backend::Postgres => {
-                    query
-                        .bind(&operation.id)
-                        .bind(operation.tenant_id.as_str())
-                        .bind(&operation.resource_id)
-                        .bind(operation.resource_type.as_str())
-                        .bind(operation.kind.as_str())
-                        .bind(operation.created_at)
-                        .bind(*deadline_at)
-                        .bind(traceparent.as_deref())
-                        .bind(super::changes::json_or_null(&operation.params, "params")?)
+                    bind_operation(query, operation, *deadline_at, traceparent.as_deref())?
                         .execute(&mut *conn)
                         .await?;
                 }
