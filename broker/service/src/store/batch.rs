@@ -361,14 +361,23 @@ const FINISH_IN_ONE: &str = "WITH op AS (\
      WHERE $10 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = res.id AND u.event = $10)) \
      SELECT count(*) FROM op";
 
-/// A new resource, `provisioning` ($1 to $11).
-const INSERT_RESOURCE: &str = "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)";
+/// A new resource, `provisioning` ($1 to $11): a macro, so that `CREATE_IN_ONE` holds the
+/// very same text.
+macro_rules! insert_resource {
+    () => {
+        "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)"
+    };
+}
+
+/// A new resource (`Write::Create` on SQLite, with `insert_operation` after it).
+const INSERT_RESOURCE: &str = insert_resource!();
 
 /// `Write::Create` on PostgreSQL: the resource ($1 to $11) and its pending operation ($12
 /// to $20, as `insert_operation` writes it) in one statement.
-const CREATE_IN_ONE: &str = "WITH resource AS (\
-     INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)) \
-     INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
-     VALUES ($12, $13, $14, $15, $16, 'pending', 'submit', 0, $17, $18, $19, $20, $17, $17)";
+const CREATE_IN_ONE: &str = concat!(
+    "WITH resource AS (",
+    insert_resource!(),
+    ") INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
+     VALUES ($12, $13, $14, $15, $16, 'pending', 'submit', 0, $17, $18, $19, $20, $17, $17)"
+);
