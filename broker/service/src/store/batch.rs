@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEntry};
 use super::idempotency::{self, IdempotencyKeyRecord, StoredResponse};
-use super::operations::{bind_operation, insert_operation, Finish, OperationRow};
+use super::operations::{insert_operation, Finish, OperationRow};
 use super::resources::NewResource;
 use super::{Backend, StoreError, StoreResult};
 
@@ -81,24 +81,36 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<(Write, Rep
     }
 }
 
-async fn commit<'a>(
+/// Applies `writes` in one transaction: for each, whether it applied.
+pub(super) async fn commit<'a>(
     pool: &AnyPool,
     backend: Backend,
     writes: impl Iterator<Item = &'a Write>,
 ) -> StoreResult<Vec<bool>> {
+    let writes: Vec<&Write> = writes.collect();
     let mut tx = pool.begin().await?;
-    let mut results = Vec::new();
-    // The audit events of the writes that applied go in last, all together: the chain's
-    // lock (PostgreSQL) is then held only from there to the commit, so another replica's
-    // batch can do its own inserts meanwhile.
+    let mut results: Vec<Option<bool>> = vec![None; writes.len()];
+    // On PostgreSQL the batch's creations and plain outcomes go in as one statement each
+    // (`grouped.rs`); SQLite runs in-process, where a statement is cheap. What is left is
+    // applied one by one, in order.
+    if backend == Backend::Postgres {
+        super::grouped::apply_all(&mut tx, &writes, &mut results).await?;
+    }
+    for (write, result) in writes.iter().zip(results.iter_mut()) {
+        if result.is_none() {
+            *result = Some(apply(&mut tx, write).await?);
+        }
+    }
+    // The audit events of the writes that applied go in last, all together, in the order
+    // of the writes: the chain's lock (PostgreSQL) is then held only from there to the
+    // commit, so another replica's batch can do its own inserts meanwhile.
     let mut events: Vec<(&AuditEntry, i64)> = Vec::new();
-    for write in writes {
-        let applied = apply(&mut tx, backend, write).await?;
-        if applied {
+    let results: Vec<bool> = results.into_iter().map(|r| r == Some(true)).collect();
+    for (write, applied) in writes.iter().zip(&results) {
+        if *applied {
             let (entries, now) = write.audit();
             events.extend(entries.iter().map(|e| (e, now)));
         }
-        results.push(applied);
     }
     audit::append_timed(&mut tx, backend, &events).await?;
     tx.commit().await?;
@@ -146,11 +158,7 @@ impl Write {
 /// Applies one write inside the caller's transaction, without its audit events (the caller
 /// appends them); `Ok(false)` when a fenced update found its lease lost (and nothing was
 /// changed for it).
-async fn apply(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    write: &Write,
-) -> StoreResult<bool> {
+async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<bool> {
     match write {
         Write::Create {
             resource,
@@ -161,13 +169,8 @@ async fn apply(
             traceparent,
         } => {
             let now = operation.created_at;
-            // On PostgreSQL the resource and its operation go in as one statement (see
-            // `FINISH_IN_ONE` for why); SQLite runs in-process, where a statement is cheap.
-            let sql = match backend {
-                Backend::Postgres => CREATE_IN_ONE,
-                Backend::Sqlite => INSERT_RESOURCE,
-            };
-            let query = sqlx::query(sql)
+            // (On PostgreSQL, `grouped.rs` writes these.)
+            sqlx::query(INSERT_RESOURCE)
                 .bind(&resource.id)
                 .bind(resource.tenant.as_str())
                 .bind(resource.resource_type.as_str())
@@ -184,18 +187,10 @@ async fn apply(
                 .bind(super::changes::json_or_null(
                     &resource.settings,
                     "settings",
-                )?);
-            match backend {
-                Backend::Postgres => {
-                    bind_operation(query, operation, *deadline_at, traceparent.as_deref())?
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Backend::Sqlite => {
-                    query.execute(&mut *conn).await?;
-                    insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
-                }
-            }
+                )?)
+                .execute(&mut *conn)
+                .await?;
+            insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
             if let Some((key, response)) = idempotency {
                 idempotency::complete(conn, key, response).await?;
             }
@@ -208,89 +203,16 @@ async fn apply(
             audit: _,
             now,
         } => {
-            let (status, error, resource_status, member_resource_id) = match finish {
-                Finish::Succeeded {
-                    resource_status,
-                    member_resource_id,
-                    ..
-                } => (
-                    OperationStatus::Succeeded,
-                    None,
-                    *resource_status,
-                    member_resource_id.clone(),
-                ),
-                Finish::Failed(problem) => (
-                    OperationStatus::Failed,
-                    Some(problem.to_string()),
-                    ResourceStatus::Failed,
-                    None,
-                ),
-                Finish::Refused(problem) => (
-                    OperationStatus::Failed,
-                    Some(problem.to_string()),
-                    ResourceStatus::Active,
-                    None,
-                ),
-            };
-            // What the member reported goes in with the status, in one statement.
-            let observed = match finish {
-                Finish::Succeeded { update, .. } => update
-                    .observed
-                    .as_ref()
-                    .map(|o| super::changes::json_or_null(o, "observed"))
-                    .transpose()?,
-                _ => None,
-            };
-            // The usage ledger moves with the state change, in this transaction (a
-            // change's `start` is already there, so it is not written twice).
-            let event = match finish {
-                Finish::Succeeded {
-                    resource_status: ResourceStatus::Active,
-                    ..
-                } => Some("start"),
-                Finish::Succeeded {
-                    resource_status: ResourceStatus::Deleted,
-                    ..
-                } => Some("stop"),
-                _ => None,
-            };
-            // Usage starts when the member says it made the resource active (its own
-            // clock, whole seconds), kept within the operation's lifetime: never before
-            // the tenant asked, never after now. Without its word, now.
-            let member_time = match finish {
-                Finish::Succeeded { update, .. } if event == Some("start") => update
-                    .observed
-                    .as_ref()
-                    .and_then(|o| o.active_since)
-                    .and_then(|s| s.checked_mul(1000)),
-                _ => None,
-            };
-            // On PostgreSQL the common outcome (nothing reshaped or attached) is one
-            // statement instead of three: each is a round trip and a statement's overhead
-            // in PostgreSQL, which bound two replicas' throughput (`docs/benchmarks.md`).
-            let plain = match finish {
-                Finish::Succeeded { update, .. } => {
-                    update.reshaped.is_none() && update.attached_to.is_none()
-                }
-                _ => true,
-            };
-            if backend == Backend::Postgres && plain {
-                let done: i64 = sqlx::query_scalar(FINISH_IN_ONE)
-                    .bind(id)
-                    .bind(owner)
-                    .bind(status.as_str())
-                    .bind(error)
-                    .bind(*now)
-                    .bind(resource_status.as_str())
-                    .bind(member_resource_id)
-                    .bind(i64::from(observed.is_some()))
-                    .bind(observed.flatten())
-                    .bind(event)
-                    .bind(member_time.unwrap_or(*now))
-                    .fetch_one(&mut *conn)
-                    .await?;
-                return Ok(done > 0);
-            }
+            let Outcome {
+                status,
+                error,
+                resource_status,
+                member_resource_id,
+                observed,
+                event,
+                member_time,
+                plain: _,
+            } = Outcome::of(finish)?;
             let updated = sqlx::query(
                 "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
@@ -341,43 +263,105 @@ async fn apply(
     }
 }
 
-/// `Write::Finish` on PostgreSQL when the member reshaped and attached nothing: the fenced
-/// operation update, the resource's new status and the usage ledger's event in one
-/// statement (the count of operations updated: 0 when the lease was lost, and then
-/// nothing else changed). The same as the three statements of `apply`: the resource
-/// update reads the operation the first one updated, the ledger row the updated resource.
-const FINISH_IN_ONE: &str = "WITH op AS (\
-     UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
-     WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING resource_id, created_at), \
-     res AS (\
-     UPDATE resources r SET status = $6, member_resource_id = COALESCE($7, r.member_resource_id), updated_at = $5, \
-     observed = CASE WHEN $8 = 1 THEN $9 ELSE r.observed END \
-     FROM op WHERE r.id = op.resource_id \
-     RETURNING r.id, r.tenant_id, r.member_id, r.resource_type, r.jurisdiction, r.name, r.spec, op.created_at AS asked_at), \
-     ledger AS (\
-     INSERT INTO usage_events (resource_id, event, at, tenant_id, member_id, resource_type, jurisdiction, name, spec) \
-     SELECT res.id, $10, CASE WHEN $11 < res.asked_at THEN res.asked_at WHEN $11 < $5 THEN $11 ELSE $5 END, \
-     res.tenant_id, res.member_id, res.resource_type, res.jurisdiction, res.name, res.spec FROM res \
-     WHERE $10 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.resource_id = res.id AND u.event = $10)) \
-     SELECT count(*) FROM op";
-
-/// A new resource, `provisioning` ($1 to $11): a macro, so that `CREATE_IN_ONE` holds the
-/// very same text.
-macro_rules! insert_resource {
-    () => {
-        "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)"
-    };
+/// What an operation's outcome writes, worked out once for both ways of writing it (one
+/// outcome per statement here, a batch's outcomes in one statement in `grouped.rs`).
+#[derive(Debug)]
+pub(super) struct Outcome {
+    pub(super) status: OperationStatus,
+    pub(super) error: Option<String>,
+    pub(super) resource_status: ResourceStatus,
+    pub(super) member_resource_id: Option<String>,
+    /// `Some` when the member reported what it observed (`Some(None)`: nothing to keep).
+    pub(super) observed: Option<Option<String>>,
+    /// The usage ledger's event, if the outcome starts or stops usage.
+    pub(super) event: Option<&'static str>,
+    /// When the member says the resource became active (ms), if it said.
+    pub(super) member_time: Option<i64>,
+    /// Nothing reshaped or attached: the operation, the resource and the ledger are all.
+    pub(super) plain: bool,
 }
 
-/// A new resource (`Write::Create` on SQLite, with `insert_operation` after it).
-const INSERT_RESOURCE: &str = insert_resource!();
+impl Outcome {
+    pub(super) fn of(finish: &Finish) -> StoreResult<Self> {
+        let (status, error, resource_status, member_resource_id) = match finish {
+            Finish::Succeeded {
+                resource_status,
+                member_resource_id,
+                ..
+            } => (
+                OperationStatus::Succeeded,
+                None,
+                *resource_status,
+                member_resource_id.clone(),
+            ),
+            Finish::Failed(problem) => (
+                OperationStatus::Failed,
+                Some(problem.to_string()),
+                ResourceStatus::Failed,
+                None,
+            ),
+            Finish::Refused(problem) => (
+                OperationStatus::Failed,
+                Some(problem.to_string()),
+                ResourceStatus::Active,
+                None,
+            ),
+        };
+        // What the member reported goes in with the status, in one statement.
+        let observed = match finish {
+            Finish::Succeeded { update, .. } => update
+                .observed
+                .as_ref()
+                .map(|o| super::changes::json_or_null(o, "observed"))
+                .transpose()?,
+            _ => None,
+        };
+        // The usage ledger moves with the state change, in this transaction (a
+        // change's `start` is already there, so it is not written twice).
+        let event = match finish {
+            Finish::Succeeded {
+                resource_status: ResourceStatus::Active,
+                ..
+            } => Some("start"),
+            Finish::Succeeded {
+                resource_status: ResourceStatus::Deleted,
+                ..
+            } => Some("stop"),
+            _ => None,
+        };
+        // Usage starts when the member says it made the resource active (its own
+        // clock, whole seconds), kept within the operation's lifetime: never before
+        // the tenant asked, never after now. Without its word, now.
+        let member_time = match finish {
+            Finish::Succeeded { update, .. } if event == Some("start") => update
+                .observed
+                .as_ref()
+                .and_then(|o| o.active_since)
+                .and_then(|s| s.checked_mul(1000)),
+            _ => None,
+        };
+        // The common outcome (nothing reshaped or attached): on PostgreSQL a batch's
+        // such outcomes are one statement (`grouped.rs`).
+        let plain = match finish {
+            Finish::Succeeded { update, .. } => {
+                update.reshaped.is_none() && update.attached_to.is_none()
+            }
+            _ => true,
+        };
+        Ok(Self {
+            status,
+            error,
+            resource_status,
+            member_resource_id,
+            observed,
+            event,
+            member_time,
+            plain,
+        })
+    }
+}
 
-/// `Write::Create` on PostgreSQL: the resource ($1 to $11) and its pending operation ($12
-/// to $20, as `insert_operation` writes it) in one statement.
-const CREATE_IN_ONE: &str = concat!(
-    "WITH resource AS (",
-    insert_resource!(),
-    ") INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
-     VALUES ($12, $13, $14, $15, $16, 'pending', 'submit', 0, $17, $18, $19, $20, $17, $17)"
-);
+/// A new resource, `provisioning` (`Write::Create` on SQLite, with `insert_operation` after
+/// it).
+const INSERT_RESOURCE: &str = "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)";

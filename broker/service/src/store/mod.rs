@@ -15,6 +15,7 @@ mod batch;
 mod changes;
 mod checkpoints;
 mod compliance;
+mod grouped;
 mod idempotency;
 mod members;
 mod migrations;
@@ -341,5 +342,7 @@ pub(crate) fn parsed_col<T, E: std::fmt::Display>(
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_batch;
 #[cfg(test)]
 mod tests_changes;

@@ -169,35 +169,22 @@ pub(super) async fn insert_operation(
     deadline_at: i64,
     traceparent: Option<&str>,
 ) -> StoreResult<()> {
-    let query = sqlx::query(
+    sqlx::query(
         "INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'pending', 'submit', 0, $6, $7, $8, $9, $6, $6)",
-    );
-    bind_operation(query, op, deadline_at, traceparent)?
-        .execute(&mut *conn)
-        .await?;
+    )
+    .bind(&op.id)
+    .bind(op.tenant_id.as_str())
+    .bind(&op.resource_id)
+    .bind(op.resource_type.as_str())
+    .bind(op.kind.as_str())
+    .bind(op.created_at)
+    .bind(deadline_at)
+    .bind(traceparent)
+    .bind(super::changes::json_or_null(&op.params, "params")?)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
-}
-
-/// Binds a new operation's columns in `insert_operation`'s order (id, tenant, resource,
-/// resource type, kind, created, deadline, trace context, parameters) after what `query`
-/// already has: `batch.rs` puts them behind a resource's in one statement.
-pub(super) fn bind_operation<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    op: &'q OperationRow,
-    deadline_at: i64,
-    traceparent: Option<&'q str>,
-) -> StoreResult<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>> {
-    Ok(query
-        .bind(&op.id)
-        .bind(op.tenant_id.as_str())
-        .bind(&op.resource_id)
-        .bind(op.resource_type.as_str())
-        .bind(op.kind.as_str())
-        .bind(op.created_at)
-        .bind(deadline_at)
-        .bind(traceparent)
-        .bind(super::changes::json_or_null(&op.params, "params")?))
 }
 
 impl Store {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use alliance_core::{DataClassName, Jurisdiction, ResourceType, TenantId, TenantPolicy};
 
+use super::tests_batch::a_batch_commits_as_its_writes_one_by_one;
 use super::tests_changes::changes_keep_one_at_a_time_and_split_usage_at_a_resize;
 use super::*;
 
@@ -62,7 +63,8 @@ both_backends!(
     audit_chain_detects_tampering,
     many_audit_events_in_one_transaction_keep_their_order,
     ssh_keys_are_per_tenant_and_named_once,
-    changes_keep_one_at_a_time_and_split_usage_at_a_resize
+    changes_keep_one_at_a_time_and_split_usage_at_a_resize,
+    a_batch_commits_as_its_writes_one_by_one
 );
 
 fn policy(id: &str) -> TenantPolicy {
@@ -157,11 +159,11 @@ pub(super) fn changes_entry() -> AuditEntry {
     entry("instance.change")
 }
 
-fn acme_id() -> TenantId {
+pub(super) fn acme_id() -> TenantId {
     TenantId::parse("acme").expect("tenant")
 }
 
-fn entry(action: &str) -> AuditEntry {
+pub(super) fn entry(action: &str) -> AuditEntry {
     AuditEntry {
         actor: "tester".into(),
         roles: vec!["tenant-admin".into()],
