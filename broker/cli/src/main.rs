@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the request path allocates small, short-lived
+/// buffers on every call, and glibc's malloc and free were about a tenth of the broker's
+/// CPU under load (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// alliance: a cloud federation broker.
 #[derive(Debug, Parser)]
 #[command(name = "alliance", version, about, long_about = None)]
