@@ -7,7 +7,7 @@ use std::time::Duration;
 use alliance_e2e::{
     assert_created_once, member_creations, sim_creations, Backend, Broker, Client, Options,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn create_many(client: &Client, n: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -114,6 +114,54 @@ async fn two_replicas_on_one_postgres_run_each_operation_once() {
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
     assert!(actors.contains("bucket.create"), "{actors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_changed_on_one_replica_places_at_once_on_the_other() {
+    let options = Options::demo_on(Backend::Postgres).await;
+    let a = Broker::start(options.clone()).await;
+    let b = Broker::start(options).await;
+    let operator = a.client(&a.token("operator", None));
+    let on_b = b.client(&b.token("tenant-admin", Some("acme")));
+    let allow = |jurisdictions: Value| {
+        let operator = &operator;
+        async move {
+            operator
+                .patch(
+                    "/v1/tenants/acme",
+                    &json!({ "allowed_jurisdictions": jurisdictions }),
+                )
+                .await
+                .assert_status(200);
+        }
+    };
+    let create = |name: &str, country: &str| {
+        let (on_b, body) = (&on_b, json!({ "name": name, "jurisdiction": country }));
+        async move { on_b.post("/v1/buckets", &body).await }
+    };
+    // b has read acme's policy (BE allowed) to place a creation...
+    create("fr-1", "FR").await.assert_status(202);
+    // ...a narrows it, and b's very next creation follows the new policy, not the one it read.
+    allow(json!(["FR", "DE", "CH"])).await;
+    create("be-1", "BE")
+        .await
+        .assert_problem(422, "placement.jurisdiction_not_allowed");
+    // The other way round: a widens it again, and b places there at once.
+    allow(json!(["FR", "BE", "DE", "CH"])).await;
+    create("be-2", "BE").await.assert_status(202);
+    allow(json!(["FR", "BE", "CH"])).await;
+    create("de-1", "DE")
+        .await
+        .assert_problem(422, "placement.jurisdiction_not_allowed");
+    // Nothing of the refused creations exists.
+    let names: Vec<String> = on_b.get("/v1/buckets").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"fr-1".to_owned()) && names.contains(&"be-2".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -260,6 +260,7 @@ pub async fn change(
             )],
             idempotency: key.as_ref().map(|k| (k, &stored)),
             traceparent: facts.traceparent.clone(),
+            tenant_version: None,
         };
         let deadline = now + operation_timeout_ms(state);
         match state

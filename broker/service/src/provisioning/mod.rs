@@ -133,84 +133,111 @@ async fn create_claimed(
         }
         None => None,
     };
-    let tenant = placement::tenant_of(state, scope).await?;
-    let decision = placement::decide_for(state, &tenant, &placement_request)?;
-    let mut reasons = decision.reasons(&tenant.policy, &state.config.data_classes);
-    reasons.extend(colocation);
-    let resource_id = new_id(id_prefix(request.resource_type));
-    let decision_details = serde_json::json!({
-        "resource_type": request.resource_type.as_str(),
-        "jurisdiction": decision.jurisdiction.as_str(),
-        "data_class": decision.data_class.as_str(),
-        "chosen": decision.chosen().map(|m| m.as_str()),
-        "reasons": reasons,
-    });
-    let tenant_id = Some(scope.tenant().to_string());
-    let Some(member) = decision.chosen().cloned() else {
-        let entry = principal.audit(
-            "placement.decide",
-            tenant_id,
-            None,
-            "rejected",
-            decision_details,
-        );
-        state
-            .store
-            .append_audit(&entry, state.clock.now_ms())
-            .await?;
-        return Err(placement::refusal(&decision, &tenant));
+    // Placed on the tenant as this replica last read it, and committed only if the tenant
+    // is still at that version: a policy changed on any replica applies at once, without a
+    // read of the tenant per request.
+    let tenant_row = |row: Option<std::sync::Arc<crate::store::TenantRow>>| {
+        row.ok_or_else(|| ApiError::not_found("tenant", scope.tenant().as_str()))
     };
-    let now = state.clock.now_ms();
-    let resource = NewResource {
-        id: resource_id.clone(),
-        tenant: scope.tenant().clone(),
-        resource_type: request.resource_type,
-        name: request.name,
-        jurisdiction: decision.jurisdiction,
-        member_id: member.clone(),
-        data_class: decision.data_class.clone(),
-        shape: request.shape,
-        placement: serde_json::json!({ "reasons": reasons }),
-        settings: request.settings,
-    };
-    let op_id = new_id("op");
-    let operation = new_operation(
-        &op_id,
-        scope.tenant(),
-        &resource_id,
-        request.resource_type,
-        OperationKind::Create,
-        now,
-    );
-    let stored = render(&operation)?;
-    let journal = Journal {
-        audit: vec![
-            principal.audit(
+    let mut tenant = tenant_row(state.store.tenant_for_placement(scope.tenant()).await?)?;
+    let mut fresh = false;
+    for _ in 0..3 {
+        let decision = placement::decide_for(state, &tenant, &placement_request)?;
+        let mut reasons = decision.reasons(&tenant.policy, &state.config.data_classes);
+        reasons.extend(colocation.clone());
+        let resource_id = new_id(id_prefix(request.resource_type));
+        let decision_details = serde_json::json!({
+            "resource_type": request.resource_type.as_str(),
+            "jurisdiction": decision.jurisdiction.as_str(),
+            "data_class": decision.data_class.as_str(),
+            "chosen": decision.chosen().map(|m| m.as_str()),
+            "reasons": reasons,
+        });
+        let tenant_id = Some(scope.tenant().to_string());
+        let Some(member) = decision.chosen().cloned() else {
+            if !fresh {
+                // Refused on what this replica read before: the policy may have been
+                // widened since, so the refusal stands only on a fresh read.
+                tenant = tenant_row(state.store.tenant_afresh(scope.tenant()).await?)?;
+                fresh = true;
+                continue;
+            }
+            let entry = principal.audit(
                 "placement.decide",
-                tenant_id.clone(),
-                Some(resource_id.clone()),
-                "placed",
-                decision_details,
-            ),
-            principal.audit(
-                &format!("{}.create", request.resource_type),
                 tenant_id,
-                Some(resource_id.clone()),
-                "accepted",
-                serde_json::json!({ "operation": op_id, "member": member.as_str() }),
-            ),
-        ],
-        idempotency: key.map(|k| (k, &stored)),
-        traceparent: facts.traceparent.clone(),
-    };
-    let deadline = now + operation_timeout_ms(state);
-    state
-        .store
-        .create_resource(&resource, &operation, deadline, &journal)
-        .await?;
-    state.wake.notify_one();
-    tracing::info!(resource.id = %resource_id, member.id = %member, "placement decided; operation journaled");
-    Ok(stored)
+                None,
+                "rejected",
+                decision_details,
+            );
+            state
+                .store
+                .append_audit(&entry, state.clock.now_ms())
+                .await?;
+            return Err(placement::refusal(&decision, &tenant));
+        };
+        let now = state.clock.now_ms();
+        let resource = NewResource {
+            id: resource_id.clone(),
+            tenant: scope.tenant().clone(),
+            resource_type: request.resource_type,
+            name: request.name.clone(),
+            jurisdiction: decision.jurisdiction,
+            member_id: member.clone(),
+            data_class: decision.data_class.clone(),
+            shape: request.shape.clone(),
+            placement: serde_json::json!({ "reasons": reasons }),
+            settings: request.settings.clone(),
+        };
+        let op_id = new_id("op");
+        let operation = new_operation(
+            &op_id,
+            scope.tenant(),
+            &resource_id,
+            request.resource_type,
+            OperationKind::Create,
+            now,
+        );
+        let stored = render(&operation)?;
+        let journal = Journal {
+            audit: vec![
+                principal.audit(
+                    "placement.decide",
+                    tenant_id.clone(),
+                    Some(resource_id.clone()),
+                    "placed",
+                    decision_details,
+                ),
+                principal.audit(
+                    &format!("{}.create", request.resource_type),
+                    tenant_id,
+                    Some(resource_id.clone()),
+                    "accepted",
+                    serde_json::json!({ "operation": op_id, "member": member.as_str() }),
+                ),
+            ],
+            idempotency: key.map(|k| (k, &stored)),
+            traceparent: facts.traceparent.clone(),
+            tenant_version: Some(tenant.updated_at),
+        };
+        let deadline = now + operation_timeout_ms(state);
+        if !state
+            .store
+            .create_resource(&resource, &operation, deadline, &journal)
+            .await?
+        {
+            // The tenant changed since this replica read it: nothing was written; place
+            // again on what it is now.
+            tenant = tenant_row(state.store.tenant_afresh(scope.tenant()).await?)?;
+            fresh = true;
+            continue;
+        }
+        state.wake.notify_one();
+        tracing::info!(resource.id = %resource_id, member.id = %member, "placement decided; operation journaled");
+        return Ok(stored);
+    }
+    Err(ApiError::conflict(
+        "the tenant's policy changed three times while this creation was placed; nothing was created, retry",
+    ))
 }
 
 /// What a creation needs its member to offer: an instance reached with a key, user data,
@@ -263,6 +290,7 @@ pub async fn delete(
         )],
         idempotency: None,
         traceparent: facts.traceparent.clone(),
+        tenant_version: None,
     };
     let deadline = now + operation_timeout_ms(state);
     let op = match state

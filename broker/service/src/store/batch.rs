@@ -132,6 +132,8 @@ pub(crate) enum Write {
         audit: Vec<AuditEntry>,
         idempotency: Option<(IdempotencyKeyRecord, StoredResponse)>,
         traceparent: Option<String>,
+        /// `Journal::tenant_version`.
+        tenant_version: Option<i64>,
     },
     /// `finish_operation`.
     Finish {
@@ -167,10 +169,11 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<boo
             audit: _,
             idempotency,
             traceparent,
+            tenant_version,
         } => {
             let now = operation.created_at;
             // (On PostgreSQL, `grouped.rs` writes these.)
-            sqlx::query(INSERT_RESOURCE)
+            let inserted = sqlx::query(INSERT_RESOURCE)
                 .bind(&resource.id)
                 .bind(resource.tenant.as_str())
                 .bind(resource.resource_type.as_str())
@@ -188,8 +191,12 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<boo
                     &resource.settings,
                     "settings",
                 )?)
+                .bind(*tenant_version)
                 .execute(&mut *conn)
                 .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
             insert_operation(conn, operation, *deadline_at, traceparent.as_deref()).await?;
             if let Some((key, response)) = idempotency {
                 idempotency::complete(conn, key, response).await?;
@@ -362,6 +369,7 @@ impl Outcome {
 }
 
 /// A new resource, `provisioning` (`Write::Create` on SQLite, with `insert_operation` after
-/// it).
+/// it), if its tenant is still at the version it was placed with ($12, when given).
 const INSERT_RESOURCE: &str = "INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10)";
+     SELECT $1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $9, $11, $10, $10 \
+     WHERE $12 IS NULL OR EXISTS (SELECT 1 FROM tenants WHERE id = $2 AND updated_at = $12)";

@@ -10,7 +10,7 @@
 //! - outcomes are grouped only when each one is the batch's only outcome for its
 //!   resource; the others are left to the one-by-one path, which runs after, in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
@@ -19,15 +19,22 @@ use super::batch::{Outcome, Write};
 use super::idempotency;
 use super::{StoreError, StoreResult};
 
-/// The creations of a batch (`Write::Create`): every resource and its pending operation.
+/// The creations of a batch (`Write::Create`): every resource and its pending operation,
+/// each only if its tenant is still at the version it was placed with (when given); returns
+/// the resources created.
 const CREATE_ALL: &str = "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(\
      id text, tenant_id text, resource_type text, name text, jurisdiction text, member_id text, \
      data_class text, spec text, placement text, settings text, op_id text, op_tenant_id text, \
-     op_resource_id text, op_resource_type text, kind text, at bigint, deadline_at bigint, traceparent text, params text)), \
+     op_resource_id text, op_resource_type text, kind text, at bigint, deadline_at bigint, traceparent text, params text, \
+     tenant_version bigint)), \
      resource AS (INSERT INTO resources (id, tenant_id, resource_type, name, jurisdiction, member_id, status, data_class, spec, placement, settings, created_at, updated_at) \
-     SELECT id, tenant_id, resource_type, name, jurisdiction, member_id, 'provisioning', data_class, spec, placement, settings, at, at FROM input) \
-     INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
-     SELECT op_id, op_tenant_id, op_resource_id, op_resource_type, kind, 'pending', 'submit', 0, at, deadline_at, traceparent, params, at, at FROM input";
+     SELECT id, tenant_id, resource_type, name, jurisdiction, member_id, 'provisioning', data_class, spec, placement, settings, at, at FROM input \
+     WHERE tenant_version IS NULL OR EXISTS (SELECT 1 FROM tenants t WHERE t.id = input.tenant_id AND t.updated_at = input.tenant_version) \
+     RETURNING id), \
+     op AS (INSERT INTO operations (id, tenant_id, resource_id, resource_type, kind, status, step, attempts, next_attempt_at, deadline_at, traceparent, params, created_at, updated_at) \
+     SELECT op_id, op_tenant_id, op_resource_id, op_resource_type, kind, 'pending', 'submit', 0, at, deadline_at, traceparent, params, at, at FROM input \
+     WHERE id IN (SELECT id FROM resource) RETURNING resource_id) \
+     SELECT resource_id FROM op";
 
 /// The plain outcomes of a batch (nothing reshaped or attached): for each, the fenced
 /// operation update, the resource's new status and the usage ledger's event. Returns
@@ -98,19 +105,27 @@ pub(super) async fn apply_all(
         }
     }
     if !creations.is_empty() {
-        sqlx::query(CREATE_ALL)
+        let created: HashSet<String> = sqlx::query_scalar(CREATE_ALL)
             .bind(Value::Array(creation_rows).to_string())
-            .execute(&mut *conn)
-            .await?;
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
         for &i in &creations {
-            if let Write::Create {
-                idempotency: Some((key, response)),
+            let Write::Create {
+                resource,
+                idempotency,
                 ..
             } = writes[i]
-            {
+            else {
+                continue;
+            };
+            let applied = created.contains(&resource.id);
+            if let (true, Some((key, response))) = (applied, idempotency) {
                 idempotency::complete(conn, key, response).await?;
             }
-            results[i] = Some(true);
+            results[i] = Some(applied);
         }
     }
     if !outcomes.is_empty() {
@@ -141,6 +156,7 @@ fn creation_row(write: &Write) -> StoreResult<Value> {
         operation,
         deadline_at,
         traceparent,
+        tenant_version,
         ..
     } = write
     else {
@@ -167,6 +183,7 @@ fn creation_row(write: &Write) -> StoreResult<Value> {
         "deadline_at": deadline_at,
         "traceparent": traceparent,
         "params": super::changes::json_or_null(&operation.params, "params")?,
+        "tenant_version": tenant_version,
     }))
 }
 

@@ -128,6 +128,9 @@ pub struct Store {
     batcher: batch::Batcher,
     /// SQLite (a file): the hot point reads on the calling thread.
     native: Option<native::NativeReads>,
+    /// Tenants as last read, for placing creations: each creation is committed only if the
+    /// tenant's version is still the one it was placed with (`tenants.rs`).
+    tenants: tenants::TenantCache,
 }
 
 /// Resolves a `sqlite://FILE` URL against the data dir; other URLs pass through.
@@ -196,6 +199,7 @@ impl Store {
                 backend: Backend::Sqlite,
                 batcher,
                 native,
+                tenants: tenants::TenantCache::new(),
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -210,6 +214,7 @@ impl Store {
                 backend: Backend::Postgres,
                 batcher,
                 native: None,
+                tenants: tenants::TenantCache::new(),
             })
         }
     }

@@ -168,6 +168,9 @@ pub struct Journal<'a> {
     pub idempotency: Option<(&'a IdempotencyKeyRecord, &'a StoredResponse)>,
     /// The trace context to hand to the engine.
     pub traceparent: Option<String>,
+    /// A creation placed on the tenant's policy as of this `updated_at`: committed only if
+    /// the tenant is still at it (`None`: not checked).
+    pub tenant_version: Option<i64>,
 }
 
 impl Journal<'_> {
@@ -192,14 +195,16 @@ impl Journal<'_> {
 
 impl Store {
     /// Inserts a resource (provisioning) with its create operation, audit events and
-    /// idempotency response, in one transaction (group-committed with concurrent writes).
+    /// idempotency response, in one transaction (group-committed with concurrent writes);
+    /// `false`, with nothing written, when the tenant is no longer at
+    /// `journal.tenant_version`.
     pub async fn create_resource(
         &self,
         resource: &NewResource,
         operation: &OperationRow,
         deadline_at: i64,
         journal: &Journal<'_>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let write = Write::Create {
             resource: resource.clone(),
             operation: operation.clone(),
@@ -207,8 +212,9 @@ impl Store {
             audit: journal.audit.clone(),
             idempotency: journal.idempotency.map(|(k, r)| (k.clone(), r.clone())),
             traceparent: journal.traceparent.clone(),
+            tenant_version: journal.tenant_version,
         };
-        self.batcher.submit(write).await.map(|_| ())
+        self.batcher.submit(write).await
     }
 
     /// Starts deleting a resource: marks it `deleting` and journals a delete operation.

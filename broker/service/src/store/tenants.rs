@@ -1,6 +1,8 @@
 //! Tenants: their placement policy and display name.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use alliance_core::{DataClassName, Jurisdiction, TenantId, TenantPolicy};
 use sqlx::any::AnyRow;
@@ -94,7 +96,8 @@ impl Store {
     ) -> StoreResult<bool> {
         let statement = sqlx::query(
             "UPDATE tenants SET name = $2, home_jurisdiction = $3, allowed_jurisdictions = $4, \
-             default_data_class = $5, updated_at = $6, billing_currency = $7 WHERE id = $1",
+             default_data_class = $5, billing_currency = $7, \
+             updated_at = CASE WHEN $6 > updated_at THEN $6 ELSE updated_at + 1 END WHERE id = $1",
         )
         .bind(policy.id.as_str())
         .bind(name)
@@ -103,7 +106,32 @@ impl Store {
         .bind(policy.default_data_class.as_str())
         .bind(now)
         .bind(billing_currency.as_str());
-        super::audit::change_audited(self, statement, audit, now).await
+        let changed = super::audit::change_audited(self, statement, audit, now).await;
+        self.tenants.forget(&policy.id);
+        changed
+    }
+
+    /// One tenant as this replica last read it (at most `CACHED_FOR` ago), for placing a
+    /// creation: its `updated_at` goes with the creation as `Journal::tenant_version`, and
+    /// the creation commits only if the tenant has not changed since, on any replica.
+    pub async fn tenant_for_placement(&self, id: &TenantId) -> StoreResult<Option<Arc<TenantRow>>> {
+        if let Some(row) = self.tenants.rows.get(id.as_str()) {
+            return Ok(Some(row));
+        }
+        self.tenant_afresh(id).await
+    }
+
+    /// One tenant read now, replacing what `tenant_for_placement` had.
+    pub async fn tenant_afresh(&self, id: &TenantId) -> StoreResult<Option<Arc<TenantRow>>> {
+        let Some(row) = self.tenant(id).await? else {
+            self.tenants.forget(id);
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        self.tenants
+            .rows
+            .insert(id.as_str().to_owned(), row.clone());
+        Ok(Some(row))
     }
 
     /// One tenant.
@@ -123,5 +151,32 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(tenant_from_row).collect()
+    }
+}
+
+/// How long a replica places creations on a tenant row it read before, without reading it
+/// again. Correctness does not depend on it (a creation placed on an older version is not
+/// committed, and is placed again on the new one); it bounds the memory and how long an
+/// idle entry lives.
+const CACHED_FOR: Duration = Duration::from_secs(60);
+
+/// Tenants read for placing creations (see `Store::tenant_for_placement`).
+#[derive(Debug, Clone)]
+pub(super) struct TenantCache {
+    rows: moka::sync::Cache<String, Arc<TenantRow>>,
+}
+
+impl TenantCache {
+    pub(super) fn new() -> Self {
+        Self {
+            rows: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(CACHED_FOR)
+                .build(),
+        }
+    }
+
+    fn forget(&self, id: &TenantId) {
+        self.rows.invalidate(id.as_str());
     }
 }

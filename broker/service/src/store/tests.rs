@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use alliance_core::{DataClassName, Jurisdiction, ResourceType, TenantId, TenantPolicy};
 
-use super::tests_batch::a_batch_commits_as_its_writes_one_by_one;
+use super::tests_batch::{
+    a_batch_commits_as_its_writes_one_by_one, a_creation_placed_on_an_older_tenant_writes_nothing,
+};
 use super::tests_changes::changes_keep_one_at_a_time_and_split_usage_at_a_resize;
 use super::*;
 
@@ -64,10 +66,11 @@ both_backends!(
     many_audit_events_in_one_transaction_keep_their_order,
     ssh_keys_are_per_tenant_and_named_once,
     changes_keep_one_at_a_time_and_split_usage_at_a_resize,
-    a_batch_commits_as_its_writes_one_by_one
+    a_batch_commits_as_its_writes_one_by_one,
+    a_creation_placed_on_an_older_tenant_writes_nothing
 );
 
-fn policy(id: &str) -> TenantPolicy {
+pub(super) fn policy(id: &str) -> TenantPolicy {
     TenantPolicy {
         id: TenantId::parse(id).expect("tenant"),
         home_jurisdiction: Jurisdiction::parse("FR").expect("FR"),

@@ -6,10 +6,15 @@ use alliance_core::{OperationKind, OperationStatus, ResourceStatus, ResourceType
 
 use super::batch::{commit, Write};
 use super::operations::new_operation;
-use super::tests::{acme_id, entry, new_resource};
+use super::tests::{acme_id, entry, new_resource, policy};
 use super::*;
 
 fn create(n: usize, at: i64) -> Write {
+    create_on(n, at, None)
+}
+
+/// A creation placed on the tenant at `tenant_version`, when given.
+fn create_on(n: usize, at: i64, tenant_version: Option<i64>) -> Write {
     Write::Create {
         resource: new_resource(&format!("bkt-{n}"), "acme"),
         operation: new_operation(
@@ -24,6 +29,7 @@ fn create(n: usize, at: i64) -> Write {
         audit: vec![entry("bucket.create")],
         idempotency: None,
         traceparent: None,
+        tenant_version,
     }
 }
 
@@ -145,4 +151,89 @@ pub(super) async fn a_batch_commits_as_its_writes_one_by_one(store: Store) {
     expected.push("bucket.create");
     assert_eq!(actions, expected);
     assert!(store.verify_audit_chain().await.expect("verify").is_ok());
+}
+
+pub(super) async fn a_creation_placed_on_an_older_tenant_writes_nothing(store: Store) {
+    let acme = TenantScope::new(acme_id());
+    let eur = alliance_core::rates::Currency::eur();
+    assert!(store
+        .insert_tenant(&policy("acme"), "ACME", &eur, 100, None)
+        .await
+        .expect("tenant"));
+    let placed_on = store
+        .tenant_for_placement(&acme_id())
+        .await
+        .expect("read")
+        .expect("tenant")
+        .updated_at;
+    assert_eq!(placed_on, 100);
+    // Changed in the same millisecond: the version moves all the same.
+    let mut wider = policy("acme");
+    wider
+        .allowed_jurisdictions
+        .insert(alliance_core::Jurisdiction::parse("BE").expect("BE"));
+    assert!(store
+        .update_tenant(&wider, "ACME", &eur, 100, None)
+        .await
+        .expect("update"));
+    let now = store
+        .tenant_for_placement(&acme_id())
+        .await
+        .expect("read")
+        .expect("tenant");
+    assert_eq!(now.updated_at, 101, "this replica forgets what it changed");
+    assert_eq!(now.policy, wider);
+
+    // One batch: a creation placed on the old version, one on the new, one unchecked.
+    let batch = [
+        create_on(0, 200, Some(placed_on)),
+        create_on(1, 200, Some(now.updated_at)),
+        create_on(2, 200, None),
+    ];
+    let applied = commit(&store.write, store.backend, batch.iter())
+        .await
+        .expect("batch");
+    assert_eq!(applied, vec![false, true, true]);
+    // Alone (the one-by-one path), the stale one is refused too.
+    let alone = commit(&store.write, store.backend, batch[..1].iter())
+        .await
+        .expect("alone");
+    assert_eq!(alone, vec![false]);
+    let journal = Journal {
+        tenant_version: Some(placed_on),
+        ..Journal::default()
+    };
+    let Write::Create {
+        resource,
+        operation,
+        ..
+    } = &batch[0]
+    else {
+        unreachable!()
+    };
+    assert!(!store
+        .create_resource(resource, operation, 10_000, &journal)
+        .await
+        .expect("create"));
+    // Nothing of the refused creation was written: no resource, no operation, no event.
+    assert!(store
+        .resource(&acme, ResourceType::Bucket, "bkt-0")
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .operation(&acme, "op-0")
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .resource(&acme, ResourceType::Bucket, "bkt-1")
+        .await
+        .expect("read")
+        .is_some());
+    let events = store
+        .audit_events(&AuditFilter::default(), 0, 100)
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 2);
 }
