@@ -236,7 +236,7 @@ async fn create_claimed(
         return Ok(stored);
     }
     Err(ApiError::conflict(
-        "the tenant's policy changed three times while this creation was placed; nothing was created, retry",
+        "the tenant's policy kept changing while this creation was placed; nothing was created, retry",
     ))
 }
 

@@ -22,6 +22,7 @@ use super::{StoreError, StoreResult};
 /// The creations of a batch (`Write::Create`): every resource and its pending operation,
 /// each only if its tenant is still at the version it was placed with (when given); returns
 /// the resources created.
+/// Planned each time, like `FINISH_ALL` (see there): its tenant check is a lookup too.
 const CREATE_ALL: &str = "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(\
      id text, tenant_id text, resource_type text, name text, jurisdiction text, member_id text, \
      data_class text, spec text, placement text, settings text, op_id text, op_tenant_id text, \
