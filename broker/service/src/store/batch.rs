@@ -210,24 +210,15 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<boo
             audit: _,
             now,
         } => {
-            let Outcome {
-                status,
-                error,
-                resource_status,
-                member_resource_id,
-                observed,
-                event,
-                member_time,
-                plain: _,
-            } = Outcome::of(finish)?;
+            let outcome = Outcome::of(finish)?;
             let updated = sqlx::query(
                 "UPDATE operations SET status = $3, step = 'done', error = $4, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
             )
             .bind(id)
             .bind(owner)
-            .bind(status.as_str())
-            .bind(error)
+            .bind(outcome.status.as_str())
+            .bind(outcome.error)
             .bind(*now)
             .execute(&mut *conn)
             .await?;
@@ -240,17 +231,17 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<boo
                  WHERE id = (SELECT resource_id FROM operations WHERE id = $1)",
             )
             .bind(id)
-            .bind(resource_status.as_str())
-            .bind(member_resource_id)
+            .bind(outcome.resource_status.as_str())
+            .bind(outcome.member_resource_id)
             .bind(*now)
-            .bind(i64::from(observed.is_some()))
-            .bind(observed.flatten())
+            .bind(i64::from(outcome.observed.is_some()))
+            .bind(outcome.observed.flatten())
             .execute(&mut *conn)
             .await?;
             if let Finish::Succeeded { update, .. } = finish {
                 super::changes::apply_update(conn, id, update, *now).await?;
             }
-            if let Some(event) = event {
+            if let Some(event) = outcome.event {
                 sqlx::query(
                     "INSERT INTO usage_events (resource_id, event, at, tenant_id, member_id, resource_type, jurisdiction, name, spec) \
                      SELECT r.id, $2, CASE WHEN $4 < o.created_at THEN o.created_at WHEN $4 < $3 THEN $4 ELSE $3 END, \
@@ -261,7 +252,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &Write) -> StoreResult<boo
                 .bind(id)
                 .bind(event)
                 .bind(*now)
-                .bind(member_time.unwrap_or(*now))
+                .bind(outcome.member_time.unwrap_or(*now))
                 .execute(&mut *conn)
                 .await?;
             }
