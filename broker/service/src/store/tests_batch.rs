@@ -64,7 +64,7 @@ pub(super) async fn a_batch_commits_as_its_writes_one_by_one(store: Store) {
         .expect("claim");
     assert_eq!(claimed.len(), 6);
 
-    let batch = vec![
+    let batch = [
         finish("op-0", "w", active("m-0")),
         // Not the lease's owner: refused, nothing changes.
         finish("op-1", "intruder", active("m-1")),
